@@ -1,0 +1,107 @@
+//! Command-line and environment configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// How MCP clients reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// One client over standard input/output (Claude Desktop and other local clients).
+    Stdio,
+    /// Streamable HTTP at /mcp, for many clients; requires bearer tokens.
+    Http,
+}
+
+/// A task manager for AI assistants, served over the Model Context Protocol.
+///
+/// With no options it stores tasks in a SQLite file in your data directory and talks MCP over
+/// stdio, which is what Claude Desktop expects.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "todo-mcp", version, about, long_about)]
+pub struct Config {
+    /// Transport to serve MCP on.
+    #[arg(long, env = "TODO_TRANSPORT", value_enum, default_value_t = Transport::Stdio)]
+    pub transport: Transport,
+
+    /// Address for the HTTP transport to listen on.
+    #[arg(long, env = "TODO_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Database: `postgres://user:pass@host/db` or `sqlite:///path/to/file.db`.
+    /// Default: a SQLite file in the user's data directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Largest number of database connections.
+    #[arg(long, env = "TODO_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// The user tasks belong to in stdio mode. Default: the OS user name.
+    #[arg(long, env = "TODO_USER")]
+    pub user: Option<String>,
+
+    /// HS256 secret (at least 32 bytes) that signs the bearer tokens the HTTP transport accepts.
+    /// Prefer the environment variable: command lines are visible to other local users.
+    #[arg(long, env = "TODO_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Required `aud` claim of bearer tokens, if any.
+    #[arg(long, env = "TODO_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` claim of bearer tokens, if any.
+    #[arg(long, env = "TODO_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Host header values the HTTP transport answers (DNS-rebinding protection), comma-separated;
+    /// a name without a port matches any port.
+    #[arg(
+        long,
+        env = "TODO_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,::1"
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// Origin header values accepted from browsers, comma-separated (`*` as the port matches any
+    /// port). Requests without an Origin header, as sent by non-browser clients, are accepted.
+    #[arg(
+        long,
+        env = "TODO_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*"
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Largest accepted HTTP request body, in bytes.
+    #[arg(long, env = "TODO_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// The database URL, defaulting to `todo.db` in the platform's data directory.
+    pub fn database_url(&self) -> String {
+        if let Some(url) = &self.database_url {
+            return url.clone();
+        }
+        let dir = dirs::data_dir()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("todo-mcp");
+        format!("sqlite://{}", dir.join("todo.db").display())
+    }
+
+    /// The stdio user: `--user`, else the OS login name, else `local`.
+    pub fn local_user(&self) -> String {
+        self.user
+            .clone()
+            .or_else(|| {
+                ["USER", "USERNAME", "LOGNAME"]
+                    .iter()
+                    .find_map(|v| std::env::var(v).ok())
+            })
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| "local".to_owned())
+    }
+}

@@ -1,0 +1,255 @@
+//! Storage: one handle over PostgreSQL or the embedded SQLite file.
+//!
+//! [`Db`] is a pool and [`Tx`] a transaction on either backend. Both run a [`Query`] and decode
+//! rows into any type that derives `sqlx::FromRow`, so repository code is written once. The
+//! schema lives in `migrations/postgres` and `migrations/sqlite`, numbered alike, and is applied
+//! at start-up.
+
+mod query;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+pub use query::{Arg, Query, sqlite_time};
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("unsupported database URL: it must start with postgres:// or sqlite://")]
+    UnsupportedUrl,
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("cannot apply database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A connection pool on one of the backends. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Rows decodable from both backends; `#[derive(sqlx::FromRow)]` provides it.
+pub trait Row: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
+impl<T> Row for T where T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
+{}
+
+impl Db {
+    /// Opens the database at `url`, creating the SQLite file if needed, and migrates it.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ConnectError> {
+        let db = match Backend::of_url(url).ok_or(ConnectError::UnsupportedUrl)? {
+            Backend::Postgres => {
+                let options = PgConnectOptions::from_str(url).map_err(ConnectError::Connect)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options)
+                    .await
+                    .map_err(ConnectError::Connect)?;
+                Db::Postgres(pool)
+            }
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(ConnectError::Connect)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // WAL with NORMAL is durable against process crashes, which is what a
+                    // single-user embedded store needs, at a fraction of FULL's fsyncs.
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                if let Some(dir) = options.get_filename().parent() {
+                    create_dir(dir)?;
+                }
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max_connections.min(8))
+                    .connect_with(options)
+                    .await
+                    .map_err(ConnectError::Connect)?;
+                Db::Sqlite(pool)
+            }
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+            Db::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Postgres(_) => Backend::Postgres,
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Starts a write transaction. SQLite takes its write lock up front (`BEGIN IMMEDIATE`) so
+    /// that two writers queue on the busy timeout instead of failing to upgrade a read lock.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        self.execute(&Query::new("SELECT 1")).await.map(drop)
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Postgres(pool) => pool.close().await,
+            Db::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), ConnectError> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|source| ConnectError::CreateDir {
+        path: dir.display().to_string(),
+        source,
+    })
+}
+
+/// A transaction on one of the backends. Dropped without [`Tx::commit`], it rolls back.
+pub enum Tx {
+    Postgres(Transaction<'static, Postgres>),
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+impl Tx {
+    /// What to append to a `SELECT` that reads a row this transaction will write. SQLite needs
+    /// nothing: its `BEGIN IMMEDIATE` already holds the database's single write lock.
+    pub fn row_lock_clause(&self) -> &'static str {
+        match self {
+            Tx::Postgres(_) => " FOR UPDATE",
+            Tx::Sqlite(_) => "",
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Postgres(tx) => tx.commit().await,
+            Tx::Sqlite(tx) => tx.commit().await,
+        }
+    }
+}
+
+/// The query methods, written once for the pool and the transaction: `$pg` and `$lite` say how to
+/// reach an executor of each backend from `self`.
+macro_rules! executor_methods {
+    ($ty:ty, $recv:ident : $self_ty:ty, $pg:pat => $pg_exec:expr, $lite:pat => $lite_exec:expr) => {
+        impl $ty {
+            /// Runs a statement and returns the number of rows it affected.
+            pub async fn execute($recv: $self_ty, q: &Query) -> Result<u64, sqlx::Error> {
+                Ok(match $recv {
+                    $pg => sqlx::query_with(q.sql(), q.pg_args()?)
+                        .execute($pg_exec)
+                        .await?
+                        .rows_affected(),
+                    $lite => sqlx::query_with(q.sql(), q.sqlite_args()?)
+                        .execute($lite_exec)
+                        .await?
+                        .rows_affected(),
+                })
+            }
+
+            /// Runs a query and decodes every row.
+            pub async fn fetch_all<T: Row>(
+                $recv: $self_ty,
+                q: &Query,
+            ) -> Result<Vec<T>, sqlx::Error> {
+                match $recv {
+                    $pg => {
+                        sqlx::query_as_with(q.sql(), q.pg_args()?)
+                            .fetch_all($pg_exec)
+                            .await
+                    }
+                    $lite => {
+                        sqlx::query_as_with(q.sql(), q.sqlite_args()?)
+                            .fetch_all($lite_exec)
+                            .await
+                    }
+                }
+            }
+
+            /// Runs a query and decodes its first row, if any.
+            pub async fn fetch_optional<T: Row>(
+                $recv: $self_ty,
+                q: &Query,
+            ) -> Result<Option<T>, sqlx::Error> {
+                match $recv {
+                    $pg => {
+                        sqlx::query_as_with(q.sql(), q.pg_args()?)
+                            .fetch_optional($pg_exec)
+                            .await
+                    }
+                    $lite => {
+                        sqlx::query_as_with(q.sql(), q.sqlite_args()?)
+                            .fetch_optional($lite_exec)
+                            .await
+                    }
+                }
+            }
+
+            /// Runs a query that returns exactly one row.
+            pub async fn fetch_one<T: Row>($recv: $self_ty, q: &Query) -> Result<T, sqlx::Error> {
+                match $recv {
+                    $pg => {
+                        sqlx::query_as_with(q.sql(), q.pg_args()?)
+                            .fetch_one($pg_exec)
+                            .await
+                    }
+                    $lite => {
+                        sqlx::query_as_with(q.sql(), q.sqlite_args()?)
+                            .fetch_one($lite_exec)
+                            .await
+                    }
+                }
+            }
+        }
+    };
+}
+
+executor_methods!(Db, self: &Self, Db::Postgres(pool) => pool, Db::Sqlite(pool) => pool);
+executor_methods!(Tx, self: &mut Self, Tx::Postgres(tx) => &mut **tx, Tx::Sqlite(tx) => &mut **tx);

@@ -1,0 +1,89 @@
+//! The HTTP transport: streamable HTTP at `/mcp` behind bearer authentication, and the probes.
+//!
+//! `/mcp` runs without sessions: every request builds its handler from shared state and carries
+//! its own user, so any replica behind a Service can answer any request. Responses stream as
+//! server-sent events, as the streamable HTTP transport specifies. Host and Origin headers are
+//! checked against allow-lists to stop DNS-rebinding attacks from browsers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{TokenVerifier, require_bearer};
+use crate::db::Db;
+use crate::tools::TodoServer;
+
+/// What the HTTP routes need.
+pub struct HttpSettings {
+    pub verifier: Arc<TokenVerifier>,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+}
+
+/// Builds the router: `/mcp` (authenticated), `/healthz` and `/readyz`.
+pub fn router(
+    server: TodoServer,
+    db: Db,
+    settings: HttpSettings,
+    shutdown: CancellationToken,
+) -> Router {
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_sse_keep_alive(Some(Duration::from_secs(15)))
+        .with_cancellation_token(shutdown.child_token())
+        .with_allowed_hosts(settings.allowed_hosts)
+        .with_allowed_origins(settings.allowed_origins)
+        .with_max_request_body_bytes(settings.max_body_bytes);
+    let mcp = StreamableHttpService::new(
+        move || Ok(server.clone()),
+        Arc::new(NeverSessionManager::default()),
+        config,
+    );
+    let mcp = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(
+            settings.verifier,
+            require_bearer,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(db)
+        .merge(mcp)
+}
+
+/// Alive: the process serves HTTP.
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready: the database answers.
+async fn readyz(State(db): State<Db>) -> impl IntoResponse {
+    match tokio::time::timeout(Duration::from_secs(2), db.ping()).await {
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "database": "ok" })),
+        ),
+        outcome => {
+            let reason = match outcome {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".to_owned(),
+            };
+            tracing::warn!(%reason, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "database": "unreachable" })),
+            )
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Reminder notifications kept for `list_notifications`.
+//!
+//! Rows are written by whoever fires a reminder (the event consumers of a later stage) through
+//! [`NotificationService::record`]; the tool only reads them and marks them read.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use todo_shared::task::UserId;
+use uuid::Uuid;
+
+use crate::db::{Db, Query};
+use crate::error::AppResult;
+
+/// A notification as `list_notifications` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NotificationView {
+    pub id: Uuid,
+    /// The task the reminder was for (it may have been deleted since).
+    pub task_id: Uuid,
+    pub reminder_id: Option<Uuid>,
+    /// The task's title when the reminder fired.
+    pub title: String,
+    pub message: String,
+    /// When the reminder was due to fire (RFC 3339, UTC).
+    pub fire_at: String,
+    /// When the notification was recorded (RFC 3339, UTC).
+    pub created_at: String,
+    pub read: bool,
+}
+
+/// A notification to record.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub id: Uuid,
+    pub owner: UserId,
+    pub task_id: Uuid,
+    pub reminder_id: Option<Uuid>,
+    pub title: String,
+    pub message: String,
+    pub fire_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct NotificationRow {
+    id: Uuid,
+    task_id: Uuid,
+    reminder_id: Option<Uuid>,
+    title: String,
+    message: String,
+    fire_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    read_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Unread {
+    unread: i64,
+}
+
+/// One answer of `list_notifications`.
+#[derive(Debug, Clone)]
+pub struct NotificationPage {
+    pub notifications: Vec<NotificationView>,
+    /// Unread notifications in total, after any marking.
+    pub unread: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotificationService {
+    db: Db,
+}
+
+impl NotificationService {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Records a notification once: recording the same id again changes nothing.
+    pub async fn record(&self, n: &NewNotification, now: DateTime<Utc>) -> AppResult<bool> {
+        let q = Query::new(
+            "INSERT INTO notifications (id, owner, task_id, reminder_id, title, message, fire_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(n.id)
+        .bind(n.owner.as_str())
+        .bind(n.task_id)
+        .bind(n.reminder_id)
+        .bind(n.title.clone())
+        .bind(n.message.clone())
+        .bind(n.fire_at)
+        .bind(now);
+        Ok(self.db.execute(&q).await? == 1)
+    }
+
+    /// The user's newest notifications, optionally only unread ones, optionally marking them read.
+    pub async fn list(
+        &self,
+        owner: &UserId,
+        unread_only: bool,
+        limit: u32,
+        mark_read: bool,
+        now: DateTime<Utc>,
+    ) -> AppResult<NotificationPage> {
+        let mut q = Query::new(
+            "SELECT id, task_id, reminder_id, title, message, fire_at, created_at, read_at \
+             FROM notifications WHERE owner = ",
+        );
+        q.push_bind(owner.as_str());
+        if unread_only {
+            q.push(" AND read_at IS NULL");
+        }
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows: Vec<NotificationRow> = self.db.fetch_all(&q).await?;
+
+        if mark_read {
+            let unread: Vec<Uuid> = rows
+                .iter()
+                .filter(|r| r.read_at.is_none())
+                .map(|r| r.id)
+                .collect();
+            if !unread.is_empty() {
+                let mut q = Query::new("UPDATE notifications SET read_at = ");
+                q.push_bind(now)
+                    .push(" WHERE owner = ")
+                    .push_bind(owner.as_str())
+                    .push(" AND id IN (");
+                for (i, id) in unread.iter().enumerate() {
+                    if i > 0 {
+                        q.push(", ");
+                    }
+                    q.push_bind(*id);
+                }
+                q.push(")");
+                self.db.execute(&q).await?;
+            }
+        }
+
+        let Unread { unread } = self
+            .db
+            .fetch_one(
+                &Query::new("SELECT COUNT(*) AS unread FROM notifications WHERE owner = $1 AND read_at IS NULL")
+                    .bind(owner.as_str()),
+            )
+            .await?;
+        let notifications = rows
+            .into_iter()
+            .map(|r| NotificationView {
+                id: r.id,
+                task_id: r.task_id,
+                reminder_id: r.reminder_id,
+                title: r.title,
+                message: r.message,
+                fire_at: r.fire_at.to_rfc3339(),
+                created_at: r.created_at.to_rfc3339(),
+                // Shown as read when this call marked it, so the answer matches the stored state.
+                read: r.read_at.is_some() || mark_read,
+            })
+            .collect();
+        Ok(NotificationPage {
+            notifications,
+            unread,
+        })
+    }
+}

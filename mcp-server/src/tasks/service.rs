@@ -1,0 +1,458 @@
+//! The task operations behind the tools. Each runs in one transaction that also writes the
+//! operation's lifecycle event to the outbox, so the change and its event commit together.
+//!
+//! An operation that changes nothing (completing a completed task, an update to the same values)
+//! writes nothing and emits no event.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use todo_shared::events::{EventType, OutgoingEvent, TaskEventData};
+use todo_shared::reminder::{MAX_REMINDERS_PER_TASK, ReminderInput, ReminderTrigger};
+use todo_shared::snapshot::TaskSnapshot;
+use todo_shared::task::{TaskStatus, UserId};
+use uuid::Uuid;
+
+use super::commands::{NewTask, TaskPatch};
+use super::list::{ListQuery, RowKey};
+use super::row::{ReminderRow, TASK_COLUMNS, TaskRow, load, load_for_update, reminders_query};
+use crate::db::{Db, Query, Tx};
+use crate::error::{AppError, AppResult};
+use crate::outbox;
+use crate::tools::args::UpdateTaskArgs;
+
+/// The result of an operation that may have found nothing to do.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub task: TaskSnapshot,
+    /// The names of the fields that changed; empty when the call changed nothing.
+    pub changed: Vec<String>,
+}
+
+/// One page of `list_tasks`.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub tasks: Vec<TaskSnapshot>,
+    /// How many tasks match the filters, on all pages.
+    pub total: i64,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Count {
+    total: i64,
+}
+
+/// Task operations for one database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TaskService {
+    db: Db,
+}
+
+impl TaskService {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub async fn create(
+        &self,
+        owner: &UserId,
+        new: NewTask,
+        now: DateTime<Utc>,
+    ) -> AppResult<TaskSnapshot> {
+        let id = Uuid::now_v7();
+        let mut row = TaskRow {
+            id,
+            owner: owner.as_str().to_owned(),
+            title: String::new(),
+            description: None,
+            status: TaskStatus::Pending.as_str().to_owned(),
+            priority: new.priority.rank(),
+            tags: Json(new.tags.to_strings()),
+            due_at: new.due,
+            time_zone: new.zone.name().to_owned(),
+            recurrence: None,
+            series_id: None,
+            series_start: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            title_key: String::new(),
+        };
+        row.set_title(&new.title);
+        row.set_description(new.description.as_ref());
+        row.set_recurrence(new.recurrence);
+        let reminders: Vec<ReminderRow> = new
+            .reminders
+            .iter()
+            .map(|(trigger, at)| new_reminder(id, *trigger, *at))
+            .collect();
+
+        let mut tx = self.db.begin().await?;
+        row.insert(&mut tx).await?;
+        row.write_tags(&mut tx, false).await?;
+        for r in &reminders {
+            insert_reminder(&mut tx, &row, r, now).await?;
+        }
+        let snapshot = row.snapshot(&sorted(reminders))?;
+        let event = OutgoingEvent::task(
+            EventType::TaskCreated,
+            &TaskEventData::snapshot(snapshot.clone()),
+            now,
+        )?;
+        outbox::enqueue(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(snapshot)
+    }
+
+    pub async fn get(&self, owner: &UserId, id: Uuid) -> AppResult<TaskSnapshot> {
+        let (row, reminders) = load(&self.db, owner.as_str(), id).await?;
+        row.snapshot(&reminders)
+    }
+
+    pub async fn list(
+        &self,
+        owner: &UserId,
+        query: &ListQuery,
+        now: DateTime<Utc>,
+    ) -> AppResult<Page> {
+        let Count { total } = self
+            .db
+            .fetch_one(&query.count_query(owner.as_str(), now))
+            .await?;
+        let mut rows: Vec<TaskRow> = self
+            .db
+            .fetch_all(&query.page_query(TASK_COLUMNS, owner.as_str(), now))
+            .await?;
+        let more = rows.len() > query.limit as usize;
+        rows.truncate(query.limit as usize);
+        let next_cursor = match rows.last() {
+            Some(last) if more => Some(query.encode_cursor(&RowKey {
+                id: last.id,
+                created_at: last.created_at,
+                due_at: last.due_at,
+                priority: last.priority,
+                title_key: last.title_key.clone(),
+            })),
+            _ => None,
+        };
+        let reminders: Vec<ReminderRow> = if rows.is_empty() {
+            Vec::new()
+        } else {
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+            self.db.fetch_all(&reminders_query(&ids)).await?
+        };
+        let tasks = rows
+            .iter()
+            .map(|row| {
+                let own: Vec<ReminderRow> = reminders
+                    .iter()
+                    .filter(|r| r.task_id == row.id)
+                    .cloned()
+                    .collect();
+                row.snapshot(&own)
+            })
+            .collect::<AppResult<_>>()?;
+        Ok(Page {
+            tasks,
+            total,
+            next_cursor,
+        })
+    }
+
+    pub async fn update(
+        &self,
+        owner: &UserId,
+        args: UpdateTaskArgs,
+        now: DateTime<Utc>,
+    ) -> AppResult<Outcome> {
+        let id = args.task_id;
+        let mut tx = self.db.begin().await?;
+        let (mut row, mut reminders) = load_for_update(&mut tx, owner.as_str(), id).await?;
+        let patch = TaskPatch::parse(args, row.zone()?)?;
+        let before = row.snapshot(&reminders)?;
+
+        if let Some(title) = &patch.title {
+            row.set_title(title);
+        }
+        if let Some(description) = &patch.description {
+            row.set_description(description.as_ref());
+        }
+        if let Some(priority) = patch.priority {
+            row.set_priority(priority);
+        }
+        if let Some(tags) = &patch.tags {
+            row.set_tags(tags);
+        }
+        if let Some(zone) = patch.zone {
+            row.time_zone = zone.name().to_owned();
+        }
+        let due_changed = matches!(patch.due, Some(due) if due != row.due_at);
+        if let Some(due) = patch.due {
+            row.due_at = due;
+        }
+        match patch.recurrence {
+            Some(rule) => row.set_recurrence(rule),
+            // A new due time is where the series now starts: it goes on from there.
+            None if due_changed && row.recurrence.is_some() => {
+                row.series_start = row.due_at;
+            }
+            None => {}
+        }
+        check_due_dependents(&row, &reminders)?;
+        if let (Some(Json(rule)), Some(start)) = (&row.recurrence, row.series_start) {
+            rule.check_start(start, row.zone()?.tz())?;
+        }
+        if due_changed {
+            move_relative_reminders(&mut tx, &row, &mut reminders).await?;
+        }
+        row.updated_at = now;
+        let after = row.snapshot(&sorted(reminders))?;
+        let data = TaskEventData::change(&before, after);
+        if data.changes.is_empty() {
+            return Ok(Outcome {
+                task: before,
+                changed: Vec::new(),
+            });
+        }
+        row.update(&mut tx).await?;
+        if patch.tags.is_some() {
+            row.write_tags(&mut tx, true).await?;
+        }
+        self.finish(tx, EventType::TaskUpdated, data, now).await
+    }
+
+    pub async fn complete(
+        &self,
+        owner: &UserId,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> AppResult<Outcome> {
+        self.set_status(
+            owner,
+            id,
+            TaskStatus::Completed,
+            EventType::TaskCompleted,
+            now,
+        )
+        .await
+    }
+
+    pub async fn reopen(&self, owner: &UserId, id: Uuid, now: DateTime<Utc>) -> AppResult<Outcome> {
+        self.set_status(owner, id, TaskStatus::Pending, EventType::TaskUpdated, now)
+            .await
+    }
+
+    async fn set_status(
+        &self,
+        owner: &UserId,
+        id: Uuid,
+        status: TaskStatus,
+        event: EventType,
+        now: DateTime<Utc>,
+    ) -> AppResult<Outcome> {
+        let mut tx = self.db.begin().await?;
+        let (mut row, reminders) = load_for_update(&mut tx, owner.as_str(), id).await?;
+        let before = row.snapshot(&reminders)?;
+        if row.status()? == status {
+            return Ok(Outcome {
+                task: before,
+                changed: Vec::new(),
+            });
+        }
+        row.set_status(status, now);
+        row.updated_at = now;
+        row.update(&mut tx).await?;
+        let data = TaskEventData::change(&before, row.snapshot(&reminders)?);
+        self.finish(tx, event, data, now).await
+    }
+
+    /// Deletes the task with its reminders, tags and recurrence; returns it as it was.
+    pub async fn delete(
+        &self,
+        owner: &UserId,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> AppResult<TaskSnapshot> {
+        let mut tx = self.db.begin().await?;
+        let (row, reminders) = load_for_update(&mut tx, owner.as_str(), id).await?;
+        let snapshot = row.snapshot(&reminders)?;
+        // Children first: SQLite enforces the foreign keys only when its pragma is on.
+        for table in ["reminders", "task_tags"] {
+            tx.execute(&Query::new(format!("DELETE FROM {table} WHERE task_id = $1")).bind(id))
+                .await?;
+        }
+        tx.execute(
+            &Query::new("DELETE FROM tasks WHERE id = $1 AND owner = $2")
+                .bind(id)
+                .bind(owner.as_str()),
+        )
+        .await?;
+        let event = OutgoingEvent::task(
+            EventType::TaskDeleted,
+            &TaskEventData::snapshot(snapshot.clone()),
+            now,
+        )?;
+        outbox::enqueue(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(snapshot)
+    }
+
+    /// Adds a reminder; returns the task and the new reminder's id.
+    pub async fn set_reminder(
+        &self,
+        owner: &UserId,
+        id: Uuid,
+        input: &ReminderInput,
+        now: DateTime<Utc>,
+    ) -> AppResult<(Outcome, Uuid)> {
+        let mut tx = self.db.begin().await?;
+        let (mut row, mut reminders) = load_for_update(&mut tx, owner.as_str(), id).await?;
+        if row.status()? == TaskStatus::Completed {
+            return Err(AppError::Conflict(format!(
+                "task {id} is completed; reopen_task it before setting a reminder"
+            )));
+        }
+        if reminders.len() >= MAX_REMINDERS_PER_TASK {
+            return Err(AppError::Conflict(format!(
+                "task {id} already has {MAX_REMINDERS_PER_TASK} reminders, the most a task can have; cancel_reminder one first"
+            )));
+        }
+        let trigger = ReminderTrigger::parse("reminder", input, row.zone()?.tz())?;
+        let at = trigger.check_future("reminder", row.due_at, now)?;
+        let before = row.snapshot(&reminders)?;
+        let reminder = new_reminder(id, trigger, at);
+        insert_reminder(&mut tx, &row, &reminder, now).await?;
+        let reminder_id = reminder.id;
+        reminders.push(reminder);
+        row.updated_at = now;
+        row.update(&mut tx).await?;
+        let data = TaskEventData::change(&before, row.snapshot(&sorted(reminders))?);
+        let outcome = self.finish(tx, EventType::TaskUpdated, data, now).await?;
+        Ok((outcome, reminder_id))
+    }
+
+    pub async fn cancel_reminder(
+        &self,
+        owner: &UserId,
+        id: Uuid,
+        reminder_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> AppResult<Outcome> {
+        let mut tx = self.db.begin().await?;
+        let (mut row, mut reminders) = load_for_update(&mut tx, owner.as_str(), id).await?;
+        let before = row.snapshot(&reminders)?;
+        let deleted = tx
+            .execute(
+                &Query::new("DELETE FROM reminders WHERE id = $1 AND task_id = $2")
+                    .bind(reminder_id)
+                    .bind(id),
+            )
+            .await?;
+        if deleted == 0 {
+            return Err(AppError::ReminderNotFound {
+                task: id,
+                reminder: reminder_id,
+            });
+        }
+        reminders.retain(|r| r.id != reminder_id);
+        row.updated_at = now;
+        row.update(&mut tx).await?;
+        let data = TaskEventData::change(&before, row.snapshot(&reminders)?);
+        self.finish(tx, EventType::TaskUpdated, data, now).await
+    }
+
+    /// Writes the event and commits.
+    async fn finish(
+        &self,
+        mut tx: Tx,
+        event: EventType,
+        data: TaskEventData,
+        now: DateTime<Utc>,
+    ) -> AppResult<Outcome> {
+        let outgoing = OutgoingEvent::task(event, &data, now)?;
+        outbox::enqueue(&mut tx, &outgoing).await?;
+        tx.commit().await?;
+        Ok(Outcome {
+            changed: data.changes.into_keys().collect(),
+            task: data.task,
+        })
+    }
+}
+
+fn new_reminder(task_id: Uuid, trigger: ReminderTrigger, at: DateTime<Utc>) -> ReminderRow {
+    ReminderRow {
+        id: Uuid::now_v7(),
+        task_id,
+        fire_at: at,
+        minutes_before: trigger.minutes_before().and_then(|m| i32::try_from(m).ok()),
+    }
+}
+
+fn sorted(mut reminders: Vec<ReminderRow>) -> Vec<ReminderRow> {
+    reminders.sort_by_key(|r| (r.fire_at, r.id));
+    reminders
+}
+
+async fn insert_reminder(
+    tx: &mut Tx,
+    task: &TaskRow,
+    r: &ReminderRow,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let q = Query::new(
+        "INSERT INTO reminders (id, task_id, owner, fire_at, minutes_before, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(r.id)
+    .bind(task.id)
+    .bind(task.owner.clone())
+    .bind(r.fire_at)
+    .bind(r.minutes_before.map(i64::from))
+    .bind(now);
+    tx.execute(&q).await.map(drop)
+}
+
+/// A due time cannot be removed from under what depends on it.
+fn check_due_dependents(row: &TaskRow, reminders: &[ReminderRow]) -> AppResult<()> {
+    if row.due_at.is_some() {
+        return Ok(());
+    }
+    if row.recurrence.is_some() {
+        return Err(AppError::Conflict(
+            "a recurring task needs a due time: give a new `due`, or also set `recurrence` to null"
+                .into(),
+        ));
+    }
+    if reminders.iter().any(|r| r.minutes_before.is_some()) {
+        return Err(AppError::Conflict(
+            "the task has reminders relative to its due time: give a new `due`, or cancel_reminder them first".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Moves reminders given as "minutes before due" to the new due time.
+async fn move_relative_reminders(
+    tx: &mut Tx,
+    row: &TaskRow,
+    reminders: &mut [ReminderRow],
+) -> AppResult<()> {
+    let Some(due) = row.due_at else { return Ok(()) };
+    for r in reminders.iter_mut() {
+        let Some(minutes) = r.minutes_before else {
+            continue;
+        };
+        r.fire_at = due - chrono::Duration::minutes(i64::from(minutes));
+        tx.execute(
+            &Query::new("UPDATE reminders SET fire_at = $1 WHERE id = $2")
+                .bind(r.fire_at)
+                .bind(r.id),
+        )
+        .await?;
+    }
+    Ok(())
+}

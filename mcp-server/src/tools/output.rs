@@ -1,0 +1,119 @@
+//! Tool results: the structured output of each tool (its `outputSchema`) and the one-line
+//! summaries placed beside it for clients that show only text.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use todo_shared::snapshot::TaskSnapshot;
+use todo_shared::task::TaskStatus;
+use uuid::Uuid;
+
+use crate::notifications::NotificationView;
+
+/// The result of `add_task` and `get_task`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TaskOutput {
+    pub task: TaskSnapshot,
+}
+
+/// The result of a tool that changes a task.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ChangeOutput {
+    /// The task after the call.
+    pub task: TaskSnapshot,
+    /// The fields that changed; empty when the task already was as asked.
+    pub changed: Vec<String>,
+}
+
+/// The result of `list_tasks`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ListOutput {
+    pub tasks: Vec<TaskSnapshot>,
+    /// How many tasks match the filters across all pages.
+    pub total: i64,
+    /// Pass as `cursor`, with the same filters, for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The result of `delete_task`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeleteOutput {
+    /// The task as it was before it was deleted.
+    pub deleted: TaskSnapshot,
+}
+
+/// The result of `set_reminder`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReminderOutput {
+    /// The new reminder's id.
+    pub reminder_id: Uuid,
+    pub task: TaskSnapshot,
+}
+
+/// The result of `list_notifications`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct NotificationsOutput {
+    /// Newest first.
+    pub notifications: Vec<NotificationView>,
+    /// Unread notifications in total.
+    pub unread: i64,
+}
+
+/// `"Buy milk" [high] due 2026-03-08T17:00:00-05:00 #home (id …)`
+pub fn describe_task(t: &TaskSnapshot) -> String {
+    let mut s = format!("\"{}\" [{}]", t.title, t.priority.as_str());
+    if t.status == TaskStatus::Completed {
+        s.push_str(" (completed)");
+    }
+    if let Some(due) = &t.due {
+        s.push_str(&format!(" due {due}"));
+    }
+    if let Some(series) = &t.recurrence {
+        s.push_str(&format!(", repeats {}", series.summary));
+    }
+    for tag in &t.tags {
+        s.push_str(&format!(" #{tag}"));
+    }
+    if !t.reminders.is_empty() {
+        s.push_str(&format!(", {} reminder(s)", t.reminders.len()));
+    }
+    s.push_str(&format!(" (id {})", t.id));
+    s
+}
+
+pub fn describe_change(verb: &str, out: &ChangeOutput) -> String {
+    if out.changed.is_empty() {
+        format!("Nothing to change: {}", describe_task(&out.task))
+    } else {
+        format!(
+            "{verb} {} (changed: {})",
+            describe_task(&out.task),
+            out.changed.join(", ")
+        )
+    }
+}
+
+pub fn describe_list(out: &ListOutput) -> String {
+    let mut s = format!("{} of {} matching task(s)", out.tasks.len(), out.total);
+    if out.next_cursor.is_some() {
+        s.push_str("; more with next_cursor");
+    }
+    s.push(':');
+    for t in &out.tasks {
+        s.push_str("\n- ");
+        s.push_str(&describe_task(t));
+    }
+    s
+}
+
+pub fn describe_notifications(out: &NotificationsOutput) -> String {
+    let mut s = format!(
+        "{} notification(s), {} unread in total",
+        out.notifications.len(),
+        out.unread
+    );
+    for n in &out.notifications {
+        let mark = if n.read { "" } else { " (unread)" };
+        s.push_str(&format!("\n- {}: {}{mark}", n.fire_at, n.message));
+    }
+    s
+}

@@ -1,0 +1,305 @@
+//! Lifecycle events and their CloudEvents 1.0 envelopes.
+//!
+//! Every change to a task produces one event. The envelope is built with `cloudevents-sdk` and
+//! serialised in the structured JSON format, which is what the outbox stores and what is published
+//! (as `application/cloudevents+json`) so that Dapr passes it through unchanged.
+//!
+//! `data` of the task events is a [`TaskEventData`]: the full task after the change (before it,
+//! for `deleted`) and, for `updated` and `completed`, the fields that changed with their old and
+//! new values:
+//!
+//! ```json
+//! {
+//!   "task": { "id": "…", "title": "Pay rent", "status": "pending", … },
+//!   "changes": { "title": { "from": "Pay rnt", "to": "Pay rent" } }
+//! }
+//! ```
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use cloudevents::{EventBuilder, EventBuilderV10};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::snapshot::TaskSnapshot;
+
+/// `source` of events that the MCP server emits about tasks.
+pub const TASKS_SOURCE: &str = "/mcp-server/tasks";
+/// The media type of every event's `data`.
+pub const DATA_CONTENT_TYPE: &str = "application/json";
+
+/// The pub/sub topic for task lifecycle and recurrence events.
+pub const TOPIC_TASKS: &str = "tasks";
+/// The pub/sub topic for notification events.
+pub const TOPIC_NOTIFICATIONS: &str = "notifications";
+
+/// Every event type of the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    TaskCreated,
+    TaskUpdated,
+    TaskCompleted,
+    TaskDeleted,
+    ReminderTriggered,
+    RecurringScheduled,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 6] = [
+        EventType::TaskCreated,
+        EventType::TaskUpdated,
+        EventType::TaskCompleted,
+        EventType::TaskDeleted,
+        EventType::ReminderTriggered,
+        EventType::RecurringScheduled,
+    ];
+
+    /// The CloudEvents `type` attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::TaskCreated => "com.todo.task.created",
+            EventType::TaskUpdated => "com.todo.task.updated",
+            EventType::TaskCompleted => "com.todo.task.completed",
+            EventType::TaskDeleted => "com.todo.task.deleted",
+            EventType::ReminderTriggered => "com.todo.reminder.triggered",
+            EventType::RecurringScheduled => "com.todo.recurring.scheduled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The topic the event is published on.
+    pub fn topic(self) -> &'static str {
+        match self {
+            EventType::ReminderTriggered => TOPIC_NOTIFICATIONS,
+            _ => TOPIC_TASKS,
+        }
+    }
+}
+
+/// One field's value before and after a change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub from: Value,
+    pub to: Value,
+}
+
+/// `data` of the `com.todo.task.*` events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskEventData {
+    /// The task after the change; for `deleted`, the task as it was.
+    pub task: TaskSnapshot,
+    /// Changed fields by name; empty (and omitted) for `created` and `deleted`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub changes: BTreeMap<String, FieldChange>,
+}
+
+/// Fields that change on every write and so say nothing about what the change was.
+const BOOKKEEPING_FIELDS: &[&str] = &["updated_at"];
+
+impl TaskEventData {
+    pub fn snapshot(task: TaskSnapshot) -> Self {
+        Self {
+            task,
+            changes: BTreeMap::new(),
+        }
+    }
+
+    /// The event data for a change from `before` to `after`, naming each top-level field that
+    /// differs. Works on the serialised form so that a field added to the snapshot is covered
+    /// without touching this code.
+    pub fn change(before: &TaskSnapshot, after: TaskSnapshot) -> Self {
+        let changes = match (serde_json::to_value(before), serde_json::to_value(&after)) {
+            (Ok(Value::Object(old)), Ok(Value::Object(mut new))) => old
+                .into_iter()
+                .filter(|(k, _)| !BOOKKEEPING_FIELDS.contains(&k.as_str()))
+                .filter_map(|(k, from)| {
+                    let to = new.remove(&k).unwrap_or(Value::Null);
+                    (from != to).then_some((k, FieldChange { from, to }))
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        Self {
+            task: after,
+            changes,
+        }
+    }
+}
+
+/// A lifecycle event ready for the outbox: its identity, where it goes, and its envelope.
+#[derive(Debug, Clone)]
+pub struct OutgoingEvent {
+    pub id: Uuid,
+    pub event_type: EventType,
+    /// The CloudEvents `subject`: the task id. Events of one subject are delivered in order.
+    pub subject: Uuid,
+    pub time: DateTime<Utc>,
+    /// The whole CloudEvent in structured JSON form.
+    pub envelope: Value,
+}
+
+/// Why an event could not be built; only a bug can cause it, never input.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("building the CloudEvent failed: {0}")]
+    Build(#[from] cloudevents::event::EventBuilderError),
+    #[error("serialising the event failed: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl OutgoingEvent {
+    /// Builds a task lifecycle event with a fresh time-ordered id.
+    pub fn task(
+        event_type: EventType,
+        data: &TaskEventData,
+        time: DateTime<Utc>,
+    ) -> Result<Self, EventError> {
+        Self::new(
+            Uuid::now_v7(),
+            event_type,
+            TASKS_SOURCE,
+            data.task.id,
+            serde_json::to_value(data)?,
+            time,
+        )
+    }
+
+    /// Builds an event with all attributes given.
+    pub fn new(
+        id: Uuid,
+        event_type: EventType,
+        source: &str,
+        subject: Uuid,
+        data: Value,
+        time: DateTime<Utc>,
+    ) -> Result<Self, EventError> {
+        let event = EventBuilderV10::new()
+            .id(id.to_string())
+            .source(source)
+            .ty(event_type.as_str())
+            .subject(subject.to_string())
+            .time(time)
+            .data(DATA_CONTENT_TYPE, data)
+            .build()?;
+        Ok(Self {
+            id,
+            event_type,
+            subject,
+            time,
+            envelope: serde_json::to_value(&event)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{Priority, TaskStatus};
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn task() -> TaskSnapshot {
+        TaskSnapshot {
+            id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
+            owner: "alice".into(),
+            title: "Pay rent".into(),
+            description: None,
+            status: TaskStatus::Pending,
+            priority: Priority::High,
+            tags: vec!["home".into()],
+            due: Some("2026-12-01T23:59:59+01:00".into()),
+            time_zone: "Europe/Paris".into(),
+            recurrence: None,
+            reminders: vec![],
+            created_at: "2026-11-26T10:00:00+01:00".into(),
+            updated_at: "2026-11-26T10:00:00+01:00".into(),
+            completed_at: None,
+        }
+    }
+
+    #[test]
+    fn event_types_round_trip_and_route() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(EventType::parse("com.todo.nope"), None);
+        assert_eq!(EventType::TaskCreated.topic(), "tasks");
+        assert_eq!(EventType::RecurringScheduled.topic(), "tasks");
+        assert_eq!(EventType::ReminderTriggered.topic(), "notifications");
+    }
+
+    #[test]
+    fn change_lists_only_fields_that_differ() {
+        let before = task();
+        let mut after = task();
+        after.title = "Pay the rent".into();
+        after.status = TaskStatus::Completed;
+        after.completed_at = Some("2026-11-27T09:00:00+01:00".into());
+        after.updated_at = "2026-11-27T09:00:00+01:00".into();
+        let data = TaskEventData::change(&before, after);
+        let keys: Vec<_> = data.changes.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["completed_at", "status", "title"]);
+        assert_eq!(
+            data.changes["title"],
+            FieldChange {
+                from: json!("Pay rent"),
+                to: json!("Pay the rent")
+            }
+        );
+        assert_eq!(data.changes["completed_at"].from, Value::Null);
+    }
+
+    #[test]
+    fn created_event_has_the_documented_envelope() {
+        let time = Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap();
+        let event = OutgoingEvent::task(
+            EventType::TaskCreated,
+            &TaskEventData::snapshot(task()),
+            time,
+        )
+        .unwrap();
+        let e = &event.envelope;
+        assert_eq!(e["specversion"], "1.0");
+        assert_eq!(e["id"], event.id.to_string());
+        assert_eq!(e["source"], "/mcp-server/tasks");
+        assert_eq!(e["type"], "com.todo.task.created");
+        assert_eq!(e["subject"], task().id.to_string());
+        assert_eq!(e["datacontenttype"], "application/json");
+        assert_eq!(e["time"], "2026-11-26T09:00:00Z");
+        assert_eq!(e["data"]["task"]["title"], "Pay rent");
+        assert_eq!(e["data"]["task"]["priority"], "high");
+        assert!(
+            e["data"].get("changes").is_none(),
+            "created carries no changes: {e}"
+        );
+        let back: TaskEventData = serde_json::from_value(e["data"].clone()).unwrap();
+        assert_eq!(back.task, task());
+    }
+
+    #[test]
+    fn updated_event_carries_changes() {
+        let mut after = task();
+        after.priority = Priority::Low;
+        let data = TaskEventData::change(&task(), after);
+        let event = OutgoingEvent::task(EventType::TaskUpdated, &data, Utc::now()).unwrap();
+        assert_eq!(event.envelope["type"], "com.todo.task.updated");
+        assert_eq!(
+            event.envelope["data"]["changes"],
+            json!({ "priority": { "from": "high", "to": "low" } })
+        );
+        assert_eq!(event.event_type.topic(), "tasks");
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let data = TaskEventData::snapshot(task());
+        let a = OutgoingEvent::task(EventType::TaskUpdated, &data, Utc::now()).unwrap();
+        let b = OutgoingEvent::task(EventType::TaskUpdated, &data, Utc::now()).unwrap();
+        assert_ne!(a.id, b.id);
+    }
+}

@@ -1,0 +1,20 @@
+//! Types shared by `todo-mcp` and `todo-scheduler`.
+//!
+//! - [`task`]: the task and its parts as validated domain values (`TaskTitle::parse`, …).
+//! - [`time`]: parsing due times and time zones, with defined DST behaviour.
+//! - [`recurrence`]: recurrence rules and `next_occurrence`.
+//! - [`reminder`]: reminder specifications.
+//! - [`snapshot`]: the task as tool results and event payloads show it.
+//! - [`events`]: lifecycle event payloads and their CloudEvents 1.0 envelopes.
+//!
+//! Nothing outside this crate sees unvalidated input: each boundary parses into these types.
+
+pub mod error;
+pub mod events;
+pub mod recurrence;
+pub mod reminder;
+pub mod snapshot;
+pub mod task;
+pub mod time;
+
+pub use error::ValidationError;
