@@ -69,6 +69,17 @@ impl<T> Row for T where T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, Sqli
 impl Db {
     /// Opens the database at `url`, creating the SQLite file if needed, and migrates it.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ConnectError> {
+        let db = Self::open(url, max_connections).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Opens a single connection without migrating: for administrative statements.
+    pub async fn connect_unmigrated(url: &str) -> Result<Self, ConnectError> {
+        Self::open(url, 1).await
+    }
+
+    async fn open(url: &str, max_connections: u32) -> Result<Self, ConnectError> {
         let db = match Backend::of_url(url).ok_or(ConnectError::UnsupportedUrl)? {
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(url).map_err(ConnectError::Connect)?;
@@ -101,7 +112,6 @@ impl Db {
                 Db::Sqlite(pool)
             }
         };
-        db.migrate().await?;
         Ok(db)
     }
 

@@ -1,0 +1,113 @@
+//! Test support: a fresh database per test on either backend, and helpers to read what a test
+//! wrote.
+//!
+//! PostgreSQL tests need `TODO_TEST_DATABASE_URL` (a role that may create databases); the test
+//! script (`scripts/test.sh`) starts a private server and sets it. Each test gets a database of
+//! its own, so tests run in parallel without seeing each other.
+
+#![allow(dead_code)]
+
+use mcp_server::db::{Db, Query};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::types::Json;
+use tempfile::TempDir;
+use todo_shared::task::UserId;
+use uuid::Uuid;
+
+/// A database for one test; SQLite files live until it is dropped.
+pub struct TestDb {
+    pub db: Db,
+    _dir: Option<TempDir>,
+}
+
+pub async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("todo.db").display());
+    let db = Db::connect(&url, 4).await.expect("open SQLite");
+    TestDb {
+        db,
+        _dir: Some(dir),
+    }
+}
+
+pub async fn postgres() -> TestDb {
+    let admin = std::env::var("TODO_TEST_DATABASE_URL").expect(
+        "TODO_TEST_DATABASE_URL is not set: run the tests with scripts/test.sh, which starts PostgreSQL",
+    );
+    let name = format!("test_{}", Uuid::new_v4().simple());
+    let admin_db = Db::connect_unmigrated(&admin)
+        .await
+        .expect("connect to PostgreSQL");
+    admin_db
+        .execute(&Query::new(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create test database");
+    admin_db.close().await;
+    let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
+    let db = Db::connect(&format!("{base}/{name}"), 8)
+        .await
+        .expect("open test database");
+    TestDb { db, _dir: None }
+}
+
+/// Builds tool arguments from JSON, as a client would send them.
+pub fn args<T: DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("test arguments deserialize")
+}
+
+pub fn user(name: &str) -> UserId {
+    UserId::parse(name).expect("valid user")
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    event_type: String,
+    envelope: Json<Value>,
+}
+
+/// Every event in the outbox, oldest first, as (type, CloudEvent JSON).
+pub async fn outbox(db: &Db) -> Vec<(String, Value)> {
+    let rows: Vec<OutboxRow> = db
+        .fetch_all(&Query::new(
+            "SELECT event_type, envelope FROM outbox ORDER BY seq",
+        ))
+        .await
+        .expect("read outbox");
+    rows.into_iter()
+        .map(|r| (r.event_type, r.envelope.0))
+        .collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct Count {
+    n: i64,
+}
+
+/// `SELECT COUNT(*)` of a table.
+pub async fn count(db: &Db, table: &str) -> i64 {
+    let row: Count = db
+        .fetch_one(&Query::new(format!("SELECT COUNT(*) AS n FROM {table}")))
+        .await
+        .expect("count rows");
+    row.n
+}
+
+/// Runs each named test function once per backend: `mod name { sqlite, postgres }`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name(super::common::sqlite().await).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name(super::common::postgres().await).await
+                }
+            }
+        )*
+    };
+}

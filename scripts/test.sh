@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: `scripts/test.sh` (what .ci/run calls).
+#
+# 1. Installs and starts what the tests need: a private PostgreSQL (scripts/postgres.sh) and the
+#    Python venv with the official MCP SDK (scripts/python-env.sh).
+# 2. Checks formatting and lints (skip with TODO_SKIP_LINT=1 for a quicker local run).
+# 3. Runs the Rust unit and integration tests (both database backends).
+# 4. Runs the end-to-end tests: the real `todo-mcp` binary driven by the Python MCP client
+#    over stdio and streamable HTTP.
+#
+# Extra arguments are passed to pytest, e.g. `scripts/test.sh -k auth`.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO"
+
+have cargo || { [[ -x "$HOME/.cargo/bin/cargo" ]] && PATH="$HOME/.cargo/bin:$PATH"; } || true
+have cargo || die "cargo is not installed: install Rust from https://rustup.rs"
+# libsqlite3-sys compiles SQLite from source.
+have cc || need_apt_packages build-essential
+
+log "starting PostgreSQL"
+bash scripts/postgres.sh start >/dev/null
+eval "$(bash scripts/postgres.sh env --export)"
+export TODO_TEST_DATABASE_URL="$DATABASE_URL"
+unset DATABASE_URL
+# Databases left by earlier runs (each Rust test makes its own).
+"$PSQL" -d "$TODO_TEST_DATABASE_URL" -Atqc \
+    "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'" |
+    while read -r db; do "$PSQL" -d "$TODO_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
+
+log "preparing the Python environment"
+PYTHON="$(bash scripts/python-env.sh)"
+
+if [[ "${TODO_SKIP_LINT:-0}" != 1 ]]; then
+    log "cargo fmt --check"
+    cargo fmt --all -- --check
+    log "cargo clippy"
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+
+log "Rust tests"
+cargo test --workspace --locked
+
+log "end-to-end tests"
+cargo build -p mcp-server --locked
+export TODO_MCP_BIN="$REPO/target/debug/todo-mcp"
+"$PYTHON" -m pytest tests/e2e -q -p no:cacheprovider "$@"
+
+log "all tests passed"
