@@ -2,7 +2,7 @@
 
 mod common;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use common::{TestDb, args, count, outbox, user};
 use mcp_server::error::AppError;
 use mcp_server::tasks::commands::NewTask;
@@ -28,6 +28,7 @@ on_both_backends!(
     list_sorts_in_every_order,
     list_pages_stay_correct_while_tasks_are_added,
     concurrent_writes_lose_nothing,
+    what_a_write_returns_is_what_a_read_returns,
 );
 
 fn now() -> DateTime<Utc> {
@@ -665,5 +666,25 @@ async fn concurrent_writes_lose_nothing(t: TestDb) {
         11,
         "one event per committed change"
     );
-    let _ = Duration::zero();
+}
+
+async fn what_a_write_returns_is_what_a_read_returns(t: TestDb) {
+    // The real clock has nanoseconds; the databases keep microseconds.
+    let svc = TaskService::new(t.db.clone());
+    let alice = user("alice");
+    let now = mcp_server::db::now();
+    let created = svc
+        .create(
+            &alice,
+            NewTask::parse(args(json!({"title": "Now"})), now).unwrap(),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(svc.get(&alice, created.id).await.unwrap(), created);
+    let done = svc
+        .complete(&alice, created.id, mcp_server::db::now())
+        .await
+        .unwrap();
+    assert_eq!(svc.get(&alice, created.id).await.unwrap(), done.task);
 }

@@ -10,7 +10,6 @@ pub mod output;
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
@@ -30,6 +29,7 @@ use self::output::{
     describe_change, describe_list, describe_notifications, describe_task,
 };
 use crate::auth::AuthenticatedUser;
+use crate::db::now;
 use crate::error::{AppError, AppResult};
 use crate::notifications::NotificationService;
 use crate::tasks::commands::NewTask;
@@ -134,7 +134,7 @@ impl TodoServer {
     ) -> Result<CallToolResult, McpError> {
         let result = async {
             let user = self.user(&ctx)?;
-            let now = Utc::now();
+            let now = now();
             let task = self
                 .tasks
                 .create(&user, NewTask::parse(args, now)?, now)
@@ -165,7 +165,7 @@ impl TodoServer {
         let result = async {
             let user = self.user(&ctx)?;
             let query = ListQuery::parse(args)?;
-            let page = self.tasks.list(&user, &query, Utc::now()).await?;
+            let page = self.tasks.list(&user, &query, now()).await?;
             Ok(ListOutput {
                 tasks: page.tasks,
                 total: page.total,
@@ -214,7 +214,7 @@ impl TodoServer {
     ) -> Result<CallToolResult, McpError> {
         let result = async {
             let user = self.user(&ctx)?;
-            Ok(changed(self.tasks.update(&user, args, Utc::now()).await?))
+            Ok(changed(self.tasks.update(&user, args, now()).await?))
         }
         .await;
         Ok(respond(result, |o| describe_change("Updated", o)))
@@ -236,7 +236,7 @@ impl TodoServer {
         let result = async {
             let user = self.user(&ctx)?;
             Ok(changed(
-                self.tasks.complete(&user, args.task_id, Utc::now()).await?,
+                self.tasks.complete(&user, args.task_id, now()).await?,
             ))
         }
         .await;
@@ -258,7 +258,7 @@ impl TodoServer {
         let result = async {
             let user = self.user(&ctx)?;
             Ok(changed(
-                self.tasks.reopen(&user, args.task_id, Utc::now()).await?,
+                self.tasks.reopen(&user, args.task_id, now()).await?,
             ))
         }
         .await;
@@ -280,7 +280,7 @@ impl TodoServer {
         let result = async {
             let user = self.user(&ctx)?;
             Ok(DeleteOutput {
-                deleted: self.tasks.delete(&user, args.task_id, Utc::now()).await?,
+                deleted: self.tasks.delete(&user, args.task_id, now()).await?,
             })
         }
         .await;
@@ -310,7 +310,7 @@ impl TodoServer {
             };
             let (outcome, reminder_id) = self
                 .tasks
-                .set_reminder(&user, args.task_id, &input, Utc::now())
+                .set_reminder(&user, args.task_id, &input, now())
                 .await?;
             Ok(ReminderOutput {
                 reminder_id,
@@ -350,7 +350,7 @@ impl TodoServer {
             let user = self.user(&ctx)?;
             Ok(changed(
                 self.tasks
-                    .cancel_reminder(&user, args.task_id, args.reminder_id, Utc::now())
+                    .cancel_reminder(&user, args.task_id, args.reminder_id, now())
                     .await?,
             ))
         }
@@ -383,7 +383,7 @@ impl TodoServer {
                     args.unread_only.unwrap_or(false),
                     limit,
                     args.mark_read.unwrap_or(false),
-                    Utc::now(),
+                    now(),
                 )
                 .await?;
             Ok(NotificationsOutput {
