@@ -14,6 +14,17 @@ pub enum Transport {
     Http,
 }
 
+/// Where lifecycle events go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventMode {
+    /// Dapr when a sidecar announces itself (`DAPR_HTTP_PORT`), else embedded.
+    Auto,
+    /// Dapr pub/sub through the sidecar; waits for it at start-up.
+    Dapr,
+    /// In-process subscribers only; no sidecar.
+    Embedded,
+}
+
 /// A task manager for AI assistants, served over the Model Context Protocol.
 ///
 /// With no options it stores tasks in a SQLite file in your data directory and talks MCP over
@@ -74,6 +85,27 @@ pub struct Config {
         default_value = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*"
     )]
     pub allowed_origins: Vec<String>,
+
+    /// Where events go: `auto`, `dapr` or `embedded`.
+    #[arg(long, env = "TODO_EVENTS", value_enum, default_value_t = EventMode::Auto)]
+    pub events: EventMode,
+
+    /// Address of the Dapr-facing app port (subscriptions), served only with a sidecar. Its port
+    /// is the sidecar's `--app-port`.
+    #[arg(long, env = "TODO_APP_LISTEN", default_value = "127.0.0.1:8081")]
+    pub app_listen: SocketAddr,
+
+    /// Token the sidecar must present on the app port (`dapr-api-token`), if any.
+    #[arg(long, env = "APP_API_TOKEN", hide_env_values = true)]
+    pub app_api_token: Option<String>,
+
+    /// The Dapr secret store holding `jwt-secret` and `database-url`.
+    #[arg(long, env = "TODO_SECRET_STORE", default_value = "secretstore")]
+    pub secret_store: String,
+
+    /// Hours that published events stay in the outbox before they are pruned.
+    #[arg(long, env = "TODO_OUTBOX_RETENTION_HOURS", default_value_t = 24)]
+    pub outbox_retention_hours: u32,
 
     /// Largest accepted HTTP request body, in bytes.
     #[arg(long, env = "TODO_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]

@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 use todo_shared::task::UserId;
 use uuid::Uuid;
 
-use crate::db::{Db, Query};
+use todo_shared::events::{ReminderTriggered, notification_id};
+
+use crate::db::{Db, Query, Tx};
 use crate::error::AppResult;
+use crate::events::processed::{self, EventKey};
 
 /// A notification as `list_notifications` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -39,6 +42,22 @@ pub struct NewNotification {
     pub title: String,
     pub message: String,
     pub fire_at: DateTime<Utc>,
+}
+
+async fn insert(tx: &mut Tx, n: &NewNotification, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    let q = Query::new(
+        "INSERT INTO notifications (id, owner, task_id, reminder_id, title, message, fire_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(n.id)
+    .bind(n.owner.as_str())
+    .bind(n.task_id)
+    .bind(n.reminder_id)
+    .bind(n.title.clone())
+    .bind(n.message.clone())
+    .bind(n.fire_at)
+    .bind(now);
+    Ok(tx.execute(&q).await? == 1)
 }
 
 #[derive(sqlx::FromRow)]
@@ -78,19 +97,40 @@ impl NotificationService {
 
     /// Records a notification once: recording the same id again changes nothing.
     pub async fn record(&self, n: &NewNotification, now: DateTime<Utc>) -> AppResult<bool> {
-        let q = Query::new(
-            "INSERT INTO notifications (id, owner, task_id, reminder_id, title, message, fire_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(n.id)
-        .bind(n.owner.as_str())
-        .bind(n.task_id)
-        .bind(n.reminder_id)
-        .bind(n.title.clone())
-        .bind(n.message.clone())
-        .bind(n.fire_at)
-        .bind(now);
-        Ok(self.db.execute(&q).await? == 1)
+        let mut tx = self.db.begin().await?;
+        let inserted = insert(&mut tx, n, now).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Records the notification of a fired reminder, once per event and once per firing.
+    pub async fn record_triggered(
+        &self,
+        event: &ReminderTriggered,
+        key: EventKey<'_>,
+        now: DateTime<Utc>,
+    ) -> AppResult<Option<NewNotification>> {
+        let owner = UserId::parse(&event.owner)?;
+        let mut tx = self.db.begin().await?;
+        if !processed::claim(&mut tx, key, now).await? {
+            return Ok(None);
+        }
+        let message = match event.due {
+            Some(due) => format!("Reminder: \"{}\" is due {}", event.title, due.to_rfc3339()),
+            None => format!("Reminder: \"{}\"", event.title),
+        };
+        let n = NewNotification {
+            id: notification_id(event.reminder_id, event.fire_at),
+            owner,
+            task_id: event.task_id,
+            reminder_id: Some(event.reminder_id),
+            title: event.title.clone(),
+            message,
+            fire_at: event.fire_at,
+        };
+        let inserted = insert(&mut tx, &n, now).await?;
+        tx.commit().await?;
+        Ok(inserted.then_some(n))
     }
 
     /// The user's newest notifications, optionally only unread ones, optionally marking them read.

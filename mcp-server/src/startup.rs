@@ -1,5 +1,8 @@
-//! Putting the server together: open the database, build the tools, serve a transport, and stop
-//! cleanly on SIGTERM or Ctrl-C.
+//! Putting the server together: resolve secrets, open the database, start the event machinery,
+//! build the tools, serve a transport, and stop cleanly on SIGTERM or Ctrl-C.
+//!
+//! Background work (the outbox relay and, with a sidecar, the Dapr app port) runs beside the
+//! transport and stops with it through one cancellation token.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,67 +12,169 @@ use axum::serve::ListenerExt;
 use rmcp::ServiceExt;
 use todo_shared::task::UserId;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
-use crate::config::{Config, Transport};
+use crate::config::{Config, EventMode, Transport};
+use crate::dapr::DaprClient;
 use crate::db::Db;
+use crate::events::bus::EventBus;
+use crate::events::consumers::{NotificationConsumer, RecurrenceConsumer};
+use crate::events::relay::{OutboxRelay, RelaySettings};
+use crate::events::sink::Sink;
+use crate::events::subscriptions::{self, Consumers};
 use crate::http::{HttpSettings, router};
 use crate::notifications::NotificationService;
+use crate::secrets::{self, Secrets};
 use crate::tasks::service::TaskService;
 use crate::tools::TodoServer;
 
-/// Opens (and migrates) the configured database.
-pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
-    let url = config.database_url();
-    let db = Db::connect(&url, config.db_max_connections).await?;
-    tracing::info!(backend = ?db.backend(), "database ready");
-    Ok(db)
+/// What every transport serves from.
+pub struct Core {
+    pub db: Db,
+    pub tasks: TaskService,
+    pub notifications: NotificationService,
+    /// The sidecar, when events go through Dapr.
+    dapr: Option<DaprClient>,
+    secrets: Secrets,
+    /// Stops the background work.
+    shutdown: CancellationToken,
+    background: JoinSet<()>,
 }
 
-fn tools(db: &Db, local_user: Option<UserId>) -> TodoServer {
-    TodoServer::new(
-        TaskService::new(db.clone()),
-        NotificationService::new(db.clone()),
-        local_user,
-    )
+impl Core {
+    /// Resolves secrets (waiting for a sidecar if there is one), opens and migrates the
+    /// database, and builds the services. `need_jwt` when serving HTTP.
+    pub async fn open(config: &Config, need_jwt: bool) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let dapr = match config.events {
+            EventMode::Embedded => None,
+            EventMode::Dapr => Some(
+                DaprClient::from_env()
+                    .context("--events dapr needs a sidecar, but DAPR_HTTP_PORT is not set")?,
+            ),
+            EventMode::Auto => DaprClient::from_env(),
+        };
+        if let Some(client) = &dapr {
+            tracing::info!("waiting for the Dapr sidecar");
+            if !client.wait_ready(&shutdown).await {
+                anyhow::bail!("stopped while waiting for the Dapr sidecar");
+            }
+        }
+        let secrets = secrets::resolve(config, dapr.as_ref(), need_jwt).await?;
+        let db = Db::connect(&secrets.database_url, config.db_max_connections).await?;
+        tracing::info!(backend = ?db.backend(), events = if dapr.is_some() { "dapr" } else { "embedded" }, "database ready");
+        Ok(Self {
+            tasks: TaskService::new(db.clone()),
+            notifications: NotificationService::new(db.clone()),
+            db,
+            dapr,
+            secrets,
+            shutdown,
+            background: JoinSet::new(),
+        })
+    }
+
+    /// Starts the outbox relay and, with a sidecar, the Dapr app port.
+    pub async fn start_background(&mut self, config: &Config) -> anyhow::Result<()> {
+        let consumers = Arc::new(Consumers {
+            recurrence: RecurrenceConsumer {
+                tasks: self.tasks.clone(),
+            },
+            notifications: NotificationConsumer {
+                notifications: self.notifications.clone(),
+            },
+        });
+        let sink = match &self.dapr {
+            Some(client) => {
+                let listener = TcpListener::bind(config.app_listen)
+                    .await
+                    .with_context(|| {
+                        format!("cannot listen on the app port {}", config.app_listen)
+                    })?;
+                tracing::info!(addr = %config.app_listen, "serving Dapr subscriptions");
+                let app = subscriptions::router(consumers, config.app_api_token.clone());
+                let stop = self.shutdown.clone();
+                self.background.spawn(async move {
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "the Dapr app port failed");
+                    }
+                });
+                Sink::Dapr(client.clone())
+            }
+            None => Sink::InProcess(EventBus::new(vec![
+                Arc::new(RecurrenceConsumer {
+                    tasks: self.tasks.clone(),
+                }),
+                Arc::new(NotificationConsumer {
+                    notifications: self.notifications.clone(),
+                }),
+            ])),
+        };
+        let settings = RelaySettings {
+            retention: chrono::Duration::hours(i64::from(config.outbox_retention_hours)),
+            ..RelaySettings::default()
+        };
+        let relay = OutboxRelay::new(
+            self.db.clone(),
+            sink,
+            settings,
+            self.tasks.events_committed(),
+        );
+        self.background.spawn(relay.run(self.shutdown.clone()));
+        Ok(())
+    }
+
+    fn tools(&self, local_user: Option<UserId>) -> TodoServer {
+        TodoServer::new(self.tasks.clone(), self.notifications.clone(), local_user)
+    }
+
+    /// Stops the background work, waits for it, and closes the database.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.background.join_next().await.is_some() {}
+        self.db.close().await;
+    }
 }
 
 /// The HTTP server, bound and ready to run. Tests build it on port 0.
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
-    db: Db,
-    shutdown: CancellationToken,
+    core: Core,
+    /// Ends open SSE streams at shutdown.
+    streams: CancellationToken,
 }
 
 impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let secret = config.jwt_secret.as_deref().context(
-            "the HTTP transport needs TODO_JWT_SECRET: the HS256 secret that signs bearer tokens",
-        )?;
-        let verifier = TokenVerifier::new(
-            secret.as_bytes(),
-            config.jwt_audience.as_deref(),
-            config.jwt_issuer.as_deref(),
-        )?;
-        let db = open_database(config).await?;
+        // Checked before waiting on anything: a configuration error should surface at once.
+        if DaprClient::from_env().is_none() || config.events == EventMode::Embedded {
+            token_verifier(config, config.jwt_secret.as_deref())?;
+        }
+        let mut core = Core::open(config, true).await?;
+        let verifier = token_verifier(config, core.secrets.jwt_secret.as_deref())?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let shutdown = CancellationToken::new();
+        core.start_background(config).await?;
+        let streams = CancellationToken::new();
         let settings = HttpSettings {
             verifier: Arc::new(verifier),
             allowed_hosts: config.allowed_hosts.clone(),
             allowed_origins: config.allowed_origins.clone(),
             max_body_bytes: config.max_body_bytes,
         };
-        let router = router(tools(&db, None), db.clone(), settings, shutdown.clone());
+        let router = router(core.tools(None), core.db.clone(), settings, streams.clone());
         Ok(Self {
             listener,
             router,
-            db,
-            shutdown,
+            core,
+            streams,
         })
     }
 
@@ -80,49 +185,66 @@ impl Application {
             .unwrap_or_default()
     }
 
-    /// Serves until `stop` completes, then finishes in-flight requests and closes the database.
+    /// Serves until `stop` completes, then finishes in-flight requests and stops the rest.
     pub async fn run_until_stopped(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = self.listener.local_addr()?;
         tracing::info!(%addr, "serving MCP over streamable HTTP at /mcp");
-        let shutdown = self.shutdown.clone();
+        let streams = self.streams.clone();
         // Small request/response exchanges: send each as soon as it is written.
         let listener = self.listener.tap_io(|tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::warn!(error = %e, "cannot set TCP_NODELAY");
             }
         });
-        axum::serve(listener, self.router)
+        let served = axum::serve(listener, self.router)
             .with_graceful_shutdown(async move {
                 stop.await;
                 tracing::info!("shutting down");
-                // Ends open SSE streams so that graceful shutdown does not wait on them.
-                shutdown.cancel();
+                streams.cancel();
             })
-            .await?;
-        self.db.close().await;
-        Ok(())
+            .await;
+        self.core.stop().await;
+        Ok(served?)
     }
+}
+
+fn token_verifier(config: &Config, secret: Option<&str>) -> anyhow::Result<TokenVerifier> {
+    let secret = secret.context(
+        "the HTTP transport needs TODO_JWT_SECRET: the HS256 secret that signs bearer tokens",
+    )?;
+    Ok(TokenVerifier::new(
+        secret.as_bytes(),
+        config.jwt_audience.as_deref(),
+        config.jwt_issuer.as_deref(),
+    )?)
 }
 
 /// Serves one client over stdin/stdout until it disconnects or `stop` completes.
 pub async fn run_stdio(config: &Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let user = UserId::parse(&config.local_user()).context("invalid --user / TODO_USER")?;
-    let db = open_database(config).await?;
+    let mut core = Core::open(config, false).await?;
+    core.start_background(config).await?;
     tracing::info!(user = %user, "serving MCP over stdio");
-    let service = tools(&db, Some(user))
+    let service = core
+        .tools(Some(user))
         .serve(rmcp::transport::stdio())
         .await
-        .context("MCP initialisation over stdio failed")?;
-    let cancel = service.cancellation_token();
-    tokio::select! {
-        outcome = service.waiting() => { outcome?; }
-        () = stop => { cancel.cancel(); }
-    }
-    db.close().await;
-    Ok(())
+        .context("MCP initialisation over stdio failed");
+    let outcome = match service {
+        Ok(service) => {
+            let cancel = service.cancellation_token();
+            tokio::select! {
+                outcome = service.waiting() => outcome.map(drop).map_err(anyhow::Error::from),
+                () = stop => { cancel.cancel(); Ok(()) }
+            }
+        }
+        Err(e) => Err(e),
+    };
+    core.stop().await;
+    outcome
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -131,6 +131,54 @@ impl TaskEventData {
     }
 }
 
+/// `data` of `com.todo.recurring.scheduled`: the next occurrence of a series is due to exist.
+///
+/// The consumer creates the task `task_id` as a copy of `previous_task_id` due at `due`. The id is
+/// derived from the series and the occurrence ([`occurrence_task_id`]), so however often the
+/// event is delivered or re-published, at most one task exists per occurrence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecurringScheduled {
+    /// The user whose series it is.
+    pub owner: String,
+    pub series_id: Uuid,
+    /// The occurrence before this one: the template for the new task.
+    pub previous_task_id: Uuid,
+    /// The id the new task must have.
+    pub task_id: Uuid,
+    /// When the new occurrence is due.
+    pub due: DateTime<Utc>,
+}
+
+/// The id of the task for the occurrence of `series_id` due at `due`: a UUIDv5, so every
+/// producer derives the same id for the same occurrence.
+pub fn occurrence_task_id(series_id: Uuid, due: DateTime<Utc>) -> Uuid {
+    Uuid::new_v5(&series_id, due.timestamp_micros().to_string().as_bytes())
+}
+
+/// `data` of `com.todo.reminder.triggered`: a reminder's time has come.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReminderTriggered {
+    /// The user to notify.
+    pub owner: String,
+    pub task_id: Uuid,
+    pub reminder_id: Uuid,
+    /// The task's title when the reminder fired.
+    pub title: String,
+    /// The time the reminder was set for.
+    pub fire_at: DateTime<Utc>,
+    /// The task's due time, if it has one.
+    pub due: Option<DateTime<Utc>>,
+}
+
+/// The id of the notification for a reminder firing at `fire_at`: one notification per firing,
+/// however often the event is delivered.
+pub fn notification_id(reminder_id: Uuid, fire_at: DateTime<Utc>) -> Uuid {
+    Uuid::new_v5(
+        &reminder_id,
+        fire_at.timestamp_micros().to_string().as_bytes(),
+    )
+}
+
 /// A lifecycle event ready for the outbox: its identity, where it goes, and its envelope.
 #[derive(Debug, Clone)]
 pub struct OutgoingEvent {
@@ -293,6 +341,33 @@ mod tests {
             json!({ "priority": { "from": "high", "to": "low" } })
         );
         assert_eq!(event.event_type.topic(), "tasks");
+    }
+
+    #[test]
+    fn derived_ids_are_deterministic() {
+        let series = Uuid::now_v7();
+        let due = Utc.with_ymd_and_hms(2026, 3, 9, 13, 0, 0).unwrap();
+        assert_eq!(
+            occurrence_task_id(series, due),
+            occurrence_task_id(series, due)
+        );
+        assert_ne!(
+            occurrence_task_id(series, due),
+            occurrence_task_id(series, due + chrono::Duration::days(1))
+        );
+        assert_ne!(
+            occurrence_task_id(series, due),
+            occurrence_task_id(Uuid::now_v7(), due)
+        );
+        let reminder = Uuid::now_v7();
+        assert_eq!(
+            notification_id(reminder, due),
+            notification_id(reminder, due)
+        );
+        assert_ne!(
+            notification_id(reminder, due),
+            notification_id(reminder, due + chrono::Duration::minutes(1))
+        );
     }
 
     #[test]

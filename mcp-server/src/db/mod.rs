@@ -184,6 +184,15 @@ impl Tx {
         }
     }
 
+    /// What to append to a `SELECT … FOR UPDATE` that should pass over rows other transactions
+    /// hold, so that concurrent workers take disjoint rows.
+    pub fn skip_locked_clause(&self) -> &'static str {
+        match self {
+            Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+            Tx::Sqlite(_) => "",
+        }
+    }
+
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Postgres(tx) => tx.commit().await,

@@ -4,12 +4,17 @@
 //! An operation that changes nothing (completing a completed task, an update to the same values)
 //! writes nothing and emits no event.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use todo_shared::events::{EventType, OutgoingEvent, TaskEventData};
+use todo_shared::events::{
+    EventType, OutgoingEvent, RecurringScheduled, TaskEventData, occurrence_task_id,
+};
 use todo_shared::reminder::{MAX_REMINDERS_PER_TASK, ReminderInput, ReminderTrigger};
 use todo_shared::snapshot::TaskSnapshot;
 use todo_shared::task::{TaskStatus, UserId};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::commands::{NewTask, TaskPatch};
@@ -17,6 +22,7 @@ use super::list::{ListQuery, RowKey};
 use super::row::{ReminderRow, TASK_COLUMNS, TaskRow, load, load_for_update, reminders_query};
 use crate::db::{Db, Query, Tx};
 use crate::error::{AppError, AppResult};
+use crate::events::processed::{self, EventKey};
 use crate::outbox;
 use crate::tools::args::UpdateTaskArgs;
 
@@ -38,6 +44,12 @@ pub struct Page {
 }
 
 #[derive(sqlx::FromRow)]
+struct Exists {
+    #[allow(dead_code)]
+    one: i32,
+}
+
+#[derive(sqlx::FromRow)]
 struct Count {
     total: i64,
 }
@@ -46,11 +58,27 @@ struct Count {
 #[derive(Debug, Clone)]
 pub struct TaskService {
     db: Db,
+    /// Signalled after every commit that wrote an event, so the outbox relay sends it at once.
+    events_committed: Arc<Notify>,
 }
 
 impl TaskService {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            events_committed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// What the outbox relay waits on between polls.
+    pub fn events_committed(&self) -> Arc<Notify> {
+        self.events_committed.clone()
+    }
+
+    async fn commit(&self, tx: Tx) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.events_committed.notify_one();
+        Ok(())
     }
 
     pub fn db(&self) -> &Db {
@@ -104,7 +132,7 @@ impl TaskService {
             now,
         )?;
         outbox::enqueue(&mut tx, &event).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(snapshot)
     }
 
@@ -297,7 +325,7 @@ impl TaskService {
             now,
         )?;
         outbox::enqueue(&mut tx, &event).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(snapshot)
     }
 
@@ -365,6 +393,81 @@ impl TaskService {
         self.finish(tx, EventType::TaskUpdated, data, now).await
     }
 
+    /// Creates the occurrence a `com.todo.recurring.scheduled` event announces, as a copy of the
+    /// previous occurrence due at the new time, with its relative reminders moved along. Nothing
+    /// happens when the event was processed before, the task already exists, or the series has
+    /// since been deleted or changed: returns the new task only when it created one.
+    pub async fn create_occurrence(
+        &self,
+        event: &RecurringScheduled,
+        key: EventKey<'_>,
+        now: DateTime<Utc>,
+    ) -> AppResult<Option<TaskSnapshot>> {
+        let owner = UserId::parse(&event.owner)?;
+        if event.task_id != occurrence_task_id(event.series_id, event.due) {
+            return Err(AppError::Validation(todo_shared::ValidationError::new(
+                "task_id",
+                "is not the id derived from the series and the due time",
+            )));
+        }
+        let mut tx = self.db.begin().await?;
+        if !processed::claim(&mut tx, key, now).await? {
+            return Ok(None);
+        }
+        let exists = tx
+            .fetch_optional::<Exists>(
+                &Query::new("SELECT 1 AS one FROM tasks WHERE id = $1").bind(event.task_id),
+            )
+            .await?
+            .is_some();
+        let template = match load_for_update(&mut tx, owner.as_str(), event.previous_task_id).await
+        {
+            Ok(found) => Some(found),
+            Err(AppError::TaskNotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let Some((template, reminders)) =
+            template.filter(|(t, _)| !exists && t.series_id == Some(event.series_id))
+        else {
+            // Recorded as processed all the same: the event has had its (empty) effect.
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let mut row = template;
+        row.id = event.task_id;
+        row.due_at = Some(event.due);
+        row.set_status(TaskStatus::Pending, now);
+        row.created_at = now;
+        row.updated_at = now;
+        let reminders: Vec<ReminderRow> = reminders
+            .iter()
+            .filter_map(|r| {
+                let minutes = r.minutes_before?;
+                let at = event.due - chrono::Duration::minutes(i64::from(minutes));
+                (at > now).then(|| ReminderRow {
+                    id: Uuid::now_v7(),
+                    task_id: row.id,
+                    fire_at: at,
+                    minutes_before: Some(minutes),
+                })
+            })
+            .collect();
+        row.insert(&mut tx).await?;
+        row.write_tags(&mut tx, false).await?;
+        for r in &reminders {
+            insert_reminder(&mut tx, &row, r, now).await?;
+        }
+        let snapshot = row.snapshot(&sorted(reminders))?;
+        let created = OutgoingEvent::task(
+            EventType::TaskCreated,
+            &TaskEventData::snapshot(snapshot.clone()),
+            now,
+        )?;
+        outbox::enqueue(&mut tx, &created).await?;
+        self.commit(tx).await?;
+        Ok(Some(snapshot))
+    }
+
     /// Writes the event and commits.
     async fn finish(
         &self,
@@ -375,7 +478,7 @@ impl TaskService {
     ) -> AppResult<Outcome> {
         let outgoing = OutgoingEvent::task(event, &data, now)?;
         outbox::enqueue(&mut tx, &outgoing).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Outcome {
             changed: data.changes.into_keys().collect(),
             task: data.task,

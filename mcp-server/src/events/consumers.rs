@@ -1,0 +1,141 @@
+//! The events the MCP server reacts to, whether they arrive from Dapr (on the app port) or from
+//! the in-process bus:
+//!
+//! - `com.todo.recurring.scheduled` on `tasks`: create the next occurrence of a series;
+//! - `com.todo.reminder.triggered` on `notifications`: keep a notification for
+//!   `list_notifications` and push it to connected clients.
+//!
+//! Each handler answers like a Dapr subscriber: success when done or already done, retry when a
+//! failure may pass (the database is down), drop when the event can never be processed.
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use todo_shared::events::{
+    EventType, RecurringScheduled, ReminderTriggered, TOPIC_NOTIFICATIONS, TOPIC_TASKS,
+};
+
+use super::bus::{Disposition, Subscriber};
+use super::processed::EventKey;
+use crate::db::now;
+use crate::error::AppError;
+use crate::notifications::NotificationService;
+use crate::tasks::service::TaskService;
+
+/// A CloudEvent whose type, id and data are present and well-formed.
+struct Incoming<T> {
+    id: String,
+    data: T,
+}
+
+/// Reads an envelope of `expected` type; `Ok(None)` for other types, which are not ours to handle.
+fn parse<T: DeserializeOwned>(
+    envelope: &Value,
+    expected: EventType,
+) -> Result<Option<Incoming<T>>, String> {
+    let ty = envelope
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or("the event has no `type`")?;
+    if ty != expected.as_str() {
+        return Ok(None);
+    }
+    let id = envelope
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty() && id.len() <= 200)
+        .ok_or("the event has no usable `id`")?;
+    let data = envelope.get("data").ok_or("the event has no `data`")?;
+    // A publisher that sent the data as a JSON string (binary content mode) is accepted too.
+    let data = match data {
+        Value::String(s) => serde_json::from_str(s),
+        other => T::deserialize(other),
+    }
+    .map_err(|e| format!("the `data` of {ty} is malformed: {e}"))?;
+    Ok(Some(Incoming {
+        id: id.to_owned(),
+        data,
+    }))
+}
+
+fn disposition(result: Result<(), AppError>) -> Disposition {
+    match result {
+        Ok(()) => Disposition::Success,
+        Err(e) if e.is_caller_error() => Disposition::Drop(e.to_string()),
+        Err(e) => Disposition::Retry(e.to_string()),
+    }
+}
+
+/// Creates the next occurrence of a recurring series.
+pub struct RecurrenceConsumer {
+    pub tasks: TaskService,
+}
+
+impl RecurrenceConsumer {
+    pub const NAME: &'static str = "mcp-server:recurring";
+
+    pub async fn handle_envelope(&self, envelope: &Value) -> Disposition {
+        let event = match parse::<RecurringScheduled>(envelope, EventType::RecurringScheduled) {
+            Ok(Some(event)) => event,
+            Ok(None) => return Disposition::Success,
+            Err(reason) => return Disposition::Drop(reason),
+        };
+        let key = EventKey {
+            consumer: Self::NAME,
+            event_id: &event.id,
+        };
+        disposition(self.tasks.create_occurrence(&event.data, key, now()).await.map(|created| {
+            if let Some(task) = created {
+                tracing::info!(task = %task.id, due = ?task.due, "created the next occurrence of a series");
+            }
+        }))
+    }
+}
+
+impl Subscriber for RecurrenceConsumer {
+    fn topics(&self) -> &[&'static str] {
+        &[TOPIC_TASKS]
+    }
+
+    fn handle<'a>(&'a self, _topic: &'a str, envelope: &'a Value) -> BoxFuture<'a, Disposition> {
+        self.handle_envelope(envelope).boxed()
+    }
+}
+
+/// Keeps reminder notifications and pushes them to connected clients.
+pub struct NotificationConsumer {
+    pub notifications: NotificationService,
+}
+
+impl NotificationConsumer {
+    pub const NAME: &'static str = "mcp-server:notifications";
+
+    pub async fn handle_envelope(&self, envelope: &Value) -> Disposition {
+        let event = match parse::<ReminderTriggered>(envelope, EventType::ReminderTriggered) {
+            Ok(Some(event)) => event,
+            Ok(None) => return Disposition::Success,
+            Err(reason) => return Disposition::Drop(reason),
+        };
+        let key = EventKey {
+            consumer: Self::NAME,
+            event_id: &event.id,
+        };
+        disposition(
+            self.notifications
+                .record_triggered(&event.data, key, now())
+                .await
+                .map(drop),
+        )
+    }
+}
+
+impl Subscriber for NotificationConsumer {
+    fn topics(&self) -> &[&'static str] {
+        &[TOPIC_NOTIFICATIONS]
+    }
+
+    fn handle<'a>(&'a self, _topic: &'a str, envelope: &'a Value) -> BoxFuture<'a, Disposition> {
+        self.handle_envelope(envelope).boxed()
+    }
+}

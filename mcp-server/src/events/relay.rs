@@ -1,0 +1,243 @@
+//! The outbox relay: publishes committed events and marks them published.
+//!
+//! Each round claims the oldest unpublished event of each task ("the heads"), together with the
+//! events queued behind them, in one transaction. On PostgreSQL the heads are locked with
+//! `FOR UPDATE SKIP LOCKED`, so replicas relaying the same outbox take disjoint sets of tasks and
+//! never publish an event twice; an event is only ever claimed as or behind its task's head, so
+//! the events of one task are published in commit order by one replica at a time. SQLite holds
+//! the database's write lock for the round instead.
+//!
+//! A failed publish leaves that event and everything behind it for the next round (order per
+//! task is kept; other tasks go on), and the relay backs off exponentially while failures last.
+//! Published rows are pruned once they are older than the retention period.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::sink::Sink;
+use crate::db::{Db, Query, now};
+
+/// How the relay paces itself.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// Most tasks whose events one round claims.
+    pub batch: i64,
+    /// How often to look for events written by other processes when nothing wakes the relay.
+    pub poll: Duration,
+    /// The longest wait between retries while publishing fails.
+    pub max_backoff: Duration,
+    /// How long published rows are kept (for inspection) before they are deleted.
+    pub retention: chrono::Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            batch: 64,
+            poll: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            retention: chrono::Duration::hours(24),
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Claimed {
+    seq: i64,
+    topic: String,
+    subject: Uuid,
+    envelope: Json<Value>,
+}
+
+/// The outcome of one round.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    pub published: usize,
+    pub failed: usize,
+}
+
+/// What `/readyz` reports about the outbox.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Backlog {
+    /// Events not yet published.
+    pub pending: i64,
+    /// Age of the oldest of them, in seconds.
+    pub oldest_age_seconds: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct BacklogRow {
+    pending: i64,
+    oldest: Option<DateTime<Utc>>,
+}
+
+/// Relays the outbox of one database to one sink.
+#[derive(Clone)]
+pub struct OutboxRelay {
+    db: Db,
+    sink: Sink,
+    settings: RelaySettings,
+    /// Woken after a local commit so that events go out at once rather than at the next poll.
+    wake: Arc<Notify>,
+}
+
+impl OutboxRelay {
+    /// `wake` is signalled after local commits that wrote events.
+    pub fn new(db: Db, sink: Sink, settings: RelaySettings, wake: Arc<Notify>) -> Self {
+        Self {
+            db,
+            sink,
+            settings,
+            wake,
+        }
+    }
+
+    /// Relays until `shutdown`, then finishes the round in progress.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::ZERO;
+        let mut last_prune = tokio::time::Instant::now();
+        loop {
+            let round = match self.relay_once().await {
+                Ok(round) => round,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay round failed");
+                    Round {
+                        published: 0,
+                        failed: 1,
+                    }
+                }
+            };
+            backoff = if round.failed > 0 {
+                (backoff * 2).clamp(Duration::from_millis(100), self.settings.max_backoff)
+            } else {
+                Duration::ZERO
+            };
+            if last_prune.elapsed() > Duration::from_secs(600) {
+                last_prune = tokio::time::Instant::now();
+                if let Err(e) = self.prune(now()).await {
+                    tracing::warn!(error = %e, "pruning the outbox failed");
+                }
+            }
+            // A full batch means more is waiting: go again at once unless publishing fails.
+            let full = round.published as i64 >= self.settings.batch;
+            let pause = if round.failed > 0 {
+                backoff
+            } else if full {
+                Duration::ZERO
+            } else {
+                self.settings.poll
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wake.notified(), if round.failed == 0 => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// Claims, publishes and marks one batch of events.
+    pub async fn relay_once(&self) -> Result<Round, sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let skip_locked = tx.skip_locked_clause();
+        let heads = format!(
+            "SELECT o.subject FROM outbox o WHERE o.published_at IS NULL AND NOT EXISTS \
+             (SELECT 1 FROM outbox p WHERE p.subject = o.subject AND p.published_at IS NULL AND p.seq < o.seq) \
+             ORDER BY o.seq LIMIT $1{skip_locked}"
+        );
+        #[derive(sqlx::FromRow)]
+        struct Head {
+            subject: Uuid,
+        }
+        let heads: Vec<Head> = tx
+            .fetch_all(&Query::new(heads).bind(self.settings.batch))
+            .await?;
+        if heads.is_empty() {
+            return Ok(Round::default());
+        }
+        let mut q = Query::new(
+            "SELECT seq, topic, subject, envelope FROM outbox WHERE published_at IS NULL AND subject IN (",
+        );
+        for (i, h) in heads.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push_bind(h.subject);
+        }
+        q.push(") ORDER BY seq");
+        let claimed: Vec<Claimed> = tx.fetch_all(&q).await?;
+
+        let mut published = Vec::with_capacity(claimed.len());
+        let mut blocked: Vec<Uuid> = Vec::new();
+        let mut failed = 0;
+        for event in &claimed {
+            if blocked.contains(&event.subject) {
+                continue;
+            }
+            match self.sink.publish(&event.topic, &event.envelope.0).await {
+                Ok(()) => published.push(event.seq),
+                Err(e) => {
+                    failed += 1;
+                    blocked.push(event.subject);
+                    tracing::warn!(seq = event.seq, topic = %event.topic, error = %e, "publishing an event failed; will retry");
+                    let q = Query::new(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE seq = $2",
+                    )
+                    .bind(e.to_string())
+                    .bind(event.seq);
+                    tx.execute(&q).await?;
+                }
+            }
+        }
+        if !published.is_empty() {
+            let mut q = Query::new("UPDATE outbox SET published_at = ");
+            q.push_bind(now()).push(" WHERE seq IN (");
+            for (i, seq) in published.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.push_bind(*seq);
+            }
+            q.push(")");
+            tx.execute(&q).await?;
+        }
+        tx.commit().await?;
+        Ok(Round {
+            published: published.len(),
+            failed,
+        })
+    }
+
+    /// Deletes published rows older than the retention period.
+    pub async fn prune(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+        let cutoff = now - self.settings.retention;
+        self.db
+            .execute(
+                &Query::new(
+                    "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1",
+                )
+                .bind(cutoff),
+            )
+            .await
+    }
+
+    /// How many events wait, and for how long the oldest has.
+    pub async fn backlog(db: &Db, now: DateTime<Utc>) -> Result<Backlog, sqlx::Error> {
+        let row: BacklogRow = db
+            .fetch_one(&Query::new(
+                "SELECT COUNT(*) AS pending, MIN(created_at) AS oldest FROM outbox WHERE published_at IS NULL",
+            ))
+            .await?;
+        Ok(Backlog {
+            pending: row.pending,
+            oldest_age_seconds: row.oldest.map(|t| (now - t).num_seconds().max(0)),
+        })
+    }
+}

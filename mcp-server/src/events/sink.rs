@@ -1,0 +1,40 @@
+//! Where the relay sends events: Dapr pub/sub through the sidecar, or, with no sidecar, the
+//! in-process subscribers.
+
+use serde_json::Value;
+
+use super::bus::EventBus;
+use crate::dapr::DaprClient;
+
+/// The Dapr pub/sub component the events go to (see `components/pubsub.yaml`).
+pub const PUBSUB_NAME: &str = "pubsub";
+
+/// Why an event was not delivered; the relay retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the Dapr sidecar refused the event: {0}")]
+    Sidecar(String),
+    #[error("an in-process subscriber asked for a retry: {0}")]
+    Subscriber(String),
+}
+
+#[derive(Clone)]
+pub enum Sink {
+    Dapr(DaprClient),
+    InProcess(EventBus),
+}
+
+impl Sink {
+    pub async fn publish(&self, topic: &str, envelope: &Value) -> Result<(), PublishError> {
+        match self {
+            Sink::Dapr(client) => client
+                .publish(PUBSUB_NAME, topic, envelope)
+                .await
+                .map_err(|e| PublishError::Sidecar(e.to_string())),
+            Sink::InProcess(bus) => bus
+                .deliver(topic, envelope)
+                .await
+                .map_err(PublishError::Subscriber),
+        }
+    }
+}

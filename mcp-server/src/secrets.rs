@@ -1,0 +1,89 @@
+//! Secrets: the JWT secret and the database URL.
+//!
+//! With a Dapr sidecar they come from its secret store (keys `jwt-secret` and `database-url`;
+//! Kubernetes secrets in a cluster), with the environment as fallback; without one, from the
+//! environment (or flags), and the database defaults to the embedded SQLite file. A secret that
+//! is needed and found nowhere stops start-up with a message that names both places.
+
+use anyhow::bail;
+
+use crate::config::Config;
+use crate::dapr::DaprClient;
+
+pub const JWT_SECRET_KEY: &str = "jwt-secret";
+pub const DATABASE_URL_KEY: &str = "database-url";
+
+/// The secrets a run needs. Never printed.
+pub struct Secrets {
+    pub database_url: String,
+    pub jwt_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets").finish_non_exhaustive()
+    }
+}
+
+/// Looks a secret up in the store, falling back to `fallback` (the environment or a flag).
+async fn lookup(
+    dapr: &DaprClient,
+    store: &str,
+    key: &str,
+    fallback: Option<&str>,
+    env_name: &str,
+) -> anyhow::Result<Option<String>> {
+    match dapr.secret(store, key).await {
+        Ok(Some(value)) => {
+            tracing::info!(%store, %key, "secret read from the Dapr secret store");
+            return Ok(Some(value));
+        }
+        Ok(None) => {}
+        // The store may be unreachable or not configured; the environment may still have it.
+        Err(e) if fallback.is_some() => {
+            tracing::warn!(%store, %key, error = %e, "secret store lookup failed; using {env_name}");
+        }
+        Err(e) => bail!(
+            "cannot read secret `{key}` from Dapr secret store `{store}` ({e}), and {env_name} is not set"
+        ),
+    }
+    Ok(fallback.map(str::to_owned))
+}
+
+/// Resolves the secrets; `need_jwt` when serving HTTP.
+pub async fn resolve(
+    config: &Config,
+    dapr: Option<&DaprClient>,
+    need_jwt: bool,
+) -> anyhow::Result<Secrets> {
+    let Some(dapr) = dapr else {
+        return Ok(Secrets {
+            database_url: config.database_url(),
+            jwt_secret: config.jwt_secret.clone(),
+        });
+    };
+    let store = config.secret_store.as_str();
+    let database_url = lookup(dapr, store, DATABASE_URL_KEY, config.database_url.as_deref(), "DATABASE_URL")
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no database URL: secret `{DATABASE_URL_KEY}` is not in Dapr secret store `{store}` and DATABASE_URL is not set"
+            )
+        })?;
+    let jwt_secret = if need_jwt {
+        let secret = lookup(dapr, store, JWT_SECRET_KEY, config.jwt_secret.as_deref(), "TODO_JWT_SECRET")
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no JWT secret: secret `{JWT_SECRET_KEY}` is not in Dapr secret store `{store}` and TODO_JWT_SECRET is not set"
+                )
+            })?;
+        Some(secret)
+    } else {
+        None
+    };
+    Ok(Secrets {
+        database_url,
+        jwt_secret,
+    })
+}

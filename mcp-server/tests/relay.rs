@@ -1,0 +1,408 @@
+//! The outbox relay and the event consumers, on both backends, delivering through the
+//! in-process bus of embedded mode.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{Duration, TimeZone, Utc};
+use common::{TestDb, args, count, outbox, user};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use mcp_server::db::Db;
+use mcp_server::events::bus::{Disposition, EventBus, Subscriber};
+use mcp_server::events::consumers::{NotificationConsumer, RecurrenceConsumer};
+use mcp_server::events::relay::{OutboxRelay, RelaySettings};
+use mcp_server::events::sink::Sink;
+use mcp_server::notifications::NotificationService;
+use mcp_server::tasks::commands::NewTask;
+use mcp_server::tasks::service::TaskService;
+use serde_json::{Value, json};
+use todo_shared::events::{
+    EventType, OutgoingEvent, RecurringScheduled, ReminderTriggered, occurrence_task_id,
+};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+on_both_backends!(
+    relays_every_event_once_in_order,
+    a_failing_subscriber_holds_back_only_its_task,
+    recurring_scheduled_creates_one_occurrence,
+    reminder_triggered_records_one_notification,
+    malformed_events_are_dropped,
+    two_relays_share_the_work_without_doubles,
+);
+
+/// Records what reaches it; fails while `failing` names the event's subject.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<Value>>,
+    failing: Mutex<Option<String>>,
+}
+
+impl Subscriber for Recorder {
+    fn topics(&self) -> &[&'static str] {
+        &["tasks", "notifications"]
+    }
+
+    fn handle<'a>(&'a self, _topic: &'a str, envelope: &'a Value) -> BoxFuture<'a, Disposition> {
+        async move {
+            if self.failing.lock().unwrap().as_deref() == envelope["subject"].as_str() {
+                return Disposition::Retry("subscriber down".into());
+            }
+            self.seen.lock().unwrap().push(envelope.clone());
+            Disposition::Success
+        }
+        .boxed()
+    }
+}
+
+fn relay(db: &Db, recorder: Arc<Recorder>) -> OutboxRelay {
+    let settings = RelaySettings {
+        batch: 3,
+        ..RelaySettings::default()
+    };
+    OutboxRelay::new(
+        db.clone(),
+        Sink::InProcess(EventBus::new(vec![recorder])),
+        settings,
+        Arc::new(Notify::new()),
+    )
+}
+
+async fn add(svc: &TaskService, title: &str) -> Uuid {
+    let now = mcp_server::db::now();
+    svc.create(
+        &user("alice"),
+        NewTask::parse(args(json!({"title": title})), now).unwrap(),
+        now,
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+async fn drain(relay: &OutboxRelay) {
+    for _ in 0..100 {
+        if relay.relay_once().await.unwrap().published == 0 {
+            return;
+        }
+    }
+    panic!("the relay never caught up");
+}
+
+async fn relays_every_event_once_in_order(t: TestDb) {
+    let svc = TaskService::new(t.db.clone());
+    let a = add(&svc, "a").await;
+    let b = add(&svc, "b").await;
+    for i in 0..3 {
+        svc.update(
+            &user("alice"),
+            args(json!({"task_id": a, "title": format!("a{i}")})),
+            mcp_server::db::now(),
+        )
+        .await
+        .unwrap();
+    }
+    svc.complete(&user("alice"), b, mcp_server::db::now())
+        .await
+        .unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let relay = relay(&t.db, recorder.clone());
+    let backlog = OutboxRelay::backlog(&t.db, Utc::now()).await.unwrap();
+    assert_eq!(backlog.pending, 6);
+    drain(&relay).await;
+
+    let seen = recorder.seen.lock().unwrap().clone();
+    let written: Vec<Value> = outbox(&t.db).await.into_iter().map(|(_, e)| e).collect();
+    assert_eq!(seen.len(), 6, "every event once");
+    let ids = |v: &[Value]| {
+        v.iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let mut seen_ids = ids(&seen);
+    seen_ids.sort();
+    let mut written_ids = ids(&written);
+    written_ids.sort();
+    assert_eq!(seen_ids, written_ids);
+    let titles_of_a: Vec<_> = seen
+        .iter()
+        .filter(|e| e["subject"] == a.to_string())
+        .map(|e| e["data"]["task"]["title"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        titles_of_a,
+        ["a", "a0", "a1", "a2"],
+        "one task's events in commit order"
+    );
+    assert_eq!(
+        OutboxRelay::backlog(&t.db, Utc::now())
+            .await
+            .unwrap()
+            .pending,
+        0
+    );
+    assert_eq!(
+        relay.relay_once().await.unwrap().published,
+        0,
+        "nothing is published twice"
+    );
+
+    assert_eq!(
+        relay.prune(Utc::now() + Duration::hours(25)).await.unwrap(),
+        6
+    );
+    assert_eq!(count(&t.db, "outbox").await, 0);
+}
+
+async fn a_failing_subscriber_holds_back_only_its_task(t: TestDb) {
+    let svc = TaskService::new(t.db.clone());
+    let a = add(&svc, "a").await;
+    svc.update(
+        &user("alice"),
+        args(json!({"task_id": a, "title": "a2"})),
+        mcp_server::db::now(),
+    )
+    .await
+    .unwrap();
+    let b = add(&svc, "b").await;
+    let recorder = Arc::new(Recorder::default());
+    *recorder.failing.lock().unwrap() = Some(a.to_string());
+    let relay = relay(&t.db, recorder.clone());
+    let round = relay.relay_once().await.unwrap();
+    assert_eq!((round.published, round.failed), (1, 1));
+    assert_eq!(recorder.seen.lock().unwrap()[0]["subject"], b.to_string());
+    assert_eq!(
+        OutboxRelay::backlog(&t.db, Utc::now())
+            .await
+            .unwrap()
+            .pending,
+        2,
+        "a's events wait"
+    );
+
+    *recorder.failing.lock().unwrap() = None;
+    drain(&relay).await;
+    let seen = recorder.seen.lock().unwrap().clone();
+    let titles: Vec<_> = seen
+        .iter()
+        .map(|e| e["data"]["task"]["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        ["b", "a", "a2"],
+        "a's events still in order after the retry"
+    );
+}
+
+fn envelope(event_type: EventType, data: Value) -> Value {
+    OutgoingEvent::new(
+        Uuid::now_v7(),
+        event_type,
+        "/scheduler",
+        Uuid::now_v7(),
+        data,
+        Utc::now(),
+    )
+    .unwrap()
+    .envelope
+}
+
+async fn recurring_scheduled_creates_one_occurrence(t: TestDb) {
+    let svc = TaskService::new(t.db.clone());
+    let now = mcp_server::db::now();
+    let first = svc
+        .create(
+            &user("alice"),
+            NewTask::parse(
+                args(json!({"title": "Water plants", "due": "2030-01-01T09:00", "tags": ["home"],
+                            "recurrence": {"frequency": "daily"}, "reminders": [{"minutes_before": 10}]})),
+                now,
+            )
+            .unwrap(),
+            now,
+        )
+        .await
+        .unwrap();
+    let due = Utc.with_ymd_and_hms(2030, 1, 2, 9, 0, 0).unwrap();
+    let data = RecurringScheduled {
+        owner: "alice".into(),
+        series_id: first.id,
+        previous_task_id: first.id,
+        task_id: occurrence_task_id(first.id, due),
+        due,
+    };
+    let consumer = RecurrenceConsumer { tasks: svc.clone() };
+    let event = envelope(
+        EventType::RecurringScheduled,
+        serde_json::to_value(&data).unwrap(),
+    );
+    assert_eq!(consumer.handle_envelope(&event).await, Disposition::Success);
+    assert_eq!(
+        consumer.handle_envelope(&event).await,
+        Disposition::Success,
+        "redelivery"
+    );
+    let republished = envelope(
+        EventType::RecurringScheduled,
+        serde_json::to_value(&data).unwrap(),
+    );
+    assert_eq!(
+        consumer.handle_envelope(&republished).await,
+        Disposition::Success,
+        "same occurrence, new event id"
+    );
+
+    let next = svc.get(&user("alice"), data.task_id).await.unwrap();
+    assert_eq!(next.title, "Water plants");
+    assert_eq!(next.tags, ["home"]);
+    assert_eq!(next.due.as_deref(), Some("2030-01-02T09:00:00+00:00"));
+    assert_eq!(next.recurrence.as_ref().unwrap().series_id, first.id);
+    assert_eq!(next.reminders.len(), 1);
+    assert_eq!(next.reminders[0].at, "2030-01-02T08:50:00+00:00");
+    assert_eq!(count(&t.db, "tasks").await, 2, "one task per occurrence");
+    let created = outbox(&t.db)
+        .await
+        .iter()
+        .filter(|(ty, _)| ty == "com.todo.task.created")
+        .count();
+    assert_eq!(created, 2, "the new occurrence announces itself");
+
+    // Events for other users' tasks, or with a forged id, change nothing.
+    let mallory = RecurringScheduled {
+        owner: "mallory".into(),
+        task_id: occurrence_task_id(first.id, due + Duration::days(1)),
+        due: due + Duration::days(1),
+        ..data.clone()
+    };
+    let e = envelope(
+        EventType::RecurringScheduled,
+        serde_json::to_value(&mallory).unwrap(),
+    );
+    assert_eq!(consumer.handle_envelope(&e).await, Disposition::Success);
+    let forged = RecurringScheduled {
+        task_id: Uuid::now_v7(),
+        ..data
+    };
+    let e = envelope(
+        EventType::RecurringScheduled,
+        serde_json::to_value(&forged).unwrap(),
+    );
+    assert!(matches!(
+        consumer.handle_envelope(&e).await,
+        Disposition::Drop(_)
+    ));
+    assert_eq!(count(&t.db, "tasks").await, 2);
+}
+
+async fn reminder_triggered_records_one_notification(t: TestDb) {
+    let notifications = NotificationService::new(t.db.clone());
+    let consumer = NotificationConsumer {
+        notifications: notifications.clone(),
+    };
+    let data = ReminderTriggered {
+        owner: "alice".into(),
+        task_id: Uuid::now_v7(),
+        reminder_id: Uuid::now_v7(),
+        title: "Call mum".into(),
+        fire_at: Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap(),
+        due: None,
+    };
+    let event = envelope(
+        EventType::ReminderTriggered,
+        serde_json::to_value(&data).unwrap(),
+    );
+    assert_eq!(consumer.handle_envelope(&event).await, Disposition::Success);
+    assert_eq!(consumer.handle_envelope(&event).await, Disposition::Success);
+    let again = envelope(
+        EventType::ReminderTriggered,
+        serde_json::to_value(&data).unwrap(),
+    );
+    assert_eq!(consumer.handle_envelope(&again).await, Disposition::Success);
+    let page = notifications
+        .list(&user("alice"), false, 50, false, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(page.notifications.len(), 1, "one notification per firing");
+    assert_eq!(page.notifications[0].message, "Reminder: \"Call mum\"");
+    assert_eq!(page.notifications[0].reminder_id, Some(data.reminder_id));
+}
+
+async fn malformed_events_are_dropped(t: TestDb) {
+    let consumer = NotificationConsumer {
+        notifications: NotificationService::new(t.db.clone()),
+    };
+    let no_data = json!({"specversion": "1.0", "id": "x", "type": "com.todo.reminder.triggered", "source": "/s"});
+    assert!(matches!(
+        consumer.handle_envelope(&no_data).await,
+        Disposition::Drop(_)
+    ));
+    let bad = envelope(EventType::ReminderTriggered, json!({"owner": 5}));
+    assert!(matches!(
+        consumer.handle_envelope(&bad).await,
+        Disposition::Drop(_)
+    ));
+    let other = envelope(EventType::TaskCreated, json!({}));
+    assert_eq!(
+        consumer.handle_envelope(&other).await,
+        Disposition::Success,
+        "not ours: acknowledged"
+    );
+    assert_eq!(count(&t.db, "notifications").await, 0);
+}
+
+async fn two_relays_share_the_work_without_doubles(t: TestDb) {
+    let svc = TaskService::new(t.db.clone());
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(add(&svc, &format!("t{i}")).await);
+    }
+    for id in &ids {
+        svc.complete(&user("alice"), *id, mcp_server::db::now())
+            .await
+            .unwrap();
+    }
+    let recorder = Arc::new(Recorder::default());
+    let (one, two) = (
+        relay(&t.db, recorder.clone()),
+        relay(&t.db, recorder.clone()),
+    );
+    let (a, b) = tokio::join!(
+        async {
+            let mut n = 0;
+            for _ in 0..50 {
+                n += one.relay_once().await.unwrap().published;
+            }
+            n
+        },
+        async {
+            let mut n = 0;
+            for _ in 0..50 {
+                n += two.relay_once().await.unwrap().published;
+            }
+            n
+        }
+    );
+    assert_eq!(a + b, 40, "every event published");
+    let seen = recorder.seen.lock().unwrap().clone();
+    let mut event_ids: Vec<_> = seen
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    event_ids.sort();
+    event_ids.dedup();
+    assert_eq!(event_ids.len(), 40, "none twice");
+    for id in ids {
+        let types: Vec<_> = seen
+            .iter()
+            .filter(|e| e["subject"] == id.to_string())
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            ["com.todo.task.created", "com.todo.task.completed"],
+            "order per task"
+        );
+    }
+}
