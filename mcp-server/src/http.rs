@@ -19,7 +19,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{TokenVerifier, require_bearer};
-use crate::db::Db;
+use crate::db::{Db, now};
+use crate::events::relay::OutboxRelay;
 use crate::tools::TodoServer;
 
 /// What the HTTP routes need.
@@ -67,12 +68,17 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready: the database answers.
+/// Ready: the database answers. The outbox backlog is reported beside it: a growing backlog
+/// means events are not getting out, which the relay's logs explain.
 async fn readyz(State(db): State<Db>) -> impl IntoResponse {
-    match tokio::time::timeout(Duration::from_secs(2), db.ping()).await {
-        Ok(Ok(())) => (
+    let check = async {
+        db.ping().await?;
+        OutboxRelay::backlog(&db, now()).await
+    };
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(outbox)) => (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "database": "ok" })),
+            Json(json!({ "status": "ready", "database": "ok", "outbox": outbox })),
         ),
         outcome => {
             let reason = match outcome {
