@@ -11,6 +11,9 @@ use uuid::Uuid;
 pub enum AppError {
     #[error(transparent)]
     Validation(#[from] ValidationError),
+    /// Arguments that do not have the shape of the tool's input schema.
+    #[error("{0}")]
+    Arguments(String),
     /// The task does not exist or belongs to another user: the two are indistinguishable.
     #[error("task {0} not found; use list_tasks to find the task's id")]
     TaskNotFound(Uuid),
@@ -31,6 +34,7 @@ impl AppError {
         matches!(
             self,
             AppError::Validation(_)
+                | AppError::Arguments(_)
                 | AppError::TaskNotFound(_)
                 | AppError::ReminderNotFound { .. }
                 | AppError::Conflict(_)

@@ -119,7 +119,7 @@ impl TaskEventData {
                 .filter(|(k, _)| !BOOKKEEPING_FIELDS.contains(&k.as_str()))
                 .filter_map(|(k, from)| {
                     let to = new.remove(&k).unwrap_or(Value::Null);
-                    (from != to).then_some((k, FieldChange { from, to }))
+                    (!same(&from, &to)).then_some((k, FieldChange { from, to }))
                 })
                 .collect(),
             _ => BTreeMap::new(),
@@ -177,6 +177,27 @@ pub fn notification_id(reminder_id: Uuid, fire_at: DateTime<Utc>) -> Uuid {
         &reminder_id,
         fire_at.timestamp_micros().to_string().as_bytes(),
     )
+}
+
+/// Equal, treating two RFC 3339 strings as equal when they name the same instant: a task whose
+/// time zone changes shows the same times with other offsets, which is no change of those times.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => {
+            x == y
+                || matches!(
+                    (DateTime::parse_from_rfc3339(x), DateTime::parse_from_rfc3339(y)),
+                    (Ok(x), Ok(y)) if x == y
+                )
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 /// A lifecycle event ready for the outbox: its identity, where it goes, and its envelope.
@@ -300,6 +321,22 @@ mod tests {
             }
         );
         assert_eq!(data.changes["completed_at"].from, Value::Null);
+    }
+
+    #[test]
+    fn a_new_time_zone_changes_only_the_zone() {
+        let before = task();
+        let mut after = task();
+        after.time_zone = "America/New_York".into();
+        after.due = Some("2026-12-01T17:59:59-05:00".into());
+        after.created_at = "2026-11-26T04:00:00-05:00".into();
+        let data = TaskEventData::change(&before, after);
+        let keys: Vec<_> = data.changes.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["time_zone"],
+            "the same instants in another zone are no change"
+        );
     }
 
     #[test]

@@ -173,19 +173,11 @@ impl ListQuery {
     pub fn parse(args: ListTasksArgs) -> Result<Self, ValidationError> {
         let zone = parse_zone(args.time_zone.as_deref())?.tz();
         let sort = args.sort.unwrap_or(super::list::SortKey::Created);
-        let tags = args
-            .tags
-            .as_deref()
-            .unwrap_or_default()
+        // Normalised like a task's tags: trimmed, lower-cased, de-duplicated, at most ten.
+        let tags: Vec<Tag> = Tags::parse(args.tags.as_deref().unwrap_or_default())?
             .iter()
-            .map(|t| Tag::parse(t))
-            .collect::<Result<Vec<_>, _>>()?;
-        if tags.len() > Tags::MAX_COUNT {
-            return Err(ValidationError::new(
-                "tags",
-                format!("filter by at most {} tags", Tags::MAX_COUNT),
-            ));
-        }
+            .cloned()
+            .collect();
         let mut query = Self {
             status: match args.status.unwrap_or_default() {
                 StatusFilter::Pending => Some(TaskStatus::Pending),

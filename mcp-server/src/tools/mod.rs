@@ -10,13 +10,18 @@ pub mod output;
 
 use std::sync::Arc;
 
+use rmcp::handler::server::common::schema_for_input;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, JsonObject, ServerCapabilities, ServerConfig,
+};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use todo_shared::reminder::ReminderInput;
 use todo_shared::task::UserId;
 
@@ -110,6 +115,32 @@ fn failure(e: &AppError) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(e.public_message())])
 }
 
+/// The input schema of a tool whose arguments are `T`.
+fn input_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    // The argument types are fixed at compile time; a failure here is a programming error
+    // caught by the first test that lists the tools.
+    schema_for_input::<T>().unwrap_or_else(|e| {
+        panic!(
+            "invalid input schema for {}: {e}",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// Parses tool arguments, naming the argument at fault when one does not fit (rmcp's own
+/// extraction reports serde's message without the field).
+fn parse_args<T: DeserializeOwned>(raw: JsonObject) -> AppResult<T> {
+    serde_path_to_error::deserialize(serde_json::Value::Object(raw)).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        if path == "." {
+            AppError::Arguments(format!("invalid arguments: {message}"))
+        } else {
+            AppError::Arguments(format!("invalid `{path}`: {message}"))
+        }
+    })
+}
+
 fn changed(outcome: Outcome) -> ChangeOutput {
     ChangeOutput {
         task: outcome.task,
@@ -125,14 +156,16 @@ impl TodoServer {
         description = "Create a task for the user. Only `title` is required. `due` accepts RFC 3339, a \
             local date-time or a date (end of that day) in `time_zone`. Returns the new task with its id.",
         output_schema = schema_for_output::<TaskOutput>(),
+        input_schema = input_schema::<AddTaskArgs>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
     )]
     async fn add_task(
         &self,
-        Parameters(args): Parameters<AddTaskArgs>,
+        Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let result = async {
+            let args: AddTaskArgs = parse_args(raw)?;
             let user = self.user(&ctx)?;
             let now = now();
             let task = self
@@ -155,14 +188,16 @@ impl TodoServer {
             and overdue; sort by created, due, priority or title. Returns a page of at most `limit` tasks, \
             the total count, and `next_cursor` for the next page.",
         output_schema = schema_for_output::<ListOutput>(),
+        input_schema = input_schema::<ListTasksArgs>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_tasks(
         &self,
-        Parameters(args): Parameters<ListTasksArgs>,
+        Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let result = async {
+            let args: ListTasksArgs = parse_args(raw)?;
             let user = self.user(&ctx)?;
             let query = ListQuery::parse(args)?;
             let page = self.tasks.list(&user, &query, now()).await?;
@@ -181,14 +216,16 @@ impl TodoServer {
         title = "Get a task",
         description = "Get one task by id, with its reminders and recurrence.",
         output_schema = schema_for_output::<TaskOutput>(),
+        input_schema = input_schema::<TaskIdArgs>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_task(
         &self,
-        Parameters(args): Parameters<TaskIdArgs>,
+        Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let result = async {
+            let args: TaskIdArgs = parse_args(raw)?;
             let user = self.user(&ctx)?;
             Ok(TaskOutput {
                 task: self.tasks.get(&user, args.task_id).await?,
@@ -205,14 +242,16 @@ impl TodoServer {
             `description`, `due` or `recurrence`. Moving `due` moves reminders set in minutes_before and \
             keeps the recurrence, which continues from the new due time.",
         output_schema = schema_for_output::<ChangeOutput>(),
+        input_schema = input_schema::<UpdateTaskArgs>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     async fn update_task(
         &self,
-        Parameters(args): Parameters<UpdateTaskArgs>,
+        Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let result = async {
+            let args: UpdateTaskArgs = parse_args(raw)?;
             let user = self.user(&ctx)?;
             Ok(changed(self.tasks.update(&user, args, now()).await?))
         }
@@ -226,14 +265,16 @@ impl TodoServer {
         description = "Mark a task completed. For a recurring task this completes this occurrence; the \
             series goes on and its next occurrence appears as a new task.",
         output_schema = schema_for_output::<ChangeOutput>(),
+        input_schema = input_schema::<TaskIdArgs>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     async fn complete_task(
         &self,
-        Parameters(args): Parameters<TaskIdArgs>,
+        Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let result = async {
+            let args: TaskIdArgs = parse_args(raw)?;
             let user = self.user(&ctx)?;
             Ok(changed(
                 self.tasks.complete(&user, args.task_id, now()).await?,
@@ -248,14 +289,16 @@ impl TodoServer {
         title = "Reopen a task",
         description = "Mark a completed task pending again.",
         output_schema = schema_for_output::<ChangeOutput>(),
+        input_schema = input_schema::<TaskIdArgs>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     async fn reopen_task(
         &self,
-        Parameters(args): Parameters<TaskIdArgs>,
+        Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let result = async {
+            let args: TaskIdArgs = parse_args(raw)?;
             let user = self.user(&ctx)?;
             Ok(changed(
                 self.tasks.reopen(&user, args.task_id, now()).await?,
@@ -270,14 +313,16 @@ impl TodoServer {
         title = "Delete a task",
         description = "Delete a task with its reminders and recurrence. This cannot be undone.",
         output_schema = schema_for_output::<DeleteOutput>(),
+        input_schema = input_schema::<TaskIdArgs>(),
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn delete_task(
         &self,
-        Parameters(args): Parameters<TaskIdArgs>,
+        Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let result = async {
+            let args: TaskIdArgs = parse_args(raw)?;
             let user = self.user(&ctx)?;
             Ok(DeleteOutput {
                 deleted: self.tasks.delete(&user, args.task_id, now()).await?,
@@ -295,14 +340,16 @@ impl TodoServer {
         description = "Add a reminder to a pending task, either `at` a time or `minutes_before` its due \
             time. It must lie in the future; a task has at most 10 reminders.",
         output_schema = schema_for_output::<ReminderOutput>(),
+        input_schema = input_schema::<SetReminderArgs>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
     )]
     async fn set_reminder(
         &self,
-        Parameters(args): Parameters<SetReminderArgs>,
+        Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let result = async {
+            let args: SetReminderArgs = parse_args(raw)?;
             let user = self.user(&ctx)?;
             let input = ReminderInput {
                 at: args.at,
@@ -339,14 +386,16 @@ impl TodoServer {
         title = "Cancel a reminder",
         description = "Remove a reminder from a task.",
         output_schema = schema_for_output::<ChangeOutput>(),
+        input_schema = input_schema::<CancelReminderArgs>(),
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn cancel_reminder(
         &self,
-        Parameters(args): Parameters<CancelReminderArgs>,
+        Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let result = async {
+            let args: CancelReminderArgs = parse_args(raw)?;
             let user = self.user(&ctx)?;
             Ok(changed(
                 self.tasks
@@ -366,14 +415,16 @@ impl TodoServer {
         description = "List reminder notifications that have fired for the user, newest first. \
             `unread_only` filters; `mark_read` marks the returned ones read.",
         output_schema = schema_for_output::<NotificationsOutput>(),
+        input_schema = input_schema::<ListNotificationsArgs>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     async fn list_notifications(
         &self,
-        Parameters(args): Parameters<ListNotificationsArgs>,
+        Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let result = async {
+            let args: ListNotificationsArgs = parse_args(raw)?;
             let user = self.user(&ctx)?;
             let limit = parse_limit(args.limit)?;
             let page = self

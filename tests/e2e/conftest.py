@@ -1,0 +1,287 @@
+"""Fixtures for the end-to-end tests of the `todo-mcp` binary.
+
+- `transport`: parametrized over stdio/HTTP x legacy (2025-11-25 handshake) / auto (2026-07-28)
+  protocol modes. Stdio servers use one SQLite file for the session; the HTTP server (one per
+  session) uses PostgreSQL. Each test gets its own user id, so tests never see each other's tasks.
+- `http`: the running HTTP server (port, URL, log).
+
+Environment: `TODO_MCP_BIN` (default `<repo>/target/debug/todo-mcp`), `TODO_TEST_DATABASE_URL`
+(default: whatever `scripts/postgres.sh start` prints).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from support import JWT_SECRET, PROTOCOL, REPO, mint_token, new_user
+
+TRANSPORTS = ["stdio-legacy", "stdio-auto", "http-legacy", "http-auto"]
+SERVER_LOG_LEVEL = "info,mcp_server=debug"
+LOG_KEY = pytest.StashKey[list]()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(60))
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# --- server logs on failure ---------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _server_logs(request: pytest.FixtureRequest) -> list[tuple[str, Path]]:
+    logs: list[tuple[str, Path]] = []
+    request.node.stash[LOG_KEY] = logs
+    return logs
+
+
+def _tail(path: Path, lines: int = 80) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"(cannot read {path}: {e})"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for name, path in item.stash.get(LOG_KEY, []):
+            report.sections.append((f"server stderr: {name} ({path})", _tail(path)))
+
+
+# --- the binary and the databases ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def binary() -> str:
+    path = Path(os.environ.get("TODO_MCP_BIN") or REPO / "target" / "debug" / "todo-mcp")
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(
+            f"todo-mcp binary not found at {path}: build it with `cargo build -p mcp-server` "
+            "or set TODO_MCP_BIN"
+        )
+    return str(path.resolve())
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    url = os.environ.get("TODO_TEST_DATABASE_URL")
+    if url:
+        return url
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / "postgres.sh"), "start"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith("DATABASE_URL="):
+            return line.split("=", 1)[1].strip()
+    pytest.fail(
+        "TODO_TEST_DATABASE_URL is unset and scripts/postgres.sh start printed no DATABASE_URL:\n"
+        + out.stdout
+        + out.stderr
+    )
+
+
+@pytest.fixture(scope="session")
+def stdio_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One SQLite file (and a HOME without data) shared by all stdio servers of the session."""
+    base = tmp_path_factory.mktemp("stdio")
+    home = base / "home"
+    home.mkdir()
+    return {"db": base / "todo.db", "home": home, "logs": base / "logs"}
+
+
+# --- the HTTP server ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class HttpServer:
+    binary: str
+    database_url: str
+    log: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/mcp"
+
+    def start(self, timeout: float = 30) -> HttpServer:
+        self.port = free_port()
+        # Nothing from the caller's configuration: no TODO_* settings, no database, and no Dapr
+        # sidecar variables (with them the server would wait for a sidecar).
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TODO_", "DAPR_"))
+            and k not in ("DATABASE_URL", "RUST_LOG", "APP_API_TOKEN")
+        }
+        env.update(
+            TODO_TRANSPORT="http",
+            TODO_LISTEN=f"127.0.0.1:{self.port}",
+            TODO_JWT_SECRET=JWT_SECRET,
+            DATABASE_URL=self.database_url,
+            RUST_LOG=SERVER_LOG_LEVEL,
+        )
+        env.update(self.extra_env)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.binary],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"HTTP server exited with {self.proc.returncode}:\n{_tail(self.log)}"
+                )
+            try:
+                if httpx2.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx2.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"HTTP server not healthy after {timeout}s:\n{_tail(self.log)}")
+
+    def stop(self, timeout: float = 10) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit code after SIGTERM, if any."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                return proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                return None
+        return proc.returncode
+
+
+@pytest.fixture(scope="session")
+def http_server(
+    binary: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    log = tmp_path_factory.mktemp("http") / "server.log"
+    server = HttpServer(binary, database_url, log).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def http(http_server: HttpServer, _server_logs: list[tuple[str, Path]]) -> HttpServer:
+    """The session's HTTP server; its log is shown when the test fails."""
+    _server_logs.append(("http", http_server.log))
+    return http_server
+
+
+# --- transports ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Transport:
+    """How a test reaches the server: `async with transport.connect() as client`."""
+
+    kind: str  # "stdio" | "http"
+    mode: str  # "legacy" | "auto"
+    binary: str
+    user: str
+    logs: list[tuple[str, Path]]
+    stdio: dict[str, Path] | None = None
+    http: HttpServer | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{self.mode}"
+
+    @contextlib.asynccontextmanager
+    async def connect(self, user: str | None = None) -> AsyncIterator[Client]:
+        user = user or self.user
+        if self.kind == "stdio":
+            assert self.stdio is not None
+            self.stdio["logs"].mkdir(exist_ok=True)
+            log = self.stdio["logs"] / f"{user}-{time.monotonic_ns()}.log"
+            self.logs.append((f"stdio --user {user}", log))
+            params = StdioServerParameters(
+                command=self.binary,
+                args=["--user", user, "--database-url", f"sqlite://{self.stdio['db']}"],
+                env={
+                    "HOME": str(self.stdio["home"]),
+                    "XDG_DATA_HOME": str(self.stdio["home"] / "data"),
+                    "RUST_LOG": SERVER_LOG_LEVEL,
+                },
+            )
+            with open(log, "w") as errlog:
+                async with Client(stdio_client(params, errlog=errlog), mode=self.mode) as client:
+                    assert client.protocol_version == PROTOCOL[self.mode]
+                    yield client
+        else:
+            assert self.http is not None
+            headers = {"Authorization": f"Bearer {mint_token(user)}"}
+            async with create_mcp_http_client(headers=headers) as http_client:
+                async with Client(
+                    streamable_http_client(self.http.url, http_client=http_client),
+                    mode=self.mode,
+                ) as client:
+                    assert client.protocol_version == PROTOCOL[self.mode]
+                    yield client
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(
+    request: pytest.FixtureRequest,
+    binary: str,
+    _server_logs: list[tuple[str, Path]],
+) -> Transport:
+    kind, mode = request.param.split("-")
+    t = Transport(kind=kind, mode=mode, binary=binary, user=new_user(), logs=_server_logs)
+    if kind == "stdio":
+        t.stdio = request.getfixturevalue("stdio_store")
+    else:
+        t.http = request.getfixturevalue("http")
+    return t
