@@ -287,11 +287,15 @@ impl ListQuery {
         }
         let col = self.sort.column();
         let dir = self.order.sql();
-        // NULLS LAST in both directions: tasks without a due time come after those with one.
-        q.push(&format!(
-            " ORDER BY {col} {dir} NULLS LAST, t.id {dir} LIMIT "
-        ))
-        .push_bind(i64::from(self.limit) + 1);
+        // Tasks without a due time come last in both directions. Only `due` can be NULL, and the
+        // clause is left off the other keys so that their ORDER BY matches an index exactly.
+        let nulls = if self.sort == SortKey::Due {
+            " NULLS LAST"
+        } else {
+            ""
+        };
+        q.push(&format!(" ORDER BY {col} {dir}{nulls}, t.id {dir} LIMIT "))
+            .push_bind(i64::from(self.limit) + 1);
         q
     }
 

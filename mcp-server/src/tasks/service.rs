@@ -147,14 +147,11 @@ impl TaskService {
         query: &ListQuery,
         now: DateTime<Utc>,
     ) -> AppResult<Page> {
-        let Count { total } = self
-            .db
-            .fetch_one(&query.count_query(owner.as_str(), now))
-            .await?;
-        let mut rows: Vec<TaskRow> = self
-            .db
-            .fetch_all(&query.page_query(TASK_COLUMNS, owner.as_str(), now))
-            .await?;
+        // Two independent reads: on two pooled connections they overlap instead of queueing.
+        let count_q = query.count_query(owner.as_str(), now);
+        let page_q = query.page_query(TASK_COLUMNS, owner.as_str(), now);
+        let (Count { total }, mut rows): (Count, Vec<TaskRow>) =
+            tokio::try_join!(self.db.fetch_one(&count_q), self.db.fetch_all(&page_q))?;
         let more = rows.len() > query.limit as usize;
         rows.truncate(query.limit as usize);
         let next_cursor = match rows.last() {
