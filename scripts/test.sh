@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: `scripts/test.sh` (what .ci/run calls).
 #
-# 1. Installs and starts what the tests need: a private PostgreSQL (scripts/postgres.sh) and the
-#    Python venv with the official MCP SDK (scripts/python-env.sh).
+# 1. Installs and starts what the tests need: a private PostgreSQL (scripts/postgres.sh) and Redis
+#    (scripts/redis.sh), daprd built from Go modules (scripts/daprd.sh, cached after the first
+#    build), and the Python venv with the official MCP SDK (scripts/python-env.sh).
 # 2. Checks formatting and lints (skip with TODO_SKIP_LINT=1 for a quicker local run).
 # 3. Runs the Rust unit and integration tests (both database backends).
 # 4. Runs the end-to-end tests: the real `todo-mcp` binary driven by the Python MCP client
 #    over stdio and streamable HTTP.
+# 5. Runs the event pipeline tests: `todo-mcp` beside a real daprd, on Redis and PostgreSQL.
 #
-# Extra arguments are passed to pytest, e.g. `scripts/test.sh -k auth`.
+# Extra arguments are passed to both pytest runs, e.g. `scripts/test.sh -k auth`.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -29,6 +31,10 @@ unset DATABASE_URL
     "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'" |
     while read -r db; do "$PSQL" -d "$TODO_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
 
+log "starting Redis and building daprd (cached)"
+bash scripts/redis.sh start >/dev/null
+bash scripts/daprd.sh build >/dev/null
+
 log "preparing the Python environment"
 PYTHON="$(bash scripts/python-env.sh)"
 
@@ -46,5 +52,8 @@ log "end-to-end tests"
 cargo build -p mcp-server --locked
 export TODO_MCP_BIN="$REPO/target/debug/todo-mcp"
 "$PYTHON" -m pytest tests/e2e -q -p no:cacheprovider "$@"
+
+log "event pipeline tests (daprd)"
+"$PYTHON" -m pytest tests/dapr -q -p no:cacheprovider "$@"
 
 log "all tests passed"

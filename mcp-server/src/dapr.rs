@@ -92,14 +92,15 @@ impl DaprClient {
     }
 
     /// Publishes a CloudEvent as is: with `application/cloudevents+json` Dapr keeps our envelope
-    /// and only adds its tracing and routing attributes.
+    /// and only adds its tracing and routing attributes, continuing the trace in `traceparent`.
     pub async fn publish(
         &self,
         pubsub: &str,
         topic: &str,
         envelope: &Value,
+        traceparent: Option<&str>,
     ) -> Result<(), DaprError> {
-        let response = self
+        let mut request = self
             .request(
                 reqwest::Method::POST,
                 &format!("/v1.0/publish/{pubsub}/{topic}"),
@@ -107,10 +108,11 @@ impl DaprClient {
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/cloudevents+json",
-            )
-            .body(envelope.to_string())
-            .send()
-            .await?;
+            );
+        if let Some(tp) = traceparent {
+            request = request.header("traceparent", tp);
+        }
+        let response = request.body(envelope.to_string()).send().await?;
         Self::check(response).await.map(drop)
     }
 

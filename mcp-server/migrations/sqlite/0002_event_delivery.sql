@@ -1,5 +1,9 @@
 -- The SQLite twin of migrations/postgres/0002_event_delivery.sql.
 
+-- The W3C trace context each event is published with, fixed when the event is written so that a
+-- retried publish continues the same trace.
+ALTER TABLE outbox ADD COLUMN traceparent TEXT;
+
 -- The relay looks for the oldest unpublished event of each task.
 CREATE INDEX outbox_unpublished_by_subject ON outbox (subject, seq) WHERE published_at IS NULL;
 

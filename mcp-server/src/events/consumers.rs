@@ -63,6 +63,8 @@ fn disposition(result: Result<(), AppError>) -> Disposition {
     match result {
         Ok(()) => Disposition::Success,
         Err(e) if e.is_caller_error() => Disposition::Drop(e.to_string()),
+        // The cause goes to the log (not to any client), so that a retry loop can be diagnosed.
+        Err(AppError::Database(e)) => Disposition::Retry(format!("database: {e}")),
         Err(e) => Disposition::Retry(e.to_string()),
     }
 }

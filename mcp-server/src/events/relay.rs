@@ -54,6 +54,7 @@ struct Claimed {
     topic: String,
     subject: Uuid,
     envelope: Json<Value>,
+    traceparent: Option<String>,
 }
 
 /// The outcome of one round.
@@ -163,7 +164,7 @@ impl OutboxRelay {
             return Ok(Round::default());
         }
         let mut q = Query::new(
-            "SELECT seq, topic, subject, envelope FROM outbox WHERE published_at IS NULL AND subject IN (",
+            "SELECT seq, topic, subject, envelope, traceparent FROM outbox WHERE published_at IS NULL AND subject IN (",
         );
         for (i, h) in heads.iter().enumerate() {
             if i > 0 {
@@ -181,7 +182,15 @@ impl OutboxRelay {
             if blocked.contains(&event.subject) {
                 continue;
             }
-            match self.sink.publish(&event.topic, &event.envelope.0).await {
+            match self
+                .sink
+                .publish(
+                    &event.topic,
+                    &event.envelope.0,
+                    event.traceparent.as_deref(),
+                )
+                .await
+            {
                 Ok(()) => published.push(event.seq),
                 Err(e) => {
                     failed += 1;

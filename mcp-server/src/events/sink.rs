@@ -25,10 +25,16 @@ pub enum Sink {
 }
 
 impl Sink {
-    pub async fn publish(&self, topic: &str, envelope: &Value) -> Result<(), PublishError> {
+    /// Delivers one event; `traceparent` is its W3C trace context, which Dapr carries on.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        envelope: &Value,
+        traceparent: Option<&str>,
+    ) -> Result<(), PublishError> {
         match self {
             Sink::Dapr(client) => client
-                .publish(PUBSUB_NAME, topic, envelope)
+                .publish(PUBSUB_NAME, topic, envelope, traceparent)
                 .await
                 .map_err(|e| PublishError::Sidecar(e.to_string())),
             Sink::InProcess(bus) => bus

@@ -34,6 +34,11 @@ pub fn router(consumers: Arc<Consumers>, api_token: Option<String>) -> Router {
         .route("/dapr/subscribe", get(subscribe))
         .route("/events/recurring", post(recurring))
         .route("/events/notifications", post(notifications))
+        // Events of the subscribed topics that the server has no use for.
+        .route(
+            "/events/ignored",
+            post(|| async { answer(Disposition::Success) }),
+        )
         .with_state(consumers);
     match api_token {
         Some(token) => routes.layer(axum::middleware::from_fn_with_state(
@@ -54,7 +59,9 @@ async fn subscribe() -> Json<Value> {
                 "rules": [{
                     "match": format!("event.type == \"{}\"", EventType::RecurringScheduled.as_str()),
                     "path": "/events/recurring"
-                }]
+                }],
+                // Without a default, Dapr dead-letters every event that matches no rule.
+                "default": "/events/ignored"
             },
             "deadLetterTopic": DEAD_LETTER_TOPIC
         },
@@ -65,7 +72,8 @@ async fn subscribe() -> Json<Value> {
                 "rules": [{
                     "match": format!("event.type == \"{}\"", EventType::ReminderTriggered.as_str()),
                     "path": "/events/notifications"
-                }]
+                }],
+                "default": "/events/ignored"
             },
             "deadLetterTopic": DEAD_LETTER_TOPIC
         }

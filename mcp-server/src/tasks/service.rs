@@ -411,18 +411,20 @@ impl TaskService {
         if !processed::claim(&mut tx, key, now).await? {
             return Ok(None);
         }
-        let exists = tx
-            .fetch_optional::<Exists>(
-                &Query::new("SELECT 1 AS one FROM tasks WHERE id = $1").bind(event.task_id),
-            )
-            .await?
-            .is_some();
+        // Lock the template first: a concurrent delivery of the same occurrence (under another
+        // event id) waits here, and then sees the task the first one committed.
         let template = match load_for_update(&mut tx, owner.as_str(), event.previous_task_id).await
         {
             Ok(found) => Some(found),
             Err(AppError::TaskNotFound(_)) => None,
             Err(e) => return Err(e),
         };
+        let exists = tx
+            .fetch_optional::<Exists>(
+                &Query::new("SELECT 1 AS one FROM tasks WHERE id = $1").bind(event.task_id),
+            )
+            .await?
+            .is_some();
         let Some((template, reminders)) =
             template.filter(|(t, _)| !exists && t.series_id == Some(event.series_id))
         else {

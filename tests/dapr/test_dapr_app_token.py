@@ -1,0 +1,68 @@
+"""APP_API_TOKEN: the app port only answers the sidecar, which presents the token."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import httpx2
+
+from dapr_support import (
+    TOPIC_NOTIFICATIONS,
+    Y,
+    new_user,
+    notification_id,
+    processed,
+    reminder_triggered,
+    wait_until,
+)
+
+TOKEN = "t-" + uuid.uuid4().hex
+
+
+def test_subscriptions_work_with_an_app_token_and_strangers_are_refused(groups, probe, infra):
+    group = groups(
+        "token",
+        "mcp-token",
+        daprd_env={"APP_API_TOKEN": TOKEN},
+        server_env={"APP_API_TOKEN": TOKEN},
+    )
+    server = group.server
+    # The sidecar read the subscriptions through the guarded app port.
+    topics = {s["topic"] for s in group.daprd.subscriptions()}
+    assert {"tasks", "notifications"} <= topics
+
+    # An event reaches the server through its sidecar, which presents the token.
+    user = new_user()
+    mcp = server.client(user)
+    task = mcp.add_task("Feed the cat", due=f"{Y}-04-01T08:00:00Z", time_zone="UTC")
+    reminder_id = str(uuid.uuid4())
+    fire_at = datetime(Y, 4, 1, 7, 45, tzinfo=timezone.utc)
+    event = reminder_triggered(user, task, reminder_id, fire_at)
+    probe.publish(TOPIC_NOTIFICATIONS, event)
+    wait_until(
+        lambda: processed(infra.pg, group.database_url, "mcp-server:notifications", [event["id"]]),
+        30,
+        "the server to process the reminder",
+    )
+    [n] = mcp.call("list_notifications", {})["notifications"]
+    assert n["id"] == notification_id(reminder_id, fire_at)
+
+    # Anyone else on the app port is refused.
+    app = f"http://127.0.0.1:{server.app_port}"
+    stranger = reminder_triggered(user, task, str(uuid.uuid4()), fire_at)
+    body = json.dumps(stranger).encode()
+    ce = {"Content-Type": "application/cloudevents+json"}
+    with httpx2.Client(base_url=app, timeout=10) as http:
+        assert http.post("/events/notifications", content=body, headers=ce).status_code == 401
+        wrong = {**ce, "dapr-api-token": TOKEN + "x"}
+        assert http.post("/events/notifications", content=body, headers=wrong).status_code == 401
+        assert http.post("/events/recurring", content=body, headers=ce).status_code == 401
+        assert http.get("/dapr/subscribe").status_code == 401
+        # The right token is let in (as the sidecar is).
+        right = {**ce, "dapr-api-token": TOKEN}
+        r = http.post("/events/notifications", content=body, headers=right)
+        assert r.status_code == 200 and r.json() == {"status": "SUCCESS"}, r.text
+    # Only the admitted request had an effect.
+    assert len(mcp.call("list_notifications", {})["notifications"]) == 2

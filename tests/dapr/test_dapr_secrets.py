@@ -1,0 +1,86 @@
+"""The server takes its JWT secret and database URL from the Dapr secret store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from dapr_support import (
+    JWT_SECRET,
+    REPO,
+    Daprd,
+    Mcp,
+    clean_env,
+    free_port,
+    new_user,
+    write_resources,
+)
+
+
+def test_secrets_come_from_the_secret_store(main, main_group):
+    # Nothing in the server's environment: every secret came through the sidecar.
+    assert not {"TODO_JWT_SECRET", "DATABASE_URL"} & set(main.env)
+    log = main.log.read_text(errors="replace")
+    for key in ("jwt-secret", "database-url"):
+        assert f"secret read from the Dapr secret store store=secretstore key={key}" in log
+    assert main.readyz()["database"] == "ok"
+
+    # Tokens signed with the secret in the store are accepted, others are not.
+    user = new_user()
+    assert main.client(user).call("list_tasks", {})["total"] == 0
+    dev_secret = json.loads((REPO / "components" / "secrets.dev.json").read_text())["jwt-secret"]
+    for secret in (dev_secret, JWT_SECRET[::-1]):
+        r = Mcp(f"{main.base}/mcp", user, secret).post(
+            "tools/call", {"name": "list_tasks", "arguments": {}}
+        )
+        assert r.status_code == 401, r.text
+
+
+@pytest.mark.parametrize(
+    ("missing", "env_name"), [("jwt-secret", "TODO_JWT_SECRET"), ("database-url", "DATABASE_URL")]
+)
+def test_a_secret_missing_everywhere_stops_start_up(infra, proc_logs, missing, env_name):
+    secrets = {"jwt-secret": JWT_SECRET, "database-url": infra.pg.admin_url}
+    del secrets[missing]
+    name = f"without-{missing}"
+    app_id = f"mcp-without-{missing}"
+    resources = write_resources(
+        infra.base / name / "resources",
+        redis_host=infra.redis_host,
+        app_ids=[app_id],
+        secrets_data=secrets,
+    )
+    app_port = free_port()
+    log = infra.base / name / "daprd.log"
+    proc_logs.append((f"daprd {name}", log))
+    daprd = Daprd(infra.daprd, app_id, app_port, resources, log)
+    try:
+        daprd.start()
+        # The store answers for the key that is there.
+        present = next(iter(secrets))
+        assert daprd.http.get(f"/v1.0/secrets/secretstore/{present}").json() == {
+            present: secrets[present]
+        }
+        out = subprocess.run(
+            [
+                infra.binary,
+                "--transport", "http",
+                "--listen", f"127.0.0.1:{free_port()}",
+                "--app-listen", f"127.0.0.1:{app_port}",
+                "--events", "dapr",
+            ],  # fmt: skip
+            env=clean_env(DAPR_HTTP_PORT=str(daprd.http_port), RUST_LOG="info"),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        daprd.close()
+    assert out.returncode != 0, out.stderr
+    error_lines = [line for line in out.stderr.splitlines() if "ERROR" in line]
+    assert error_lines, out.stderr
+    message = error_lines[-1]
+    assert f"`{missing}`" in message and "secretstore" in message and env_name in message, message
