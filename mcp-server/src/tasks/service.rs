@@ -119,11 +119,22 @@ impl TaskService {
             .map(|(trigger, at)| new_reminder(id, *trigger, *at))
             .collect();
 
-        let mut tx = self.db.begin().await?;
+        let tx = self.db.begin().await?;
+        self.insert_new(tx, &row, reminders, now).await
+    }
+
+    /// Writes a new task with its tags and reminders, announces it, and commits.
+    async fn insert_new(
+        &self,
+        mut tx: Tx,
+        row: &TaskRow,
+        reminders: Vec<ReminderRow>,
+        now: DateTime<Utc>,
+    ) -> AppResult<TaskSnapshot> {
         row.insert(&mut tx).await?;
         row.write_tags(&mut tx, false).await?;
         for r in &reminders {
-            insert_reminder(&mut tx, &row, r, now).await?;
+            insert_reminder(&mut tx, row, r, now).await?;
         }
         let snapshot = row.snapshot(&sorted(reminders))?;
         let event = OutgoingEvent::task(
@@ -451,20 +462,7 @@ impl TaskService {
                 })
             })
             .collect();
-        row.insert(&mut tx).await?;
-        row.write_tags(&mut tx, false).await?;
-        for r in &reminders {
-            insert_reminder(&mut tx, &row, r, now).await?;
-        }
-        let snapshot = row.snapshot(&sorted(reminders))?;
-        let created = OutgoingEvent::task(
-            EventType::TaskCreated,
-            &TaskEventData::snapshot(snapshot.clone()),
-            now,
-        )?;
-        outbox::enqueue(&mut tx, &created).await?;
-        self.commit(tx).await?;
-        Ok(Some(snapshot))
+        self.insert_new(tx, &row, reminders, now).await.map(Some)
     }
 
     /// Writes the event and commits.

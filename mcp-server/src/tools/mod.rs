@@ -86,6 +86,29 @@ impl TodoServer {
     }
 }
 
+impl TodoServer {
+    /// Runs one tool call: parses the arguments (naming any that do not fit), resolves the
+    /// calling user, runs `op`, and turns its outcome into a tool result.
+    async fn call<A, T, Fut>(
+        &self,
+        raw: JsonObject,
+        ctx: &RequestContext<RoleServer>,
+        op: impl FnOnce(A, UserId) -> Fut,
+        summary: impl FnOnce(&T) -> String,
+    ) -> Result<CallToolResult, McpError>
+    where
+        A: DeserializeOwned,
+        T: Serialize,
+        Fut: Future<Output = AppResult<T>>,
+    {
+        let result = match (parse_args::<A>(raw), self.user(ctx)) {
+            (Ok(args), Ok(user)) => op(args, user).await,
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        Ok(respond(result, summary))
+    }
+}
+
 /// Turns an operation's result into a tool result: structured content plus `summary` on
 /// success, an `isError` result with an actionable message on failure.
 fn respond<T: Serialize>(
@@ -164,20 +187,20 @@ impl TodoServer {
         Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let result = async {
-            let args: AddTaskArgs = parse_args(raw)?;
-            let user = self.user(&ctx)?;
-            let now = now();
-            let task = self
-                .tasks
-                .create(&user, NewTask::parse(args, now)?, now)
-                .await?;
-            Ok(TaskOutput { task })
-        }
-        .await;
-        Ok(respond(result, |o| {
-            format!("Created {}", describe_task(&o.task))
-        }))
+        self.call(
+            raw,
+            &ctx,
+            |args: AddTaskArgs, user| async move {
+                let now = now();
+                let task = self
+                    .tasks
+                    .create(&user, NewTask::parse(args, now)?, now)
+                    .await?;
+                Ok(TaskOutput { task })
+            },
+            |o| format!("Created {}", describe_task(&o.task)),
+        )
+        .await
     }
 
     #[tool(
@@ -196,19 +219,21 @@ impl TodoServer {
         Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let result = async {
-            let args: ListTasksArgs = parse_args(raw)?;
-            let user = self.user(&ctx)?;
-            let query = ListQuery::parse(args)?;
-            let page = self.tasks.list(&user, &query, now()).await?;
-            Ok(ListOutput {
-                tasks: page.tasks,
-                total: page.total,
-                next_cursor: page.next_cursor,
-            })
-        }
-        .await;
-        Ok(respond(result, describe_list))
+        self.call(
+            raw,
+            &ctx,
+            |args: ListTasksArgs, user| async move {
+                let query = ListQuery::parse(args)?;
+                let page = self.tasks.list(&user, &query, now()).await?;
+                Ok(ListOutput {
+                    tasks: page.tasks,
+                    total: page.total,
+                    next_cursor: page.next_cursor,
+                })
+            },
+            describe_list,
+        )
+        .await
     }
 
     #[tool(
@@ -224,15 +249,17 @@ impl TodoServer {
         Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let result = async {
-            let args: TaskIdArgs = parse_args(raw)?;
-            let user = self.user(&ctx)?;
-            Ok(TaskOutput {
-                task: self.tasks.get(&user, args.task_id).await?,
-            })
-        }
-        .await;
-        Ok(respond(result, |o| describe_task(&o.task)))
+        self.call(
+            raw,
+            &ctx,
+            |args: TaskIdArgs, user| async move {
+                Ok(TaskOutput {
+                    task: self.tasks.get(&user, args.task_id).await?,
+                })
+            },
+            |o| describe_task(&o.task),
+        )
+        .await
     }
 
     #[tool(
@@ -250,13 +277,15 @@ impl TodoServer {
         Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let result = async {
-            let args: UpdateTaskArgs = parse_args(raw)?;
-            let user = self.user(&ctx)?;
-            Ok(changed(self.tasks.update(&user, args, now()).await?))
-        }
-        .await;
-        Ok(respond(result, |o| describe_change("Updated", o)))
+        self.call(
+            raw,
+            &ctx,
+            |args: UpdateTaskArgs, user| async move {
+                Ok(changed(self.tasks.update(&user, args, now()).await?))
+            },
+            |o| describe_change("Updated", o),
+        )
+        .await
     }
 
     #[tool(
@@ -273,15 +302,17 @@ impl TodoServer {
         Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let result = async {
-            let args: TaskIdArgs = parse_args(raw)?;
-            let user = self.user(&ctx)?;
-            Ok(changed(
-                self.tasks.complete(&user, args.task_id, now()).await?,
-            ))
-        }
-        .await;
-        Ok(respond(result, |o| describe_change("Completed", o)))
+        self.call(
+            raw,
+            &ctx,
+            |args: TaskIdArgs, user| async move {
+                Ok(changed(
+                    self.tasks.complete(&user, args.task_id, now()).await?,
+                ))
+            },
+            |o| describe_change("Completed", o),
+        )
+        .await
     }
 
     #[tool(
@@ -297,15 +328,17 @@ impl TodoServer {
         Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let result = async {
-            let args: TaskIdArgs = parse_args(raw)?;
-            let user = self.user(&ctx)?;
-            Ok(changed(
-                self.tasks.reopen(&user, args.task_id, now()).await?,
-            ))
-        }
-        .await;
-        Ok(respond(result, |o| describe_change("Reopened", o)))
+        self.call(
+            raw,
+            &ctx,
+            |args: TaskIdArgs, user| async move {
+                Ok(changed(
+                    self.tasks.reopen(&user, args.task_id, now()).await?,
+                ))
+            },
+            |o| describe_change("Reopened", o),
+        )
+        .await
     }
 
     #[tool(
@@ -321,17 +354,17 @@ impl TodoServer {
         Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let result = async {
-            let args: TaskIdArgs = parse_args(raw)?;
-            let user = self.user(&ctx)?;
-            Ok(DeleteOutput {
-                deleted: self.tasks.delete(&user, args.task_id, now()).await?,
-            })
-        }
-        .await;
-        Ok(respond(result, |o| {
-            format!("Deleted {}", describe_task(&o.deleted))
-        }))
+        self.call(
+            raw,
+            &ctx,
+            |args: TaskIdArgs, user| async move {
+                Ok(DeleteOutput {
+                    deleted: self.tasks.delete(&user, args.task_id, now()).await?,
+                })
+            },
+            |o| format!("Deleted {}", describe_task(&o.deleted)),
+        )
+        .await
     }
 
     #[tool(
@@ -348,37 +381,39 @@ impl TodoServer {
         Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let result = async {
-            let args: SetReminderArgs = parse_args(raw)?;
-            let user = self.user(&ctx)?;
-            let input = ReminderInput {
-                at: args.at,
-                minutes_before: args.minutes_before,
-            };
-            let (outcome, reminder_id) = self
-                .tasks
-                .set_reminder(&user, args.task_id, &input, now())
-                .await?;
-            Ok(ReminderOutput {
-                reminder_id,
-                task: outcome.task,
-            })
-        }
-        .await;
-        Ok(respond(result, |o| {
-            let at = o
-                .task
-                .reminders
-                .iter()
-                .find(|r| r.id == o.reminder_id)
-                .map(|r| r.at.as_str());
-            format!(
-                "Reminder {} set for {} on {}",
-                o.reminder_id,
-                at.unwrap_or("?"),
-                describe_task(&o.task)
-            )
-        }))
+        self.call(
+            raw,
+            &ctx,
+            |args: SetReminderArgs, user| async move {
+                let input = ReminderInput {
+                    at: args.at,
+                    minutes_before: args.minutes_before,
+                };
+                let (outcome, reminder_id) = self
+                    .tasks
+                    .set_reminder(&user, args.task_id, &input, now())
+                    .await?;
+                Ok(ReminderOutput {
+                    reminder_id,
+                    task: outcome.task,
+                })
+            },
+            |o| {
+                let at = o
+                    .task
+                    .reminders
+                    .iter()
+                    .find(|r| r.id == o.reminder_id)
+                    .map(|r| r.at.as_str());
+                format!(
+                    "Reminder {} set for {} on {}",
+                    o.reminder_id,
+                    at.unwrap_or("?"),
+                    describe_task(&o.task)
+                )
+            },
+        )
+        .await
     }
 
     #[tool(
@@ -394,19 +429,19 @@ impl TodoServer {
         Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let result = async {
-            let args: CancelReminderArgs = parse_args(raw)?;
-            let user = self.user(&ctx)?;
-            Ok(changed(
-                self.tasks
-                    .cancel_reminder(&user, args.task_id, args.reminder_id, now())
-                    .await?,
-            ))
-        }
-        .await;
-        Ok(respond(result, |o| {
-            describe_change("Cancelled a reminder of", o)
-        }))
+        self.call(
+            raw,
+            &ctx,
+            |args: CancelReminderArgs, user| async move {
+                Ok(changed(
+                    self.tasks
+                        .cancel_reminder(&user, args.task_id, args.reminder_id, now())
+                        .await?,
+                ))
+            },
+            |o| describe_change("Cancelled a reminder of", o),
+        )
+        .await
     }
 
     #[tool(
@@ -423,27 +458,29 @@ impl TodoServer {
         Parameters(raw): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        let result = async {
-            let args: ListNotificationsArgs = parse_args(raw)?;
-            let user = self.user(&ctx)?;
-            let limit = parse_limit(args.limit)?;
-            let page = self
-                .notifications
-                .list(
-                    &user,
-                    args.unread_only.unwrap_or(false),
-                    limit,
-                    args.mark_read.unwrap_or(false),
-                    now(),
-                )
-                .await?;
-            Ok(NotificationsOutput {
-                notifications: page.notifications,
-                unread: page.unread,
-            })
-        }
-        .await;
-        Ok(respond(result, describe_notifications))
+        self.call(
+            raw,
+            &ctx,
+            |args: ListNotificationsArgs, user| async move {
+                let limit = parse_limit(args.limit)?;
+                let page = self
+                    .notifications
+                    .list(
+                        &user,
+                        args.unread_only.unwrap_or(false),
+                        limit,
+                        args.mark_read.unwrap_or(false),
+                        now(),
+                    )
+                    .await?;
+                Ok(NotificationsOutput {
+                    notifications: page.notifications,
+                    unread: page.unread,
+                })
+            },
+            describe_notifications,
+        )
+        .await
     }
 }
 
