@@ -26,9 +26,9 @@ bash scripts/postgres.sh start >/dev/null
 eval "$(bash scripts/postgres.sh env --export)"
 export TODO_TEST_DATABASE_URL="$DATABASE_URL"
 unset DATABASE_URL
-# Databases left by earlier runs (each Rust test makes its own).
+# Databases left by earlier runs (each Rust test and test session makes its own).
 "$PSQL" -d "$TODO_TEST_DATABASE_URL" -Atqc \
-    "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'" |
+    "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%' OR datname LIKE 'e2e\_%'" |
     while read -r db; do "$PSQL" -d "$TODO_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
 
 log "starting Redis and building daprd (cached)"

@@ -8,6 +8,7 @@
 //! * `stdio`   spawn `todo-mcp` on stdio, initialise, and time sequential calls.
 //! * `pgbench` run `pgbench` (warm-up run, then the measured run) and parse its rate.
 //! * `report`  turn the JSON lines of a run into the results table (stdout and Markdown).
+//! * `sql-check` compare the pgbench scripts with the statements the server logged.
 //!
 //! `http` and `pgbench` also sample CPU time (from `/proc`) over the measured window: the server
 //! process, every `postgres` process, the load generator itself, and the machine total, so that a
@@ -15,6 +16,7 @@
 
 mod cpu;
 mod report;
+mod sqlcheck;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,6 +73,8 @@ enum Cmd {
     Pgbench(PgbenchArgs),
     /// Print the results table from the JSON lines of a run.
     Report(report::ReportArgs),
+    /// Check the pgbench scripts against the statements the server logged.
+    SqlCheck(sqlcheck::SqlCheckArgs),
 }
 
 /// What to call and how often.
@@ -130,8 +134,14 @@ struct StdioArgs {
     /// `--user` for the server: whose tasks the calls see.
     #[arg(long, default_value = "bench")]
     user: String,
+    /// Where the server's stderr (its log) goes; default: discarded.
+    #[arg(long)]
+    log: Option<PathBuf>,
     #[command(flatten)]
     call: CallArgs,
+    /// Further server arguments, after `--`.
+    #[arg(last = true)]
+    server_args: Vec<String>,
 }
 
 #[derive(Args)]
@@ -189,6 +199,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Report(args) => report::run(args),
+        Cmd::SqlCheck(args) => sqlcheck::run(args),
     }
 }
 
@@ -332,6 +343,8 @@ fn truncate(s: &str, n: usize) -> String {
 #[derive(Default)]
 struct Stats {
     lat_ns: Vec<u64>,
+    /// Successful calls, warm-up included.
+    all_ok: u64,
     errors: u64,
     reconnects: u64,
     first_error: Option<String>,
@@ -340,6 +353,7 @@ struct Stats {
 impl Stats {
     fn merge(&mut self, other: Stats) {
         self.lat_ns.extend(other.lat_ns);
+        self.all_ok += other.all_ok;
         self.errors += other.errors;
         self.reconnects += other.reconnects;
         if self.first_error.is_none() {
@@ -387,6 +401,7 @@ fn summary(
         "clients": clients,
         "calls": ok + stats.errors,
         "ok": ok,
+        "all_ok": stats.all_ok,
         "errors": stats.errors,
         "first_error": stats.first_error,
         "reconnects": stats.reconnects,
@@ -547,6 +562,9 @@ async fn http_client(
         let start = Instant::now();
         let outcome = target.call(c, n).await;
         let took = start.elapsed();
+        if outcome.is_ok() {
+            stats.all_ok += 1;
+        }
         match outcome {
             Ok(()) if phase.counts(measured) => stats.lat_ns.push(took.as_nanos() as u64),
             Ok(()) => {}
@@ -632,13 +650,16 @@ async fn run_stdio(args: StdioArgs) -> anyhow::Result<Value> {
         .arg(&args.database_url)
         .arg("--user")
         .arg(&args.user)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .args(&args.server_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(match &args.log {
+            Some(path) => Stdio::from(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            ),
+            None => Stdio::null(),
+        })
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {}", args.bin.display()))?;
@@ -683,7 +704,11 @@ async fn run_stdio(args: StdioArgs) -> anyhow::Result<Value> {
         stdin.flush().await?;
         let reply = read_response(&mut lines, n).await?;
         let took = t0.elapsed();
-        match check_body(reply.as_bytes(), n) {
+        let checked = check_body(reply.as_bytes(), n);
+        if checked.is_ok() {
+            stats.all_ok += 1;
+        }
+        match checked {
             Ok(()) if n > call.warmup_calls => stats.lat_ns.push(took.as_nanos() as u64),
             Ok(()) => {}
             Err(e) => stats.error(e.to_string()),

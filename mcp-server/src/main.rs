@@ -6,10 +6,11 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = mcp_server::config::Config::parse();
-    // stdout carries the MCP protocol in stdio mode, so every log line goes to stderr.
+    // stdout carries the MCP protocol in stdio mode, so every log line goes to stderr. rmcp
+    // logs every request at info, which is noise at any real request rate.
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

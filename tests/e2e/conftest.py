@@ -17,7 +17,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,7 @@ def binary() -> str:
     return str(path.resolve())
 
 
-@pytest.fixture(scope="session")
-def database_url() -> str:
+def _admin_database_url() -> str:
     url = os.environ.get("TODO_TEST_DATABASE_URL")
     if url:
         return url
@@ -106,6 +106,32 @@ def database_url() -> str:
         + out.stdout
         + out.stderr
     )
+
+
+def _psql() -> str:
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / "postgres.sh"), "env"], capture_output=True, text=True, timeout=60
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith("PSQL="):
+            return line.split("=", 1)[1].strip()
+    return "psql"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session, dropped at its end."""
+    admin = _admin_database_url()
+    psql = _psql()
+    name = f"e2e_{uuid.uuid4().hex}"
+
+    def run(sql: str) -> None:
+        out = subprocess.run([psql, "-d", admin, "-v", "ON_ERROR_STOP=1", "-qc", sql], capture_output=True, text=True)
+        assert out.returncode == 0, f"psql {sql!r}: {out.stderr}"
+
+    run(f"CREATE DATABASE {name}")
+    yield admin.rsplit("/", 1)[0] + "/" + name
+    run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")

@@ -93,6 +93,9 @@ impl Db {
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(5))
+                    // A ping per checkout costs a round trip on every call; a dead connection
+                    // fails its query instead, which the caller reports as retryable.
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await
                     .map_err(ConnectError::Connect)?;
@@ -190,6 +193,16 @@ impl Tx {
         match self {
             Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             Tx::Sqlite(_) => "",
+        }
+    }
+
+    /// A statement that lets this transaction commit without waiting for its disk flush, for
+    /// writes that may be lost in a crash without harm; `None` where the backend has no such
+    /// setting per transaction.
+    pub fn relaxed_durability_statement(&self) -> Option<&'static str> {
+        match self {
+            Tx::Postgres(_) => Some("SET LOCAL synchronous_commit = off"),
+            Tx::Sqlite(_) => None,
         }
     }
 

@@ -118,9 +118,13 @@ fn respond<T: Serialize>(
     match result {
         Ok(out) => match serde_json::to_value(&out) {
             Ok(value) => {
+                // The JSON text too, for clients that read only `content`.
                 let json = value.to_string();
-                let mut r = CallToolResult::structured(value);
-                r.content = vec![ContentBlock::text(summary(&out)), ContentBlock::text(json)];
+                let mut r = CallToolResult::success(vec![
+                    ContentBlock::text(summary(&out)),
+                    ContentBlock::text(json),
+                ]);
+                r.structured_content = Some(value);
                 r
             }
             Err(e) => failure(&AppError::Internal(format!("serialising the result: {e}"))),
