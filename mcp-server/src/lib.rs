@@ -20,6 +20,7 @@ pub mod events;
 pub mod http;
 pub mod notifications;
 pub mod outbox;
+pub mod push;
 pub mod secrets;
 pub mod startup;
 pub mod tasks;

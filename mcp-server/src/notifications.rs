@@ -1,12 +1,15 @@
 //! Reminder notifications kept for `list_notifications`.
 //!
-//! Rows are written by whoever fires a reminder (the event consumers of a later stage) through
-//! [`NotificationService::record`]; the tool only reads them and marks them read.
+//! Rows are written when a reminder fires (`com.todo.reminder.triggered`, through
+//! [`NotificationService::record_triggered`]); the tool reads them and marks them read. Each new
+//! notification is also announced on a feed, from which transports with a lasting connection to
+//! the client (stdio) push it as an MCP notification.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use todo_shared::task::UserId;
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use todo_shared::events::{ReminderTriggered, notification_id};
@@ -85,14 +88,35 @@ pub struct NotificationPage {
     pub unread: i64,
 }
 
+/// A notification just recorded, for the user it belongs to.
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    pub owner: UserId,
+    pub notification: NotificationView,
+}
+
+/// How many announcements a slow listener may fall behind before it misses some (it can still
+/// read them all with `list_notifications`).
+const FEED_CAPACITY: usize = 256;
+
 #[derive(Debug, Clone)]
 pub struct NotificationService {
     db: Db,
+    /// New notifications, for pushing to connected clients.
+    feed: broadcast::Sender<Announcement>,
 }
 
 impl NotificationService {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            feed: broadcast::channel(FEED_CAPACITY).0,
+        }
+    }
+
+    /// Announcements of notifications recorded from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Announcement> {
+        self.feed.subscribe()
     }
 
     /// Records a notification once: recording the same id again changes nothing.
@@ -130,7 +154,24 @@ impl NotificationService {
         };
         let inserted = insert(&mut tx, &n, now).await?;
         tx.commit().await?;
-        Ok(inserted.then_some(n))
+        if !inserted {
+            return Ok(None);
+        }
+        // Nobody listening is fine: the notification is stored either way.
+        let _ = self.feed.send(Announcement {
+            owner: n.owner.clone(),
+            notification: NotificationView {
+                id: n.id,
+                task_id: n.task_id,
+                reminder_id: n.reminder_id,
+                title: n.title.clone(),
+                message: n.message.clone(),
+                fire_at: n.fire_at.to_rfc3339(),
+                created_at: now.to_rfc3339(),
+                read: false,
+            },
+        });
+        Ok(Some(n))
     }
 
     /// The user's newest notifications, optionally only unread ones, optionally marking them read.

@@ -229,12 +229,17 @@ pub async fn run_stdio(config: &Config, stop: impl Future<Output = ()>) -> anyho
     core.start_background(config).await?;
     tracing::info!(user = %user, "serving MCP over stdio");
     let service = core
-        .tools(Some(user))
+        .tools(Some(user.clone()))
         .serve(rmcp::transport::stdio())
         .await
         .context("MCP initialisation over stdio failed");
     let outcome = match service {
         Ok(service) => {
+            let _pusher = tokio::spawn(crate::push::push_notifications(
+                core.notifications.subscribe(),
+                service.peer().clone(),
+                user,
+            ));
             let cancel = service.cancellation_token();
             tokio::select! {
                 outcome = service.waiting() => outcome.map(drop).map_err(anyhow::Error::from),

@@ -30,8 +30,14 @@ on_both_backends!(
     recurring_scheduled_creates_one_occurrence,
     reminder_triggered_records_one_notification,
     malformed_events_are_dropped,
-    two_relays_share_the_work_without_doubles,
+    consumers_write_while_the_relay_delivers,
 );
+
+// Replicas share one outbox on PostgreSQL; an embedded SQLite file has one process and one relay.
+#[tokio::test]
+async fn two_relays_share_the_work_without_doubles_on_postgres() {
+    two_relays_share_the_work_without_doubles(common::postgres().await).await
+}
 
 /// Records what reaches it; fails while `failing` names the event's subject.
 #[derive(Default)]
@@ -405,4 +411,51 @@ async fn two_relays_share_the_work_without_doubles(t: TestDb) {
             "order per task"
         );
     }
+}
+
+async fn consumers_write_while_the_relay_delivers(t: TestDb) {
+    // The embedded path end to end: an event in the outbox, the relay, the in-process consumer
+    // writing its notification (on SQLite this must not wait on the relay's own write lock).
+    let notifications = NotificationService::new(t.db.clone());
+    let data = ReminderTriggered {
+        owner: "alice".into(),
+        task_id: Uuid::now_v7(),
+        reminder_id: Uuid::now_v7(),
+        title: "Stretch".into(),
+        fire_at: Utc::now(),
+        due: None,
+    };
+    let event = OutgoingEvent::new(
+        Uuid::now_v7(),
+        EventType::ReminderTriggered,
+        "/scheduler",
+        data.task_id,
+        serde_json::to_value(&data).unwrap(),
+        Utc::now(),
+    )
+    .unwrap();
+    let mut tx = t.db.begin().await.unwrap();
+    mcp_server::outbox::enqueue(&mut tx, &event).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let consumer = Arc::new(NotificationConsumer {
+        notifications: notifications.clone(),
+    });
+    let relay = OutboxRelay::new(
+        t.db.clone(),
+        Sink::InProcess(EventBus::new(vec![consumer])),
+        RelaySettings::default(),
+        Arc::new(Notify::new()),
+    );
+    let round = tokio::time::timeout(std::time::Duration::from_secs(5), relay.relay_once())
+        .await
+        .expect("no deadlock")
+        .unwrap();
+    assert_eq!((round.published, round.failed), (1, 0));
+    let page = notifications
+        .list(&user("alice"), false, 10, false, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(page.notifications.len(), 1);
+    assert_eq!(page.notifications[0].title, "Stretch");
 }

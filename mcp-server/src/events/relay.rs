@@ -4,8 +4,8 @@
 //! events queued behind them, in one transaction. On PostgreSQL the heads are locked with
 //! `FOR UPDATE SKIP LOCKED`, so replicas relaying the same outbox take disjoint sets of tasks and
 //! never publish an event twice; an event is only ever claimed as or behind its task's head, so
-//! the events of one task are published in commit order by one replica at a time. SQLite holds
-//! the database's write lock for the round instead.
+//! the events of one task are published in commit order by one replica at a time. On SQLite,
+//! with one process per database file, the single relay reads, publishes, then marks.
 //!
 //! A failed publish leaves that event and everything behind it for the next round (order per
 //! task is kept; other tasks go on), and the relay backs off exponentially while failures last.
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::sink::Sink;
-use crate::db::{Db, Query, now};
+use crate::db::{Backend, Db, Query, now};
 
 /// How the relay paces itself.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub struct RelaySettings {
 impl Default for RelaySettings {
     fn default() -> Self {
         Self {
-            batch: 64,
+            batch: 256,
             poll: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             retention: chrono::Duration::hours(24),
@@ -58,6 +58,70 @@ struct Claimed {
     subject: Uuid,
     envelope: Json<Value>,
     traceparent: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Head {
+    subject: Uuid,
+}
+
+/// The unpublished events of the given tasks, oldest first.
+fn claimed_query(heads: &[Head]) -> Query {
+    let mut q = Query::new(
+        "SELECT seq, topic, subject, envelope, traceparent FROM outbox WHERE published_at IS NULL AND subject IN (",
+    );
+    for (i, h) in heads.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.push_bind(h.subject);
+    }
+    q.push(") ORDER BY seq");
+    q
+}
+
+/// What publishing a batch did.
+#[derive(Default)]
+struct Outcome {
+    published: Vec<i64>,
+    failed: Vec<(i64, String)>,
+}
+
+impl Outcome {
+    /// The statements that record it.
+    fn updates(&self) -> Vec<Query> {
+        let mut updates: Vec<Query> = self
+            .failed
+            .iter()
+            .map(|(seq, error)| {
+                Query::new(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE seq = $2",
+                )
+                .bind(error.clone())
+                .bind(*seq)
+            })
+            .collect();
+        if !self.published.is_empty() {
+            let mut q = Query::new("UPDATE outbox SET published_at = ");
+            q.push_bind(now()).push(" WHERE seq IN (");
+            for (i, seq) in self.published.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.push_bind(*seq);
+            }
+            q.push(")");
+            updates.push(q);
+        }
+        updates
+    }
+
+    fn round(&self) -> Round {
+        Round {
+            published: self.published.len(),
+            failed: self.failed.len(),
+        }
+    }
 }
 
 /// The outcome of one round.
@@ -129,12 +193,15 @@ impl OutboxRelay {
                     tracing::warn!(error = %e, "pruning the outbox failed");
                 }
             }
-            // A full batch means more is waiting: go again at once unless publishing fails.
-            let full = round.published as i64 >= self.settings.batch;
+            // A full batch means more is waiting: go again at once, without gathering.
+            if round.failed == 0 && round.published as i64 >= self.settings.batch {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
             let pause = if round.failed > 0 {
                 backoff
-            } else if full {
-                Duration::ZERO
             } else {
                 self.settings.poll
             };
@@ -151,89 +218,89 @@ impl OutboxRelay {
     }
 
     /// Claims, publishes and marks one batch of events.
+    ///
+    /// On PostgreSQL the claim is a transaction that holds the row locks while publishing, which
+    /// is what keeps replicas apart. SQLite has a single writer: holding its write lock while an
+    /// in-process subscriber writes would deadlock, so there the batch is read, published, and
+    /// then marked in a short transaction (one relay per database file is assumed; a second one
+    /// could publish an event twice, which idempotent consumers absorb).
     pub async fn relay_once(&self) -> Result<Round, sqlx::Error> {
-        let mut tx = self.db.begin().await?;
-        // Marking rows published need not wait for its own disk flush: if a crash loses the mark,
-        // the events are published again, which idempotent consumers absorb. Spares every change
-        // a second synchronous commit.
-        if let Some(sql) = tx.relaxed_durability_statement() {
-            tx.execute(&Query::new(sql)).await?;
+        match self.db.backend() {
+            Backend::Postgres => {
+                let mut tx = self.db.begin().await?;
+                // Marking rows published need not wait for its own disk flush: if a crash loses
+                // the mark, the events are published again, which idempotent consumers absorb.
+                // Spares every change a second synchronous commit.
+                if let Some(sql) = tx.relaxed_durability_statement() {
+                    tx.execute(&Query::new(sql)).await?;
+                }
+                let heads: Vec<Head> = tx
+                    .fetch_all(&self.heads_query(tx.skip_locked_clause()))
+                    .await?;
+                if heads.is_empty() {
+                    return Ok(Round::default());
+                }
+                let claimed: Vec<Claimed> = tx.fetch_all(&claimed_query(&heads)).await?;
+                let outcome = self.publish(&claimed).await;
+                for q in outcome.updates() {
+                    tx.execute(&q).await?;
+                }
+                tx.commit().await?;
+                Ok(outcome.round())
+            }
+            Backend::Sqlite => {
+                let heads: Vec<Head> = self.db.fetch_all(&self.heads_query("")).await?;
+                if heads.is_empty() {
+                    return Ok(Round::default());
+                }
+                let claimed: Vec<Claimed> = self.db.fetch_all(&claimed_query(&heads)).await?;
+                let outcome = self.publish(&claimed).await;
+                let mut tx = self.db.begin().await?;
+                for q in outcome.updates() {
+                    tx.execute(&q).await?;
+                }
+                tx.commit().await?;
+                Ok(outcome.round())
+            }
         }
-        let skip_locked = tx.skip_locked_clause();
-        let heads = format!(
+    }
+
+    /// The oldest unpublished event of each task, `lock` appended.
+    fn heads_query(&self, lock: &str) -> Query {
+        Query::new(format!(
             "SELECT o.subject FROM outbox o WHERE o.published_at IS NULL AND NOT EXISTS \
              (SELECT 1 FROM outbox p WHERE p.subject = o.subject AND p.published_at IS NULL AND p.seq < o.seq) \
-             ORDER BY o.seq LIMIT $1{skip_locked}"
-        );
-        #[derive(sqlx::FromRow)]
-        struct Head {
-            subject: Uuid,
-        }
-        let heads: Vec<Head> = tx
-            .fetch_all(&Query::new(heads).bind(self.settings.batch))
-            .await?;
-        if heads.is_empty() {
-            return Ok(Round::default());
-        }
-        let mut q = Query::new(
-            "SELECT seq, topic, subject, envelope, traceparent FROM outbox WHERE published_at IS NULL AND subject IN (",
-        );
-        for (i, h) in heads.iter().enumerate() {
-            if i > 0 {
-                q.push(", ");
-            }
-            q.push_bind(h.subject);
-        }
-        q.push(") ORDER BY seq");
-        let claimed: Vec<Claimed> = tx.fetch_all(&q).await?;
+             ORDER BY o.seq LIMIT $1{lock}"
+        ))
+        .bind(self.settings.batch)
+    }
 
-        let mut published = Vec::with_capacity(claimed.len());
+    /// Publishes in order; after a failure, the rest of that task's events wait for a later round.
+    async fn publish(&self, claimed: &[Claimed]) -> Outcome {
+        let mut outcome = Outcome::default();
         let mut blocked: Vec<Uuid> = Vec::new();
-        let mut failed = 0;
-        for event in &claimed {
+        for event in claimed {
             if blocked.contains(&event.subject) {
                 continue;
             }
-            match self
+            let sent = self
                 .sink
                 .publish(
                     &event.topic,
                     &event.envelope.0,
                     event.traceparent.as_deref(),
                 )
-                .await
-            {
-                Ok(()) => published.push(event.seq),
+                .await;
+            match sent {
+                Ok(()) => outcome.published.push(event.seq),
                 Err(e) => {
-                    failed += 1;
                     blocked.push(event.subject);
                     tracing::warn!(seq = event.seq, topic = %event.topic, error = %e, "publishing an event failed; will retry");
-                    let q = Query::new(
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE seq = $2",
-                    )
-                    .bind(e.to_string())
-                    .bind(event.seq);
-                    tx.execute(&q).await?;
+                    outcome.failed.push((event.seq, e.to_string()));
                 }
             }
         }
-        if !published.is_empty() {
-            let mut q = Query::new("UPDATE outbox SET published_at = ");
-            q.push_bind(now()).push(" WHERE seq IN (");
-            for (i, seq) in published.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.push_bind(*seq);
-            }
-            q.push(")");
-            tx.execute(&q).await?;
-        }
-        tx.commit().await?;
-        Ok(Round {
-            published: published.len(),
-            failed,
-        })
+        outcome
     }
 
     /// Deletes published rows older than the retention period.

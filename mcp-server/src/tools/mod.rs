@@ -491,11 +491,27 @@ impl TodoServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for TodoServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        // Logging carries the reminder notifications pushed to stdio clients.
+        #[allow(deprecated)]
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_logging()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(
                 Implementation::new("todo-mcp", env!("CARGO_PKG_VERSION"))
                     .with_title("Todo task manager"),
             )
             .with_instructions(INSTRUCTIONS)
+    }
+
+    /// Accepts any level: the only messages are reminder notifications, which are always sent.
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        _request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        Ok(())
     }
 }
