@@ -8,6 +8,8 @@
 //! Each handler answers like a Dapr subscriber: success when done or already done, retry when a
 //! failure may pass (the database is down), drop when the event can never be processed.
 
+use std::future::Future;
+
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
@@ -59,6 +61,24 @@ fn parse<T: DeserializeOwned>(
     }))
 }
 
+/// Handles one envelope: events of other types are acknowledged and ignored, malformed ones
+/// dropped, and a well-formed one is handed to `effect` with its id (for idempotency).
+async fn consume<T, Fut>(
+    envelope: &Value,
+    expected: EventType,
+    effect: impl FnOnce(T, String) -> Fut,
+) -> Disposition
+where
+    T: DeserializeOwned,
+    Fut: Future<Output = Result<(), AppError>>,
+{
+    match parse::<T>(envelope, expected) {
+        Ok(Some(event)) => disposition(effect(event.data, event.id).await),
+        Ok(None) => Disposition::Success,
+        Err(reason) => Disposition::Drop(reason),
+    }
+}
+
 fn disposition(result: Result<(), AppError>) -> Disposition {
     match result {
         Ok(()) => Disposition::Success,
@@ -78,20 +98,17 @@ impl RecurrenceConsumer {
     pub const NAME: &'static str = "mcp-server:recurring";
 
     pub async fn handle_envelope(&self, envelope: &Value) -> Disposition {
-        let event = match parse::<RecurringScheduled>(envelope, EventType::RecurringScheduled) {
-            Ok(Some(event)) => event,
-            Ok(None) => return Disposition::Success,
-            Err(reason) => return Disposition::Drop(reason),
-        };
-        let key = EventKey {
-            consumer: Self::NAME,
-            event_id: &event.id,
-        };
-        disposition(self.tasks.create_occurrence(&event.data, key, now()).await.map(|created| {
-            if let Some(task) = created {
+        consume(envelope, EventType::RecurringScheduled, |data: RecurringScheduled, id| async move {
+            let key = EventKey {
+                consumer: Self::NAME,
+                event_id: &id,
+            };
+            if let Some(task) = self.tasks.create_occurrence(&data, key, now()).await? {
                 tracing::info!(task = %task.id, due = ?task.due, "created the next occurrence of a series");
             }
-        }))
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -114,21 +131,21 @@ impl NotificationConsumer {
     pub const NAME: &'static str = "mcp-server:notifications";
 
     pub async fn handle_envelope(&self, envelope: &Value) -> Disposition {
-        let event = match parse::<ReminderTriggered>(envelope, EventType::ReminderTriggered) {
-            Ok(Some(event)) => event,
-            Ok(None) => return Disposition::Success,
-            Err(reason) => return Disposition::Drop(reason),
-        };
-        let key = EventKey {
-            consumer: Self::NAME,
-            event_id: &event.id,
-        };
-        disposition(
-            self.notifications
-                .record_triggered(&event.data, key, now())
-                .await
-                .map(drop),
+        consume(
+            envelope,
+            EventType::ReminderTriggered,
+            |data: ReminderTriggered, id| async move {
+                let key = EventKey {
+                    consumer: Self::NAME,
+                    event_id: &id,
+                };
+                self.notifications
+                    .record_triggered(&data, key, now())
+                    .await
+                    .map(drop)
+            },
         )
+        .await
     }
 }
 
