@@ -167,3 +167,18 @@ wait_for_port() {
 sha256_of() {
     cat "$@" | sha256sum | cut -d' ' -f1
 }
+
+# Prints KEY=VALUE lines, each prefixed with $1 (e.g. "export "). Values are plain (no quoting)
+# unless they need it, so both `eval "$(... env)"` and `grep ^KEY= | cut -d= -f2-` work.
+print_env() {
+    local prefix="$1" kv key val
+    shift
+    for kv in "$@"; do
+        key="${kv%%=*}" val="${kv#*=}"
+        if [[ "$val" =~ ^[A-Za-z0-9_./:@%+,=-]*$ ]]; then
+            printf '%s%s=%s\n' "$prefix" "$key" "$val"
+        else
+            printf '%s%s=%q\n' "$prefix" "$key" "$val"
+        fi
+    done
+}

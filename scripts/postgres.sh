@@ -477,8 +477,7 @@ cmd_env() {
     ensure_bindir install
     local port
     port="$(current_port)"
-    local kv
-    for kv in \
+    print_env "$prefix" \
         "DATABASE_URL=$(database_url "$port")" \
         "TODO_PG_BINDIR=$BINDIR" \
         "PGBENCH=$BINDIR/pgbench" \
@@ -489,16 +488,7 @@ cmd_env() {
         "PGPORT=$port" \
         "PGUSER=$APP_ROLE" \
         "PGPASSWORD=$APP_PASSWORD" \
-        "PGDATABASE=$APP_DB"; do
-        # Values are plain (no quoting) unless they need it, so both
-        # `eval "$(... env)"` and `grep ^KEY= | cut -d= -f2-` work.
-        local key="${kv%%=*}" val="${kv#*=}"
-        if [[ "$val" =~ ^[A-Za-z0-9_./:@%+,=-]*$ ]]; then
-            printf '%s%s=%s\n' "$prefix" "$key" "$val"
-        else
-            printf '%s%s=%q\n' "$prefix" "$key" "$val"
-        fi
-    done
+        "PGDATABASE=$APP_DB"
 }
 
 main() {

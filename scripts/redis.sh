@@ -266,9 +266,9 @@ cmd_env() {
     local prefix=""
     [[ "${1:-}" == --export ]] && prefix="export "
     ensure_bins install
-    local port kv
+    local port
     port="$(current_port)"
-    for kv in \
+    print_env "$prefix" \
         "REDIS_HOST=127.0.0.1:$port" \
         "REDIS_PORT=$port" \
         "REDIS_URL=redis://127.0.0.1:$port" \
@@ -276,14 +276,7 @@ cmd_env() {
         "REDIS_CLI=$REDIS_CLI" \
         "REDIS_BENCHMARK=$REDIS_BENCHMARK" \
         "TODO_REDIS_DIR=$BASE" \
-        "TODO_REDIS_LOG=$LOGFILE"; do
-        local key="${kv%%=*}" val="${kv#*=}"
-        if [[ "$val" =~ ^[A-Za-z0-9_./:@%+,=-]*$ ]]; then
-            printf '%s%s=%s\n' "$prefix" "$key" "$val"
-        else
-            printf '%s%s=%q\n' "$prefix" "$key" "$val"
-        fi
-    done
+        "TODO_REDIS_LOG=$LOGFILE"
 }
 
 main() {
