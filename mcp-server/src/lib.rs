@@ -7,13 +7,12 @@
 //! - [`tools`]: the MCP tools, their argument and result shapes.
 //! - [`tasks`]: task operations, listing and storage; [`notifications`]: fired reminders.
 //! - [`outbox`]: lifecycle events written in the same transaction as each change; [`events`]:
-//!   relaying them and consuming the events the server reacts to; [`dapr`]: the sidecar's API.
+//!   relaying them and consuming the events the server reacts to.
 //! - [`db`]: one handle over PostgreSQL or the embedded SQLite file, and the migrations.
 //! - [`error`]: the error type and how errors reach a model.
 
 pub mod auth;
 pub mod config;
-pub mod dapr;
 pub mod db;
 pub mod error;
 pub mod events;

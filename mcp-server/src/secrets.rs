@@ -8,7 +8,7 @@
 use anyhow::bail;
 
 use crate::config::Config;
-use crate::dapr::DaprClient;
+use todo_shared::dapr::DaprClient;
 
 pub const JWT_SECRET_KEY: &str = "jwt-secret";
 pub const DATABASE_URL_KEY: &str = "database-url";

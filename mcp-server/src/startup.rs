@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
 use crate::config::{Config, EventMode, Transport};
-use crate::dapr::DaprClient;
 use crate::db::Db;
 use crate::events::bus::EventBus;
 use crate::events::consumers::{NotificationConsumer, RecurrenceConsumer};
@@ -29,6 +28,7 @@ use crate::notifications::NotificationService;
 use crate::secrets::{self, Secrets};
 use crate::tasks::service::TaskService;
 use crate::tools::TodoServer;
+use todo_shared::dapr::DaprClient;
 
 /// What every transport serves from.
 pub struct Core {

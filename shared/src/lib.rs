@@ -6,9 +6,13 @@
 //! - [`reminder`]: reminder specifications.
 //! - [`snapshot`]: the task as tool results and event payloads show it.
 //! - [`events`]: lifecycle event payloads and their CloudEvents 1.0 envelopes.
+//! - [`dapr`]: a client of the Dapr sidecar's HTTP API (pub/sub, secrets, state, jobs);
+//!   [`dapr_app`]: the app side of the protocol (token check, subscriber answers).
 //!
 //! Nothing outside this crate sees unvalidated input: each boundary parses into these types.
 
+pub mod dapr;
+pub mod dapr_app;
 pub mod error;
 pub mod events;
 pub mod recurrence;

@@ -7,16 +7,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-/// A subscriber's answer to one event, as in Dapr's pub/sub protocol.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disposition {
-    /// Processed now or before.
-    Success,
-    /// Failed for a reason that may pass; deliver again later.
-    Retry(String),
-    /// Can never be processed; give up on it (Dapr sends it to the dead-letter topic).
-    Drop(String),
-}
+pub use todo_shared::dapr::Disposition;
 
 /// Something that consumes events of some topics.
 pub trait Subscriber: Send + Sync {

@@ -4,10 +4,8 @@
 use serde_json::Value;
 
 use super::bus::EventBus;
-use crate::dapr::DaprClient;
-
-/// The Dapr pub/sub component the events go to (see `components/pubsub.yaml`).
-pub const PUBSUB_NAME: &str = "pubsub";
+use todo_shared::dapr::DaprClient;
+use todo_shared::dapr_app::PUBSUB_NAME;
 
 /// Why an event was not delivered; the relay retries it.
 #[derive(Debug, thiserror::Error)]

@@ -7,20 +7,15 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Json, Response};
+use axum::extract::State;
+use axum::response::{Json, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use todo_shared::dapr::Disposition;
+use todo_shared::dapr_app::{DEAD_LETTER_TOPIC, PUBSUB_NAME, answer, parse_body, with_app_token};
 use todo_shared::events::{EventType, TOPIC_NOTIFICATIONS, TOPIC_TASKS};
 
-use super::bus::Disposition;
 use super::consumers::{NotificationConsumer, RecurrenceConsumer};
-use super::sink::PUBSUB_NAME;
-
-/// Where Dapr sends events that no subscriber can process.
-pub const DEAD_LETTER_TOPIC: &str = "deadletter";
 
 /// The consumers the app port serves.
 pub struct Consumers {
@@ -40,13 +35,7 @@ pub fn router(consumers: Arc<Consumers>, api_token: Option<String>) -> Router {
             post(|| async { answer(Disposition::Success) }),
         )
         .with_state(consumers);
-    match api_token {
-        Some(token) => routes.layer(axum::middleware::from_fn_with_state(
-            Arc::new(token),
-            require_app_token,
-        )),
-        None => routes,
-    }
+    with_app_token(routes, api_token)
 }
 
 /// The programmatic subscriptions: only the event types the server acts on are routed to it.
@@ -80,54 +69,16 @@ async fn subscribe() -> Json<Value> {
     ]))
 }
 
-/// Dapr's subscriber protocol: 200 with a status of SUCCESS, RETRY or DROP.
-fn answer(disposition: Disposition) -> Response {
-    let status = match &disposition {
-        Disposition::Success => "SUCCESS",
-        Disposition::Retry(reason) => {
-            tracing::warn!(%reason, "event processing failed; asking Dapr to retry");
-            "RETRY"
-        }
-        Disposition::Drop(reason) => {
-            tracing::error!(%reason, "dropping an event that cannot be processed");
-            "DROP"
-        }
-    };
-    (StatusCode::OK, Json(json!({ "status": status }))).into_response()
-}
-
 async fn recurring(State(c): State<Arc<Consumers>>, body: axum::body::Bytes) -> Response {
-    match serde_json::from_slice::<Value>(&body) {
+    match parse_body(&body) {
         Ok(envelope) => answer(c.recurrence.handle_envelope(&envelope).await),
-        Err(e) => answer(Disposition::Drop(format!("the body is not JSON: {e}"))),
+        Err(drop) => answer(drop),
     }
 }
 
 async fn notifications(State(c): State<Arc<Consumers>>, body: axum::body::Bytes) -> Response {
-    match serde_json::from_slice::<Value>(&body) {
+    match parse_body(&body) {
         Ok(envelope) => answer(c.notifications.handle_envelope(&envelope).await),
-        Err(e) => answer(Disposition::Drop(format!("the body is not JSON: {e}"))),
+        Err(drop) => answer(drop),
     }
-}
-
-/// Admits only the sidecar: requests must carry `APP_API_TOKEN` as `dapr-api-token`.
-async fn require_app_token(
-    State(token): State<Arc<String>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let given = request
-        .headers()
-        .get("dapr-api-token")
-        .map(|v| v.as_bytes());
-    if given.is_some_and(|g| constant_time_eq(g, token.as_bytes())) {
-        next.run(request).await
-    } else {
-        (StatusCode::UNAUTHORIZED, "missing or wrong dapr-api-token").into_response()
-    }
-}
-
-/// Compares without an early exit, so response timing does not reveal the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
