@@ -29,6 +29,7 @@ use crate::secrets::{self, Secrets};
 use crate::tasks::service::TaskService;
 use crate::tools::TodoServer;
 use todo_shared::dapr::DaprClient;
+use todo_shared::shutdown::shutdown_signal;
 
 /// What every transport serves from.
 pub struct Core {
@@ -250,34 +251,6 @@ pub async fn run_stdio(config: &Config, stop: impl Future<Output = ()>) -> anyho
     };
     core.stop().await;
     outcome
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }
 
 /// Runs the configured transport until it ends or a shutdown signal arrives.

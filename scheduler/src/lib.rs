@@ -1,2 +1,24 @@
-//! The reminder and recurrence scheduler. Its service is built in a later issue; the crate exists
-//! so that the workspace layout is final from the start.
+//! `todo-scheduler`: drives reminders and recurring series from task lifecycle events.
+//!
+//! Layout:
+//! - [`engine`]: applies task events to the scheduler's state and fires due reminders and
+//!   occurrences; [`sweep`]: the reconciliation sweep and the index it reads.
+//! - [`incoming`]: task events parsed into what the engine needs; [`records`]: the documents the
+//!   engine keeps, one per state key.
+//! - [`ports`]: the state store, durable jobs and publisher the engine runs on. [`dapr`]
+//!   implements them on the sidecar (this service); embedded `todo-mcp` implements them on its
+//!   own database, so the same engine runs there without Dapr.
+//! - [`app`]: the HTTP routes Dapr calls; [`startup`]: wiring and graceful shutdown.
+
+pub mod app;
+pub mod config;
+pub mod dapr;
+pub mod engine;
+pub mod incoming;
+pub mod ports;
+pub mod records;
+pub mod startup;
+pub mod sweep;
+
+pub use engine::{Engine, JobName, Settings};
+pub use ports::{Jobs, PortError, Publisher, StateStore};

@@ -104,6 +104,14 @@ impl DaprClient {
         })
     }
 
+    /// Whether the sidecar can reach its components now (for readiness probes).
+    pub async fn outbound_ready(&self) -> bool {
+        self.request(reqwest::Method::GET, "/v1.0/healthz/outbound")
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
     /// Waits until the sidecar can reach its components (it may start after the app, or restart),
     /// retrying with backoff rather than failing. Returns false if `shutdown` came first.
     pub async fn wait_ready(&self, shutdown: &CancellationToken) -> bool {

@@ -8,6 +8,7 @@
 //! - [`events`]: lifecycle event payloads and their CloudEvents 1.0 envelopes.
 //! - [`dapr`]: a client of the Dapr sidecar's HTTP API (pub/sub, secrets, state, jobs);
 //!   [`dapr_app`]: the app side of the protocol (token check, subscriber answers).
+//! - [`shutdown`]: the signals both services stop on.
 //!
 //! Nothing outside this crate sees unvalidated input: each boundary parses into these types.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod recurrence;
 pub mod reminder;
+pub mod shutdown;
 pub mod snapshot;
 pub mod task;
 pub mod time;

@@ -1,0 +1,182 @@
+{{/*
+Names. The full name is the release name, suffixed with the chart name unless it already
+contains it (`helm install todo` gives `todo`, `helm install prod` gives `prod-todo`).
+*/}}
+{{- define "todo.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "todo.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "todo.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object; pass (dict "root" $ "component" "mcp-server"). */}}
+{{- define "todo.labels" -}}
+helm.sh/chart: {{ include "todo.chart" .root }}
+{{ include "todo.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: {{ include "todo.name" .root }}
+{{- end }}
+
+{{/* Selector labels; stable across upgrades. */}}
+{{- define "todo.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "todo.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end }}
+
+{{- define "todo.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "todo.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Object names. */}}
+{{- define "todo.mcpServer.fullname" -}}{{ include "todo.fullname" . | trunc 52 | trimSuffix "-" }}-mcp-server{{- end }}
+{{- define "todo.scheduler.fullname" -}}{{ include "todo.fullname" . | trunc 53 | trimSuffix "-" }}-scheduler{{- end }}
+{{- define "todo.redis.fullname" -}}{{ include "todo.fullname" . | trunc 57 | trimSuffix "-" }}-redis{{- end }}
+{{- define "todo.postgresql.fullname" -}}{{ include "todo.fullname" . | trunc 52 | trimSuffix "-" }}-postgresql{{- end }}
+{{- define "todo.daprConfig" -}}{{ include "todo.fullname" . | trunc 58 | trimSuffix "-" }}-dapr{{- end }}
+{{- define "todo.appTokenSecret" -}}{{ include "todo.fullname" . | trunc 47 | trimSuffix "-" }}-dapr-app-token{{- end }}
+{{- define "todo.apiTokenSecret" -}}{{ include "todo.fullname" . | trunc 47 | trimSuffix "-" }}-dapr-api-token{{- end }}
+
+{{/* The app Secret: yours (secrets.existingSecret) or the chart's. */}}
+{{- define "todo.secretName" -}}
+{{- if .Values.secrets.existingSecret }}
+{{- .Values.secrets.existingSecret }}
+{{- else }}
+{{- include "todo.fullname" . | trunc 55 | trimSuffix "-" }}-secrets
+{{- end }}
+{{- end }}
+
+{{/* Image reference; the tag defaults to the chart's appVersion. */}}
+{{- define "todo.image" -}}
+{{- $tag := .image.tag | default .root.Chart.AppVersion }}
+{{- printf "%s:%s" .image.repository $tag }}
+{{- end }}
+
+{{/* Redis "host:port" for the Dapr components. */}}
+{{- define "todo.redisHost" -}}
+{{- if .Values.redis.enabled }}
+{{- printf "%s.%s.svc.%s:6379" (include "todo.redis.fullname" .) .Release.Namespace .Values.clusterDomain }}
+{{- else }}
+{{- required "redis.host (host:port of your Redis) is required when redis.enabled is false" .Values.redis.host }}
+{{- end }}
+{{- end }}
+
+{{/* Metadata shared by the Redis-backed components: address, password, TLS. */}}
+{{- define "todo.redisMetadata" -}}
+- name: redisHost
+  value: {{ include "todo.redisHost" . | quote }}
+{{- if and (not .Values.redis.enabled) .Values.redis.existingSecret }}
+# Resolved by the Dapr operator from the Kubernetes Secret (no auth.secretStore).
+- name: redisPassword
+  secretKeyRef:
+    name: {{ .Values.redis.existingSecret }}
+    key: {{ .Values.redis.existingSecretPasswordKey }}
+{{- end }}
+- name: enableTLS
+  value: {{ and (not .Values.redis.enabled) .Values.redis.enableTLS | toString | quote }}
+{{- end }}
+
+{{/*
+Host headers the MCP server accepts: the Service's in-cluster names, localhost (for
+`kubectl port-forward`), the ingress host and mcpServer.allowedHosts. A name without a port
+matches any port, so each name covers `name` and `name:8080`.
+*/}}
+{{- define "todo.allowedHosts" -}}
+{{- $svc := include "todo.mcpServer.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- $hosts := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.clusterDomain) "localhost" "127.0.0.1" "::1" }}
+{{- if and .Values.mcpServer.ingress.enabled .Values.mcpServer.ingress.host }}
+{{- $hosts = append $hosts .Values.mcpServer.ingress.host }}
+{{- end }}
+{{- $hosts = concat $hosts .Values.mcpServer.allowedHosts }}
+{{- $hosts | uniq | join "," }}
+{{- end }}
+
+{{/* Dapr sidecar annotations; pass (dict "root" $ "appId" ... "appPort" ...). */}}
+{{- define "todo.daprAnnotations" -}}
+{{- $v := .root.Values.dapr }}
+dapr.io/enabled: "true"
+dapr.io/app-id: {{ .appId | quote }}
+dapr.io/app-port: {{ .appPort | quote }}
+dapr.io/app-protocol: "http"
+dapr.io/enable-api-logging: {{ $v.enableApiLogging | toString | quote }}
+dapr.io/log-level: {{ $v.logLevel | quote }}
+dapr.io/config: {{ include "todo.daprConfig" .root | quote }}
+{{- if $v.appToken.enabled }}
+dapr.io/app-token-secret: {{ include "todo.appTokenSecret" .root | quote }}
+{{- end }}
+{{- if $v.apiToken.enabled }}
+dapr.io/api-token-secret: {{ include "todo.apiTokenSecret" .root | quote }}
+{{- end }}
+# Only the chart's `secretstore` component reads secrets, not Dapr's built-in `kubernetes` store.
+dapr.io/disable-builtin-k8s-secret-store: "true"
+{{- with $v.sidecar.cpuRequest }}
+dapr.io/sidecar-cpu-request: {{ . | quote }}
+{{- end }}
+{{- with $v.sidecar.memoryRequest }}
+dapr.io/sidecar-memory-request: {{ . | quote }}
+{{- end }}
+{{- with $v.sidecar.cpuLimit }}
+dapr.io/sidecar-cpu-limit: {{ . | quote }}
+{{- end }}
+{{- with $v.sidecar.memoryLimit }}
+dapr.io/sidecar-memory-limit: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment both apps share: the tokens the injector gives the sidecar, which it does not give
+the app container (the same Secrets, key `token`).
+*/}}
+{{- define "todo.daprTokenEnv" -}}
+{{- if .Values.dapr.appToken.enabled }}
+- name: APP_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "todo.appTokenSecret" . }}
+      key: token
+{{- end }}
+{{- if .Values.dapr.apiToken.enabled }}
+- name: DAPR_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "todo.apiTokenSecret" . }}
+      key: token
+{{- end }}
+{{- end }}
+
+{{/*
+A value kept across upgrades: the existing Secret's key if the release already made it, else
+`default`. (`lookup` sees nothing under `helm template`, so that renders fresh values.)
+Pass (dict "root" $ "secret" name "key" key "default" value).
+*/}}
+{{- define "todo.keptSecretValue" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret }}
+{{- $data := dig "data" (dict) ($existing | default dict) }}
+{{- if hasKey $data .key }}
+{{- index $data .key | b64dec }}
+{{- else }}
+{{- .default }}
+{{- end }}
+{{- end }}

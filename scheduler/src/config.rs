@@ -1,0 +1,21 @@
+//! Command-line and environment configuration of `todo-scheduler`.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "todo-scheduler", version, about, long_about = None)]
+pub struct Config {
+    /// Where the app listens for its Dapr sidecar (the sidecar's `--app-port`) and for probes.
+    #[arg(long, env = "TODO_SCHEDULER_LISTEN", default_value = "127.0.0.1:8082")]
+    pub listen: SocketAddr,
+
+    /// The token the sidecar presents as `dapr-api-token`; when set, other callers are refused.
+    #[arg(long, env = "APP_API_TOKEN", hide_env_values = true)]
+    pub app_api_token: Option<String>,
+
+    /// The Dapr state store component holding reminders, series and processed event ids.
+    #[arg(long, env = "TODO_STATE_STORE", default_value = "statestore")]
+    pub state_store: String,
+}

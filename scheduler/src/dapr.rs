@@ -1,0 +1,93 @@
+//! The engine's ports on the Dapr sidecar: the state store, the Jobs API and pub/sub.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use todo_shared::dapr::{DaprClient, DaprError, Etag};
+use todo_shared::dapr_app::PUBSUB_NAME;
+use todo_shared::events::OutgoingEvent;
+
+use crate::ports::{Jobs, PortError, Publisher, StateStore};
+
+/// How often the Dapr scheduler service retries a job whose call failed (once a second): about
+/// an hour, after which the sweep takes over.
+const JOB_MAX_RETRIES: u32 = 3600;
+
+/// The sidecar, with the names of the components the scheduler uses.
+#[derive(Clone)]
+pub struct Sidecar {
+    pub client: DaprClient,
+    /// The state store component (`statestore`).
+    pub state_store: String,
+}
+
+fn port_error(e: DaprError) -> PortError {
+    match e {
+        DaprError::EtagMismatch => PortError::Conflict,
+        other => PortError::Unavailable(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl StateStore for Sidecar {
+    async fn get(&self, key: &str) -> Result<Option<(Value, Etag)>, PortError> {
+        self.client
+            .get_state(&self.state_store, key)
+            .await
+            .map_err(port_error)
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(Value, Etag)>>, PortError> {
+        self.client
+            .get_bulk_state(&self.state_store, keys)
+            .await
+            .map_err(port_error)
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: &Value,
+        etag: Option<&Etag>,
+        ttl: Option<Duration>,
+    ) -> Result<(), PortError> {
+        self.client
+            .save_state(&self.state_store, key, value, etag, ttl)
+            .await
+            .map_err(port_error)
+    }
+
+    async fn delete(&self, key: &str, etag: Option<&Etag>) -> Result<(), PortError> {
+        self.client
+            .delete_state(&self.state_store, key, etag)
+            .await
+            .map_err(port_error)
+    }
+}
+
+#[async_trait]
+impl Jobs for Sidecar {
+    async fn schedule(&self, name: &str, due: DateTime<Utc>) -> Result<(), PortError> {
+        // The job carries nothing the state does not: its name says what to fire.
+        self.client
+            .schedule_job(name, due, &json!({ "due": due }), JOB_MAX_RETRIES)
+            .await
+            .map_err(port_error)
+    }
+
+    async fn cancel(&self, name: &str) -> Result<(), PortError> {
+        self.client.delete_job(name).await.map_err(port_error)
+    }
+}
+
+#[async_trait]
+impl Publisher for Sidecar {
+    async fn publish(&self, event: &OutgoingEvent) -> Result<(), PortError> {
+        self.client
+            .publish(PUBSUB_NAME, event.event_type.topic(), &event.envelope, None)
+            .await
+            .map_err(port_error)
+    }
+}

@@ -1,0 +1,113 @@
+//! Task lifecycle events as the scheduler reads them: parsed and validated once, so that the
+//! engine works on times and rules, never on strings.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+use todo_shared::events::{EventType, TaskEventData};
+use todo_shared::recurrence::Recurrence;
+use todo_shared::task::TaskStatus;
+use uuid::Uuid;
+
+/// One `com.todo.task.*` event.
+#[derive(Debug, Clone)]
+pub struct TaskChange {
+    /// The CloudEvent id, for idempotency.
+    pub event_id: String,
+    pub kind: EventType,
+    pub task_id: Uuid,
+    pub owner: String,
+    pub title: String,
+    pub status: TaskStatus,
+    /// The task's `updated_at`: orders the events of one task.
+    pub version: DateTime<Utc>,
+    pub due: Option<DateTime<Utc>>,
+    pub reminders: Vec<(Uuid, DateTime<Utc>)>,
+    pub series: Option<SeriesSpec>,
+}
+
+/// The series a task belongs to, with its rule resolved in the task's zone.
+#[derive(Debug, Clone)]
+pub struct SeriesSpec {
+    pub series_id: Uuid,
+    pub rule: Recurrence,
+    pub time_zone: Tz,
+    pub series_start: DateTime<Utc>,
+}
+
+impl TaskChange {
+    /// Whether the scheduler should keep the task's reminders armed.
+    pub fn is_active(&self) -> bool {
+        self.kind != EventType::TaskDeleted && self.status == TaskStatus::Pending
+    }
+
+    /// Reads an envelope: `Ok(None)` for event types the scheduler does not act on, `Err` with
+    /// the reason for one that can never be processed.
+    pub fn parse(envelope: &Value) -> Result<Option<TaskChange>, String> {
+        let ty = envelope
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or("the event has no `type`")?;
+        let kind = match EventType::parse(ty) {
+            Some(
+                kind @ (EventType::TaskCreated
+                | EventType::TaskUpdated
+                | EventType::TaskCompleted
+                | EventType::TaskDeleted),
+            ) => kind,
+            _ => return Ok(None),
+        };
+        let event_id = envelope
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty() && id.len() <= 200)
+            .ok_or("the event has no usable `id`")?
+            .to_owned();
+        let data = envelope.get("data").ok_or("the event has no `data`")?;
+        let data: TaskEventData = match data {
+            Value::String(s) => serde_json::from_str(s),
+            other => serde_json::from_value(other.clone()),
+        }
+        .map_err(|e| format!("the `data` of {ty} is malformed: {e}"))?;
+        let task = data.task;
+        let time_zone: Tz = task
+            .time_zone
+            .parse()
+            .map_err(|_| format!("unknown time zone `{}`", task.time_zone))?;
+        let reminders = task
+            .reminders
+            .iter()
+            .map(|r| Ok((r.id, instant("reminders.at", &r.at)?)))
+            .collect::<Result<_, String>>()?;
+        let series = task
+            .recurrence
+            .map(|s| {
+                Ok::<_, String>(SeriesSpec {
+                    series_id: s.series_id,
+                    rule: Recurrence::parse(s.rule, time_zone)
+                        .map_err(|e| format!("the recurrence is invalid: {e}"))?,
+                    time_zone,
+                    series_start: instant("recurrence.series_start", &s.series_start)?,
+                })
+            })
+            .transpose()?;
+        Ok(Some(TaskChange {
+            event_id,
+            kind,
+            task_id: task.id,
+            owner: task.owner,
+            title: task.title,
+            status: task.status,
+            version: instant("updated_at", &task.updated_at)?,
+            due: task.due.as_deref().map(|d| instant("due", d)).transpose()?,
+            reminders,
+            series,
+        }))
+    }
+}
+
+fn instant(field: &str, s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("`{field}` is not an RFC 3339 time ({s:?}): {e}"))
+}

@@ -1,0 +1,135 @@
+//! What the scheduler keeps in its state store, one JSON document per key (design §4):
+//!
+//! | key                          | document            | why                                   |
+//! |------------------------------|---------------------|---------------------------------------|
+//! | `task:{task_id}`             | [`TaskRecord`]      | order of events, reminders to cancel  |
+//! | `reminder:{reminder_id}`     | [`ReminderRecord`]  | what a reminder job fires, and if yet |
+//! | `recurring:{series_id}`      | [`SeriesRecord`]    | a series' rule and next occurrence    |
+//! | `processed:scheduler:{id}`   | `true` (24 h TTL)   | a redelivered event changes nothing   |
+//! | `due:{hour}:{shard}`         | [`DueBucket`]       | the sweep's index: no key listing     |
+//! | `sweep:watermark`            | [`Watermark`]       | the first hour not yet fully swept    |
+//!
+//! A series is keyed by its series id, which is the id of its first task (the design's
+//! `recurring:{task_id}`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use todo_shared::recurrence::Recurrence;
+use uuid::Uuid;
+
+use crate::ports::{Etag, PortError, StateStore};
+
+pub fn task_key(id: Uuid) -> String {
+    format!("task:{id}")
+}
+pub fn reminder_key(id: Uuid) -> String {
+    format!("reminder:{id}")
+}
+pub fn series_key(id: Uuid) -> String {
+    format!("recurring:{id}")
+}
+pub fn processed_key(event_id: &str) -> String {
+    format!("processed:scheduler:{event_id}")
+}
+pub const WATERMARK_KEY: &str = "sweep:watermark";
+
+/// The scheduler's view of a task, from the newest event applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The task's `updated_at` in the event applied: older events are stale and skipped.
+    pub version: DateTime<Utc>,
+    /// Set by `task.deleted`; kept for a while as a tombstone so that a late event cannot
+    /// bring the task's reminders back.
+    pub deleted: bool,
+    /// The task's reminders, so that one removed by an update can be cancelled.
+    pub reminders: Vec<Uuid>,
+    /// The series the task belongs to, so that clearing its recurrence can end the series.
+    pub series_id: Option<Uuid>,
+}
+
+/// Whether a reminder is still to fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReminderState {
+    Pending,
+    Fired,
+}
+
+/// One reminder: everything its notification needs, so that firing reads one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReminderRecord {
+    pub owner: String,
+    pub task_id: Uuid,
+    pub reminder_id: Uuid,
+    pub title: String,
+    pub fire_at: DateTime<Utc>,
+    pub due: Option<DateTime<Utc>>,
+    /// Fired stays fired for this `fire_at`: moving the reminder makes it pending again.
+    pub state: ReminderState,
+}
+
+/// A recurring series and the occurrence it waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesRecord {
+    pub owner: String,
+    pub series_id: Uuid,
+    pub rule: Recurrence,
+    /// The IANA zone the rule is computed in (DST-correct local times).
+    pub time_zone: String,
+    /// The series' first occurrence: `count` and the calendar rules are anchored on it.
+    pub series_start: DateTime<Utc>,
+    /// The newest occurrence's task: the template of the next one.
+    pub current_task_id: Uuid,
+    /// When the newest occurrence is due: then the next occurrence is created.
+    pub current_due: DateTime<Utc>,
+}
+
+/// Items due within one hour (one shard of it): item key → when it is due.
+pub type DueBucket = BTreeMap<String, DateTime<Utc>>;
+
+/// The start of the first hour whose bucket may still hold work.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub hour: DateTime<Utc>,
+}
+
+/// A document read with its version.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub etag: Etag,
+}
+
+/// Reads and decodes one document. A document that does not decode was not written by this
+/// version of the scheduler: it is reported rather than overwritten.
+pub async fn read<T: DeserializeOwned>(
+    store: &dyn StateStore,
+    key: &str,
+) -> Result<Option<Versioned<T>>, PortError> {
+    match store.get(key).await? {
+        None => Ok(None),
+        Some((value, etag)) => decode(key, value).map(|value| Some(Versioned { value, etag })),
+    }
+}
+
+pub fn decode<T: DeserializeOwned>(key: &str, value: Value) -> Result<T, PortError> {
+    serde_json::from_value(value)
+        .map_err(|e| PortError::Unavailable(format!("the state at `{key}` is unreadable: {e}")))
+}
+
+/// Writes a document over `etag` (or as a new key when `None`).
+pub async fn write<T: Serialize>(
+    store: &dyn StateStore,
+    key: &str,
+    value: &T,
+    etag: Option<&Etag>,
+    ttl: Option<std::time::Duration>,
+) -> Result<(), PortError> {
+    let json = serde_json::to_value(value)
+        .map_err(|e| PortError::Unavailable(format!("encoding `{key}`: {e}")))?;
+    store.put(key, &json, etag, ttl).await
+}

@@ -1,0 +1,39 @@
+//! Wires the engine to the sidecar and serves the app until a shutdown signal.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use todo_shared::dapr::DaprClient;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{AppState, router};
+use crate::config::Config;
+use crate::dapr::Sidecar;
+use crate::engine::{Engine, Settings};
+
+/// Runs the service until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = DaprClient::from_env().context(
+        "DAPR_HTTP_PORT is not set: todo-scheduler runs beside a Dapr sidecar (`dapr run`, or \
+         the Helm chart); without Dapr, todo-mcp runs the same scheduling in-process",
+    )?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "todo-scheduler listening for its sidecar");
+
+    let sidecar = Sidecar {
+        client: client.clone(),
+        state_store: config.state_store.clone(),
+    };
+    let port = Arc::new(sidecar);
+    let engine = Engine::new(port.clone(), port.clone(), port, Settings::default());
+    let state = Arc::new(AppState {
+        engine,
+        sidecar: client,
+    });
+    axum::serve(listener, router(state, config.app_api_token))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("the HTTP server failed")
+}

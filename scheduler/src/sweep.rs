@@ -1,0 +1,228 @@
+//! The reconciliation sweep and its index.
+//!
+//! Jobs fire reminders and occurrences on time; the sweep, driven by the cron bindings, catches
+//! whatever a job did not (e.g. jobs lost while the Dapr scheduler service was down). The Dapr
+//! state API cannot list keys, so everything armed is also entered in an index of hourly
+//! buckets, `due:{YYYYMMDDHH}:{shard}` (item key → due time), sharded so that concurrent writers
+//! rarely meet on one key. A sweep reads the buckets from the watermark (the first hour not yet
+//! fully settled) to the current hour, settles each entry whose time is past the grace period
+//! (firing it if it is still pending), removes settled entries, and moves the watermark past
+//! hours left empty.
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+
+use crate::engine::Engine;
+use crate::ports::{PortError, StateStore};
+use crate::records::{
+    DueBucket, ReminderRecord, ReminderState, SeriesRecord, WATERMARK_KEY, Watermark, decode, read,
+    write,
+};
+
+/// At most this many hours are swept in one run (a long outage is caught up over several).
+const MAX_HOURS_PER_SWEEP: i64 = 48;
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Entries looked at whose time had passed.
+    pub checked: usize,
+    /// Reminders and occurrences the sweep fired itself (their jobs had not).
+    pub fired: usize,
+    /// Entries that could not be settled this time (tried again next sweep).
+    pub failed: usize,
+}
+
+fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
+}
+
+/// FNV-1a: a stable spread of keys over shards (the std hasher is randomly seeded per process).
+fn shard_of(key: &str, shards: u32) -> u32 {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % u64::from(shards.max(1))) as u32
+}
+
+fn bucket_key(hour: DateTime<Utc>, shard: u32) -> String {
+    format!("due:{}:{shard:02}", hour.format("%Y%m%d%H"))
+}
+
+impl Engine {
+    /// Enters `item` (a state key) as due at `at`. Items due before the watermark go into the
+    /// watermark's hour, which the next sweep still reads.
+    pub(crate) async fn index_add(
+        &self,
+        item: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let store = &*self.store;
+        let watermark = match read::<Watermark>(store, WATERMARK_KEY).await? {
+            Some(w) => w.value.hour,
+            None => {
+                let hour = hour_of(at.min(now));
+                match write(store, WATERMARK_KEY, &Watermark { hour }, None, None).await {
+                    Ok(()) | Err(PortError::Conflict) => {}
+                    Err(e) => return Err(e),
+                }
+                read::<Watermark>(store, WATERMARK_KEY)
+                    .await?
+                    .map_or(hour, |w| w.value.hour)
+            }
+        };
+        let key = bucket_key(
+            hour_of(at).max(watermark),
+            shard_of(item, self.settings.index_shards),
+        );
+        for _ in 0..32 {
+            let current = read::<DueBucket>(store, &key).await?;
+            let mut bucket = current
+                .as_ref()
+                .map(|c| c.value.clone())
+                .unwrap_or_default();
+            if bucket.get(item) == Some(&at) {
+                return Ok(());
+            }
+            bucket.insert(item.to_owned(), at);
+            match write(
+                store,
+                &key,
+                &bucket,
+                current.as_ref().map(|c| &c.etag),
+                None,
+            )
+            .await
+            {
+                Err(PortError::Conflict) => continue,
+                other => return other,
+            }
+        }
+        Err(PortError::Unavailable(format!(
+            "the index bucket `{key}` kept changing; retrying later"
+        )))
+    }
+
+    /// Settles every indexed item whose time is more than the grace period past.
+    pub async fn sweep(&self, now: DateTime<Utc>) -> Result<SweepReport, PortError> {
+        let store = &*self.store;
+        let Some(watermark) = read::<Watermark>(store, WATERMARK_KEY).await? else {
+            return Ok(SweepReport::default());
+        };
+        let cutoff = now - self.settings.sweep_grace;
+        let current_hour = hour_of(now);
+        let mut report = SweepReport::default();
+        let mut hour = watermark.value.hour;
+        let mut settled_through = None;
+        let mut contiguous = true;
+        for _ in 0..MAX_HOURS_PER_SWEEP {
+            if hour > current_hour {
+                break;
+            }
+            let keys: Vec<String> = (0..self.settings.index_shards)
+                .map(|s| bucket_key(hour, s))
+                .collect();
+            let mut empty = true;
+            for (key, entry) in keys.iter().zip(store.get_many(&keys).await?) {
+                let Some((value, etag)) = entry else { continue };
+                let bucket: DueBucket = decode(key, value)?;
+                let mut remaining = bucket.clone();
+                for (item, at) in bucket.iter().filter(|(_, at)| **at <= cutoff) {
+                    report.checked += 1;
+                    match self.settle(item, *at, now).await {
+                        Ok(fired) => {
+                            report.fired += usize::from(fired);
+                            remaining.remove(item);
+                        }
+                        Err(e) => {
+                            report.failed += 1;
+                            tracing::warn!(%item, error = %e, "the sweep could not settle an item");
+                        }
+                    }
+                }
+                // A conflict means an item was added meanwhile: leave the bucket to next sweep.
+                let written = if remaining.is_empty() {
+                    store.delete(key, Some(&etag)).await
+                } else if remaining.len() < bucket.len() {
+                    write(store, key, &remaining, Some(&etag), None).await
+                } else {
+                    Ok(())
+                };
+                match written {
+                    Ok(()) => empty &= remaining.is_empty(),
+                    Err(PortError::Conflict) => empty = false,
+                    Err(e) => return Err(e),
+                }
+            }
+            contiguous &= empty && hour < current_hour;
+            if contiguous {
+                settled_through = Some(hour);
+            }
+            hour += TimeDelta::hours(1);
+        }
+        if let Some(last) = settled_through {
+            let next = Watermark {
+                hour: last + TimeDelta::hours(1),
+            };
+            // Losing this race to another replica's sweep is fine: it moved the mark too.
+            match write(store, WATERMARK_KEY, &next, Some(&watermark.etag), None).await {
+                Ok(()) | Err(PortError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if report.fired > 0 {
+            tracing::warn!(
+                fired = report.fired,
+                "the sweep fired items their jobs had missed"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Brings one index entry to rest: fires it if it is still pending, otherwise notes that
+    /// it needs nothing. Returns whether it fired.
+    async fn settle(
+        &self,
+        item: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        let store: &dyn StateStore = &*self.store;
+        if let Some(id) = item.strip_prefix("reminder:").and_then(|s| s.parse().ok()) {
+            return match read::<ReminderRecord>(store, item).await? {
+                Some(r) if r.value.state == ReminderState::Pending && r.value.fire_at == at => {
+                    self.fire_reminder(id, now).await
+                }
+                _ => Ok(false),
+            };
+        }
+        if let Some(id) = item.strip_prefix("recurring:").and_then(|s| s.parse().ok()) {
+            return match read::<SeriesRecord>(store, item).await? {
+                Some(s) if s.value.current_due == at => self.fire_series(id, now).await,
+                _ => Ok(false),
+            };
+        }
+        tracing::warn!(%item, "removed an index entry the scheduler does not know");
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn buckets_are_hourly_and_shards_stable() {
+        let t = Utc.with_ymd_and_hms(2026, 3, 8, 6, 59, 59).unwrap();
+        assert_eq!(bucket_key(hour_of(t), 7), "due:2026030806:07");
+        let key = "reminder:0190b7e0-0000-7000-8000-000000000001";
+        assert_eq!(shard_of(key, 64), shard_of(key, 64));
+        assert!(shard_of(key, 64) < 64);
+        // Keys spread over the shards.
+        let used: std::collections::HashSet<u32> = (0..1000)
+            .map(|i| shard_of(&format!("reminder:{i}"), 64))
+            .collect();
+        assert!(used.len() > 50, "only {} shards used", used.len());
+    }
+}
