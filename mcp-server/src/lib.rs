@@ -8,6 +8,7 @@
 //! - [`tasks`]: task operations, listing and storage; [`notifications`]: fired reminders.
 //! - [`outbox`]: lifecycle events written in the same transaction as each change; [`events`]:
 //!   relaying them and consuming the events the server reacts to.
+//! - [`scheduling`]: without a sidecar, the scheduler's engine on this server's database.
 //! - [`db`]: one handle over PostgreSQL or the embedded SQLite file, and the migrations.
 //! - [`error`]: the error type and how errors reach a model.
 
@@ -20,6 +21,7 @@ pub mod http;
 pub mod notifications;
 pub mod outbox;
 pub mod push;
+pub mod scheduling;
 pub mod secrets;
 pub mod startup;
 pub mod tasks;

@@ -17,18 +17,31 @@ pub fn new_traceparent() -> String {
 
 /// Adds `event` to the outbox inside `tx`, with a trace context of its own.
 pub async fn enqueue(tx: &mut Tx, event: &OutgoingEvent) -> Result<(), sqlx::Error> {
-    let q = Query::new(
+    tx.execute(&insert(event, "")).await.map(drop)
+}
+
+/// Adds `event` unless an event with its id is in the outbox already: for producers whose event
+/// ids are derived from what they announce (the embedded scheduler), so a repeated firing
+/// publishes once. Returns whether it added the event.
+pub async fn enqueue_once(tx: &mut Tx, event: &OutgoingEvent) -> Result<bool, sqlx::Error> {
+    Ok(tx
+        .execute(&insert(event, " ON CONFLICT (id) DO NOTHING"))
+        .await?
+        == 1)
+}
+
+fn insert(event: &OutgoingEvent, on_conflict: &str) -> Query {
+    Query::new(format!(
         "INSERT INTO outbox (id, topic, event_type, subject, envelope, created_at, traceparent) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
+         VALUES ($1, $2, $3, $4, $5, $6, $7){on_conflict}"
+    ))
     .bind(event.id)
     .bind(event.event_type.topic())
     .bind(event.event_type.as_str())
     .bind(event.subject)
     .bind(event.envelope.clone())
     .bind(event.time)
-    .bind(new_traceparent());
-    tx.execute(&q).await.map(drop)
+    .bind(new_traceparent())
 }
 
 #[cfg(test)]

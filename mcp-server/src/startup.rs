@@ -1,8 +1,8 @@
 //! Putting the server together: resolve secrets, open the database, start the event machinery,
 //! build the tools, serve a transport, and stop cleanly on SIGTERM or Ctrl-C.
 //!
-//! Background work (the outbox relay and, with a sidecar, the Dapr app port) runs beside the
-//! transport and stops with it through one cancellation token.
+//! Background work (the outbox relay; with a sidecar the Dapr app port, without one the embedded
+//! scheduler) runs beside the transport and stops with it through one cancellation token.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use crate::events::sink::Sink;
 use crate::events::subscriptions::{self, Consumers};
 use crate::http::{HttpSettings, router};
 use crate::notifications::NotificationService;
+use crate::scheduling::{EmbeddedScheduler, SchedulerSubscriber};
 use crate::secrets::{self, Secrets};
 use crate::tasks::service::TaskService;
 use crate::tools::TodoServer;
@@ -77,7 +78,8 @@ impl Core {
         })
     }
 
-    /// Starts the outbox relay and, with a sidecar, the Dapr app port.
+    /// Starts the outbox relay and, with a sidecar, the Dapr app port, or without one the
+    /// embedded scheduler.
     pub async fn start_background(&mut self, config: &Config) -> anyhow::Result<()> {
         let consumers = Arc::new(Consumers {
             recurrence: RecurrenceConsumer {
@@ -107,14 +109,22 @@ impl Core {
                 });
                 Sink::Dapr(client.clone())
             }
-            None => Sink::InProcess(EventBus::new(vec![
-                Arc::new(RecurrenceConsumer {
-                    tasks: self.tasks.clone(),
-                }),
-                Arc::new(NotificationConsumer {
-                    notifications: self.notifications.clone(),
-                }),
-            ])),
+            None => {
+                // No sidecar, so no todo-scheduler: the same engine runs here.
+                let scheduler =
+                    EmbeddedScheduler::new(self.db.clone(), self.tasks.events_committed());
+                let engine = scheduler.engine.clone();
+                scheduler.start(&mut self.background, &self.shutdown);
+                Sink::InProcess(EventBus::new(vec![
+                    Arc::new(RecurrenceConsumer {
+                        tasks: self.tasks.clone(),
+                    }),
+                    Arc::new(NotificationConsumer {
+                        notifications: self.notifications.clone(),
+                    }),
+                    Arc::new(SchedulerSubscriber { engine }),
+                ]))
+            }
         };
         let settings = RelaySettings {
             retention: chrono::Duration::hours(i64::from(config.outbox_retention_hours)),

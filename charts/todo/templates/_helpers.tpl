@@ -93,8 +93,10 @@ app.kubernetes.io/component: {{ . }}
     name: {{ .Values.redis.existingSecret }}
     key: {{ .Values.redis.existingSecretPasswordKey }}
 {{- end }}
+{{- if and (not .Values.redis.enabled) .Values.redis.enableTLS }}
 - name: enableTLS
-  value: {{ and (not .Values.redis.enabled) .Values.redis.enableTLS | toString | quote }}
+  value: "true"
+{{- end }}
 {{- end }}
 
 {{/*
@@ -115,7 +117,7 @@ matches any port, so each name covers `name` and `name:8080`.
 
 {{/* Dapr sidecar annotations; pass (dict "root" $ "appId" ... "appPort" ...). */}}
 {{- define "todo.daprAnnotations" -}}
-{{- $v := .root.Values.dapr }}
+{{- $v := .root.Values.dapr -}}
 dapr.io/enabled: "true"
 dapr.io/app-id: {{ .appId | quote }}
 dapr.io/app-port: {{ .appPort | quote }}

@@ -1,0 +1,509 @@
+//! The scheduler's engine, embedded on both database backends, driven on a controlled clock:
+//! the test plays the relay (handing each outbox event to the engine and the consumers) and the
+//! job timer (running the jobs due at the test's time), so that days and DST changes pass in
+//! milliseconds.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::{TestDb, args, user};
+use mcp_server::db::Query;
+use mcp_server::events::processed::EventKey;
+use mcp_server::notifications::NotificationService;
+use mcp_server::scheduling::EmbeddedScheduler;
+use mcp_server::tasks::commands::NewTask;
+use mcp_server::tasks::service::TaskService;
+use serde_json::{Value, json};
+use sqlx::types::Json;
+use todo_scheduler::Engine;
+use todo_shared::dapr::Disposition;
+use todo_shared::events::{RecurringScheduled, ReminderTriggered};
+use todo_shared::snapshot::TaskSnapshot;
+use tokio::sync::Notify;
+
+on_both_backends!(
+    a_reminder_fires_once_at_its_time,
+    a_daily_series_keeps_its_local_time_across_dst,
+    completing_cancels_pending_reminders_and_the_series_goes_on,
+    deleting_cancels_reminders_and_ends_the_series,
+    moving_the_due_time_moves_relative_reminders,
+    a_restarted_engine_fires_what_fell_due,
+    the_sweep_fires_what_a_lost_job_missed,
+    stale_and_foreign_events_change_nothing,
+);
+
+/// Everything the embedded pipeline has, with the test in charge of time.
+struct World {
+    t: TestDb,
+    tasks: TaskService,
+    notifications: NotificationService,
+    engine: Engine,
+    /// The last outbox `seq` handed out.
+    delivered: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    seq: i64,
+    envelope: Json<Value>,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    name: String,
+    due_at: DateTime<Utc>,
+}
+
+impl World {
+    fn new(t: TestDb) -> Self {
+        let engine = EmbeddedScheduler::new(t.db.clone(), Arc::new(Notify::new())).engine;
+        Self {
+            tasks: TaskService::new(t.db.clone()),
+            notifications: NotificationService::new(t.db.clone()),
+            engine,
+            t,
+            delivered: 0,
+        }
+    }
+
+    async fn add(&self, at: DateTime<Utc>, task: Value) -> TaskSnapshot {
+        let new = NewTask::parse(args(task), at).expect("valid task");
+        self.tasks
+            .create(&user("alice"), new, at)
+            .await
+            .expect("created")
+    }
+
+    /// Delivers new outbox events and runs due jobs until nothing is left to do at `now`.
+    async fn run_until_idle(&mut self, now: DateTime<Utc>) {
+        loop {
+            let events: Vec<OutboxRow> = self
+                .t
+                .db
+                .fetch_all(
+                    &Query::new("SELECT seq, envelope FROM outbox WHERE seq > $1 ORDER BY seq")
+                        .bind(self.delivered),
+                )
+                .await
+                .unwrap();
+            let jobs: Vec<JobRow> = self
+                .t
+                .db
+                .fetch_all(
+                    &Query::new("SELECT name, due_at FROM scheduler_jobs WHERE due_at <= $1")
+                        .bind(now),
+                )
+                .await
+                .unwrap();
+            if events.is_empty() && jobs.is_empty() {
+                return;
+            }
+            for e in events {
+                self.deliver(&e.envelope.0, now).await;
+                self.delivered = e.seq;
+            }
+            for job in jobs {
+                self.engine
+                    .fire_job(&job.name, now)
+                    .await
+                    .expect("job runs");
+                self.t
+                    .db
+                    .execute(
+                        &Query::new("DELETE FROM scheduler_jobs WHERE name = $1 AND due_at = $2")
+                            .bind(job.name)
+                            .bind(job.due_at),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// What the in-process bus does with one event, at the test's time.
+    async fn deliver(&self, envelope: &Value, now: DateTime<Utc>) {
+        let id = envelope["id"].as_str().unwrap();
+        match envelope["type"].as_str().unwrap() {
+            "com.todo.recurring.scheduled" => {
+                let data: RecurringScheduled =
+                    serde_json::from_value(envelope["data"].clone()).unwrap();
+                let key = EventKey {
+                    consumer: "mcp-server:recurring",
+                    event_id: id,
+                };
+                self.tasks.create_occurrence(&data, key, now).await.unwrap();
+            }
+            "com.todo.reminder.triggered" => {
+                let data: ReminderTriggered =
+                    serde_json::from_value(envelope["data"].clone()).unwrap();
+                let key = EventKey {
+                    consumer: "mcp-server:notifications",
+                    event_id: id,
+                };
+                self.notifications
+                    .record_triggered(&data, key, now)
+                    .await
+                    .unwrap();
+            }
+            _ => {}
+        }
+        assert_eq!(
+            self.engine.handle_event(envelope, now).await,
+            Disposition::Success,
+            "the engine takes every event"
+        );
+    }
+
+    async fn notifications(&self) -> Vec<(String, DateTime<Utc>)> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            title: String,
+            fire_at: DateTime<Utc>,
+        }
+        let rows: Vec<Row> = self
+            .t
+            .db
+            .fetch_all(&Query::new(
+                "SELECT title, fire_at FROM notifications ORDER BY fire_at",
+            ))
+            .await
+            .unwrap();
+        rows.into_iter().map(|r| (r.title, r.fire_at)).collect()
+    }
+
+    async fn jobs(&self) -> Vec<(String, DateTime<Utc>)> {
+        let rows: Vec<JobRow> = self
+            .t
+            .db
+            .fetch_all(&Query::new(
+                "SELECT name, due_at FROM scheduler_jobs ORDER BY due_at",
+            ))
+            .await
+            .unwrap();
+        rows.into_iter().map(|r| (r.name, r.due_at)).collect()
+    }
+
+    /// Due times of alice's tasks, as shown (RFC 3339 in the task's zone), oldest first.
+    async fn dues(&self) -> Vec<String> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            id: uuid::Uuid,
+        }
+        let rows: Vec<Row> = self
+            .t
+            .db
+            .fetch_all(&Query::new("SELECT id FROM tasks ORDER BY due_at"))
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for r in rows {
+            let task = self.tasks.get(&user("alice"), r.id).await.unwrap();
+            out.push(task.due.unwrap_or_default());
+        }
+        out
+    }
+
+    async fn outbox_types(&self) -> Vec<String> {
+        common::outbox(&self.t.db)
+            .await
+            .into_iter()
+            .map(|(ty, _)| ty)
+            .collect()
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 8, 0, 0).unwrap()
+}
+
+async fn a_reminder_fires_once_at_its_time(t: TestDb) {
+    let mut w = World::new(t);
+    let task = w
+        .add(
+            t0(),
+            json!({"title": "Call mum", "due": "2026-06-01T10:00:00Z", "reminders": [{"minutes_before": 30}]}),
+        )
+        .await;
+    let fire_at = Utc.with_ymd_and_hms(2026, 6, 1, 9, 30, 0).unwrap();
+    w.run_until_idle(t0()).await;
+    let reminder_job = format!("reminder-{}", task.reminders[0].id);
+    assert_eq!(w.jobs().await, [(reminder_job, fire_at)]);
+    assert!(w.notifications().await.is_empty());
+
+    w.run_until_idle(fire_at - Duration::seconds(2)).await;
+    assert!(w.notifications().await.is_empty(), "not before its time");
+
+    w.run_until_idle(fire_at).await;
+    assert_eq!(w.notifications().await, [("Call mum".to_owned(), fire_at)]);
+    assert!(w.jobs().await.is_empty());
+
+    // The job runs again (a retry after a crash), and every event is delivered again.
+    let before = w.outbox_types().await.len();
+    w.engine
+        .fire_job(&format!("reminder-{}", task.reminders[0].id), fire_at)
+        .await
+        .unwrap();
+    w.delivered = 0;
+    w.run_until_idle(fire_at + Duration::minutes(5)).await;
+    assert_eq!(
+        w.outbox_types().await.len(),
+        before,
+        "nothing published again"
+    );
+    assert_eq!(w.notifications().await.len(), 1, "one notification");
+}
+
+async fn a_daily_series_keeps_its_local_time_across_dst(t: TestDb) {
+    let mut w = World::new(t);
+    // DST starts in New York on 2026-03-08 at 02:00.
+    let start = Utc.with_ymd_and_hms(2026, 3, 6, 12, 0, 0).unwrap();
+    w.add(
+        start,
+        json!({
+            "title": "Stand-up",
+            "due": "2026-03-07T09:00",
+            "time_zone": "America/New_York",
+            "recurrence": {"frequency": "daily"},
+            "reminders": [{"minutes_before": 15}]
+        }),
+    )
+    .await;
+    w.run_until_idle(start).await;
+    // Each occurrence falls due; then the next one exists.
+    for day in 7..=10 {
+        let due = w
+            .jobs()
+            .await
+            .iter()
+            .find(|(n, _)| n.starts_with("recurring-"))
+            .unwrap()
+            .1;
+        w.run_until_idle(due).await;
+        assert_eq!(
+            w.dues().await.len(),
+            day - 5,
+            "after the occurrence of March {day}"
+        );
+    }
+    assert_eq!(
+        w.dues().await,
+        [
+            "2026-03-07T09:00:00-05:00",
+            "2026-03-08T09:00:00-04:00",
+            "2026-03-09T09:00:00-04:00",
+            "2026-03-10T09:00:00-04:00",
+            "2026-03-11T09:00:00-04:00",
+        ]
+    );
+    // The reminders came along, 15 minutes before each local 09:00.
+    let fired: Vec<String> = w
+        .notifications()
+        .await
+        .iter()
+        .map(|(_, at)| at.to_rfc3339())
+        .collect();
+    assert_eq!(
+        fired,
+        [
+            "2026-03-07T13:45:00+00:00",
+            "2026-03-08T12:45:00+00:00",
+            "2026-03-09T12:45:00+00:00",
+            "2026-03-10T12:45:00+00:00",
+        ]
+    );
+}
+
+async fn completing_cancels_pending_reminders_and_the_series_goes_on(t: TestDb) {
+    let mut w = World::new(t);
+    let task = w
+        .add(
+            t0(),
+            json!({"title": "Water plants", "due": "2026-06-01T18:00:00Z",
+                   "recurrence": {"frequency": "daily"}, "reminders": [{"minutes_before": 60}]}),
+        )
+        .await;
+    w.run_until_idle(t0()).await;
+    w.tasks
+        .complete(&user("alice"), task.id, t0())
+        .await
+        .unwrap();
+    w.run_until_idle(t0() + Duration::minutes(1)).await;
+    let jobs: Vec<String> = w.jobs().await.into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        jobs,
+        [format!("recurring-{}", task.id)],
+        "the reminder is cancelled"
+    );
+
+    let due = Utc.with_ymd_and_hms(2026, 6, 1, 18, 0, 0).unwrap();
+    w.run_until_idle(due).await;
+    assert!(w.notifications().await.is_empty());
+    assert_eq!(
+        w.dues().await,
+        ["2026-06-01T18:00:00+00:00", "2026-06-02T18:00:00+00:00"],
+        "the next occurrence appears when the completed one falls due"
+    );
+}
+
+async fn deleting_cancels_reminders_and_ends_the_series(t: TestDb) {
+    let mut w = World::new(t);
+    let task = w
+        .add(
+            t0(),
+            json!({"title": "Gym", "due": "2026-06-01T18:00:00Z",
+                   "recurrence": {"frequency": "weekly"}, "reminders": [{"minutes_before": 60}]}),
+        )
+        .await;
+    w.run_until_idle(t0()).await;
+    assert_eq!(w.jobs().await.len(), 2);
+    w.tasks.delete(&user("alice"), task.id, t0()).await.unwrap();
+    w.run_until_idle(t0()).await;
+    assert!(w.jobs().await.is_empty());
+    w.run_until_idle(t0() + Duration::days(30)).await;
+    assert!(w.notifications().await.is_empty());
+    assert!(
+        w.dues().await.is_empty(),
+        "no occurrence after the series was deleted"
+    );
+    assert_eq!(
+        w.engine
+            .sweep(t0() + Duration::days(30))
+            .await
+            .unwrap()
+            .fired,
+        0
+    );
+}
+
+async fn moving_the_due_time_moves_relative_reminders(t: TestDb) {
+    let mut w = World::new(t);
+    let task = w
+        .add(
+            t0(),
+            json!({"title": "Dentist", "due": "2026-06-01T15:00:00Z", "reminders": [{"minutes_before": 60}]}),
+        )
+        .await;
+    w.run_until_idle(t0()).await;
+    w.tasks
+        .update(
+            &user("alice"),
+            args(json!({"task_id": task.id, "due": "2026-06-01T17:00:00Z", "title": "Dentist (moved)"})),
+            t0(),
+        )
+        .await
+        .unwrap();
+    w.run_until_idle(t0()).await;
+    let moved = Utc.with_ymd_and_hms(2026, 6, 1, 16, 0, 0).unwrap();
+    assert_eq!(
+        w.jobs().await,
+        [(format!("reminder-{}", task.reminders[0].id), moved)]
+    );
+    w.run_until_idle(moved - Duration::minutes(61)).await;
+    assert!(w.notifications().await.is_empty(), "not at the old time");
+    w.run_until_idle(moved).await;
+    assert_eq!(
+        w.notifications().await,
+        [("Dentist (moved)".to_owned(), moved)]
+    );
+}
+
+async fn a_restarted_engine_fires_what_fell_due(t: TestDb) {
+    let mut w = World::new(t);
+    w.add(
+        t0(),
+        json!({"title": "Stretch", "due": "2026-06-01T12:00:00Z", "reminders": [{"minutes_before": 30}, {"minutes_before": 10}]}),
+    )
+    .await;
+    w.run_until_idle(t0()).await;
+    // A new process on the same database, started after both reminders' times.
+    w.engine = EmbeddedScheduler::new(w.t.db.clone(), Arc::new(Notify::new())).engine;
+    w.run_until_idle(t0() + Duration::hours(5)).await;
+    assert_eq!(w.notifications().await.len(), 2);
+    w.engine = EmbeddedScheduler::new(w.t.db.clone(), Arc::new(Notify::new())).engine;
+    w.run_until_idle(t0() + Duration::hours(6)).await;
+    assert_eq!(w.notifications().await.len(), 2, "nothing fires twice");
+}
+
+async fn the_sweep_fires_what_a_lost_job_missed(t: TestDb) {
+    let mut w = World::new(t);
+    w.add(
+        t0(),
+        json!({"title": "Backup", "due": "2026-06-01T09:00:00Z", "reminders": [{"minutes_before": 5}]}),
+    )
+    .await;
+    w.run_until_idle(t0()).await;
+    w.t.db
+        .execute(&Query::new("DELETE FROM scheduler_jobs"))
+        .await
+        .unwrap();
+    let fire_at = Utc.with_ymd_and_hms(2026, 6, 1, 8, 55, 0).unwrap();
+    w.run_until_idle(fire_at + Duration::minutes(5)).await;
+    assert!(w.notifications().await.is_empty(), "the job is lost");
+
+    // Within the grace period the sweep leaves the item to its job.
+    assert_eq!(
+        w.engine
+            .sweep(fire_at + Duration::seconds(10))
+            .await
+            .unwrap()
+            .fired,
+        0
+    );
+    let report = w
+        .engine
+        .sweep(fire_at + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!((report.checked, report.fired), (1, 1));
+    w.run_until_idle(fire_at + Duration::minutes(1)).await;
+    assert_eq!(w.notifications().await.len(), 1);
+    // Settled entries leave the index; a later sweep finds nothing, hours later too.
+    let report = w.engine.sweep(fire_at + Duration::hours(3)).await.unwrap();
+    assert_eq!((report.checked, report.fired), (0, 0));
+}
+
+async fn stale_and_foreign_events_change_nothing(t: TestDb) {
+    let mut w = World::new(t);
+    let task = w
+        .add(
+            t0(),
+            json!({"title": "Report", "due": "2026-06-01T12:00:00Z", "reminders": [{"minutes_before": 60}]}),
+        )
+        .await;
+    let created = common::outbox(&w.t.db).await.remove(0).1;
+    w.tasks
+        .cancel_reminder(
+            &user("alice"),
+            task.id,
+            task.reminders[0].id,
+            t0() + Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    w.run_until_idle(t0() + Duration::seconds(1)).await;
+    assert!(w.jobs().await.is_empty());
+    // The created event again, under a new id (a replay): older than what was applied.
+    let mut replay = created.clone();
+    replay["id"] = json!(uuid::Uuid::now_v7().to_string());
+    assert_eq!(
+        w.engine.handle_event(&replay, t0()).await,
+        Disposition::Success
+    );
+    assert!(w.jobs().await.is_empty(), "a stale event re-arms nothing");
+
+    // Events the scheduler does not act on are acknowledged; malformed ones dropped.
+    let other = json!({"id": "x", "type": "com.example.other", "data": {}});
+    assert_eq!(
+        w.engine.handle_event(&other, t0()).await,
+        Disposition::Success
+    );
+    let mut broken = created;
+    broken["id"] = json!("broken-1");
+    broken["data"]["task"]["time_zone"] = json!("Mars/Olympus");
+    assert!(matches!(
+        w.engine.handle_event(&broken, t0()).await,
+        Disposition::Drop(reason) if reason.contains("Mars/Olympus")
+    ));
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The deployment tests (no cluster needed): `scripts/test-deploy.sh [pytest args]`.
+#
+# Validates charts/todo with a real helm (scripts/helm.sh): lint, render, every Kubernetes
+# object against the Kubernetes 1.33 schemas, the Dapr Components and Configuration against
+# schemas from Dapr's CRDs, values changes, and the rendered components loaded by a real daprd
+# (scripts/daprd.sh) on the private Redis (scripts/redis.sh) with a pub/sub round trip.
+# Also checks the Dockerfiles against the workspace.
+#
+# Installs what it needs: helm, Redis, daprd (cached after the first build), the project venv
+# (scripts/python-env.sh) plus tests/deploy/requirements.txt.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO"
+
+log "fetching helm (cached)"
+TODO_HELM="$(bash scripts/helm.sh)"
+export TODO_HELM
+
+log "starting Redis and building daprd (cached)"
+bash scripts/redis.sh start >/dev/null
+bash scripts/daprd.sh build >/dev/null
+
+log "preparing the Python environment"
+PYTHON="$(bash scripts/python-env.sh)"
+REQ="tests/deploy/requirements.txt"
+VENV="$(dirname "$(dirname "$PYTHON")")"
+STAMP="$VENV/.todo-deploy-requirements.sha256"
+# Same lock as scripts/python-env.sh: one pip at a time in the venv.
+exec 9>>"$CACHE_DIR/venv.lock"
+flock -w 900 9 || die "timed out waiting for $CACHE_DIR/venv.lock"
+want="$(sha256_of "$REQ")"
+if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
+    log "installing $REQ into $VENV"
+    rm -f "$STAMP"
+    PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "$PYTHON" -m pip install -q -r "$REQ" >&2 \
+        || die "pip install -r $REQ failed"
+    echo "$want" >"$STAMP"
+fi
+exec 9>&-
+
+log "deployment tests"
+"$PYTHON" -m pytest tests/deploy -q -p no:cacheprovider "$@"
