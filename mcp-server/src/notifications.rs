@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use todo_shared::task::UserId;
+use todo_shared::time::format_in_zone;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -140,7 +141,11 @@ impl NotificationService {
             return Ok(None);
         }
         let message = match event.due {
-            Some(due) => format!("Reminder: \"{}\" is due {}", event.title, due.to_rfc3339()),
+            Some(due) => {
+                let zone = event.time_zone.as_deref().and_then(|z| z.parse().ok());
+                let due = format_in_zone(due, zone.unwrap_or(chrono_tz::UTC));
+                format!("Reminder: \"{}\" is due {due}", event.title)
+            }
             None => format!("Reminder: \"{}\"", event.title),
         };
         let n = NewNotification {

@@ -237,6 +237,9 @@ fn token_verifier(config: &Config, secret: Option<&str>) -> anyhow::Result<Token
 pub async fn run_stdio(config: &Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let user = UserId::parse(&config.local_user()).context("invalid --user / TODO_USER")?;
     let mut core = Core::open(config, false).await?;
+    // Subscribed before anything can fire: a reminder that fell due while the server was down
+    // fires as soon as the scheduler starts, before the client has finished its handshake.
+    let feed = core.notifications.subscribe();
     core.start_background(config).await?;
     tracing::info!(user = %user, "serving MCP over stdio");
     let service = core
@@ -247,7 +250,7 @@ pub async fn run_stdio(config: &Config, stop: impl Future<Output = ()>) -> anyho
     let outcome = match service {
         Ok(service) => {
             let _pusher = tokio::spawn(crate::push::push_notifications(
-                core.notifications.subscribe(),
+                feed,
                 service.peer().clone(),
                 user,
             ));

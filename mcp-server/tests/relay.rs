@@ -313,7 +313,8 @@ async fn reminder_triggered_records_one_notification(t: TestDb) {
         reminder_id: Uuid::now_v7(),
         title: "Call mum".into(),
         fire_at: Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0).unwrap(),
-        due: None,
+        due: Some(Utc.with_ymd_and_hms(2030, 1, 1, 10, 0, 0).unwrap()),
+        time_zone: Some("Europe/Paris".into()),
     };
     let event = envelope(
         EventType::ReminderTriggered,
@@ -331,7 +332,10 @@ async fn reminder_triggered_records_one_notification(t: TestDb) {
         .await
         .unwrap();
     assert_eq!(page.notifications.len(), 1, "one notification per firing");
-    assert_eq!(page.notifications[0].message, "Reminder: \"Call mum\"");
+    assert_eq!(
+        page.notifications[0].message, "Reminder: \"Call mum\" is due 2030-01-01T11:00:00+01:00",
+        "the due time as the task's zone shows it"
+    );
     assert_eq!(page.notifications[0].reminder_id, Some(data.reminder_id));
 }
 
@@ -424,6 +428,7 @@ async fn consumers_write_while_the_relay_delivers(t: TestDb) {
         title: "Stretch".into(),
         fire_at: Utc::now(),
         due: None,
+        time_zone: None,
     };
     let event = OutgoingEvent::new(
         Uuid::now_v7(),

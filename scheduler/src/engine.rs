@@ -244,6 +244,7 @@ impl Engine {
                 title: change.title.clone(),
                 fire_at: at,
                 due: change.due,
+                time_zone: Some(change.time_zone.name().to_owned()),
                 state,
             };
             if current.as_ref().is_none_or(|c| c.value != record) {
@@ -406,6 +407,7 @@ impl Engine {
                 title: value.title.clone(),
                 fire_at: value.fire_at,
                 due: value.due,
+                time_zone: value.time_zone.clone(),
             };
             let event_id = notification_id(id, value.fire_at);
             self.publish(

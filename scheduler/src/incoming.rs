@@ -22,6 +22,8 @@ pub struct TaskChange {
     /// The task's `updated_at`: orders the events of one task.
     pub version: DateTime<Utc>,
     pub due: Option<DateTime<Utc>>,
+    /// The task's zone, in which its times are shown.
+    pub time_zone: Tz,
     pub reminders: Vec<(Uuid, DateTime<Utc>)>,
     pub series: Option<SeriesSpec>,
 }
@@ -100,6 +102,7 @@ impl TaskChange {
             status: task.status,
             version: instant("updated_at", &task.updated_at)?,
             due: task.due.as_deref().map(|d| instant("due", d)).transpose()?,
+            time_zone,
             reminders,
             series,
         }))

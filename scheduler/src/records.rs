@@ -68,6 +68,9 @@ pub struct ReminderRecord {
     pub title: String,
     pub fire_at: DateTime<Utc>,
     pub due: Option<DateTime<Utc>>,
+    /// The task's IANA zone, for showing `due` in the notification.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// Fired stays fired for this `fire_at`: moving the reminder makes it pending again.
     pub state: ReminderState,
 }

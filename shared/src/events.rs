@@ -168,6 +168,9 @@ pub struct ReminderTriggered {
     pub fire_at: DateTime<Utc>,
     /// The task's due time, if it has one.
     pub due: Option<DateTime<Utc>>,
+    /// The task's IANA time zone, to show `due` as the user gave it (absent from older events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 /// The id of the notification for a reminder firing at `fire_at`: one notification per firing,

@@ -13,12 +13,18 @@ What runs:
   `main_group` (app-id `mcp-server`) lives for the session; tests that stop sidecars or need
   other settings start their own groups with `start_group`.
 
+- the scheduler, for the tests that need it (`schedulers`): the Dapr scheduler service
+  (`dapr-scheduler`, session-wide, jobs in its own etcd) and `todo-scheduler` replicas (app-id
+  `scheduler`), each beside a daprd pointed at that service.
+
 Every resources dir is generated from `components/` (Redis address, secrets file, scopes; the
-cron bindings are left out).
+cron bindings only for the scheduler).
 
 Environment (all optional):
   TODO_MCP_BIN            the binary (default <repo>/target/debug/todo-mcp)
+  TODO_SCHEDULER_BIN      todo-scheduler (default <repo>/target/debug/todo-scheduler)
   TODO_DAPRD              daprd (default: `scripts/daprd.sh path`, building it if needed)
+  TODO_DAPR_SCHEDULER     the Dapr scheduler service (default: beside daprd)
   TODO_TEST_REDIS_HOST    host:port of a Redis to use (default: `scripts/redis.sh start`);
                           it is FLUSHALLed at session start
   TODO_TEST_DATABASE_URL  a PostgreSQL URL whose role may create databases
@@ -44,13 +50,17 @@ from dapr_support import (
     TOPIC_DEADLETTER,
     TOPIC_NOTIFICATIONS,
     TOPIC_TASKS,
+    DaprScheduler,
     Daprd,
     McpServer,
+    SchedulerApp,
     Postgres,
     ProbeApp,
     free_port,
+    consumer_group_caught_up,
     redis_flushall,
     tail,
+    wait_until,
     write_resources,
     write_tracing_config,
 )
@@ -144,6 +154,8 @@ class Infra:
     redis_host: str
     pg: Postgres
     base: Path
+    scheduler_binary: str
+    dapr_scheduler: str
 
 
 @pytest.fixture(scope="session")
@@ -167,6 +179,12 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
             daprd = _script("daprd.sh", "build", timeout=1800).get("DAPRD")
     if not daprd or not os.access(daprd, os.X_OK):
         pytest.fail(f"no daprd (got {daprd!r}): run scripts/daprd.sh build or set TODO_DAPRD")
+    dapr_scheduler = os.environ.get("TODO_DAPR_SCHEDULER") or str(
+        Path(daprd).parent / "dapr-scheduler"
+    )
+    scheduler_binary = Path(
+        os.environ.get("TODO_SCHEDULER_BIN") or REPO / "target" / "debug" / "todo-scheduler"
+    )
 
     redis_host = os.environ.get("TODO_TEST_REDIS_HOST") or _script("redis.sh", "start").get(
         "REDIS_HOST"
@@ -189,7 +207,15 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
 
     base = tmp_path_factory.mktemp("dapr")
     try:
-        yield Infra(str(Path(binary).resolve()), daprd, redis_host, pg, base)
+        yield Infra(
+            str(Path(binary).resolve()),
+            daprd,
+            redis_host,
+            pg,
+            base,
+            str(scheduler_binary.resolve()),
+            dapr_scheduler,
+        )
     finally:
         pg.drop_created()
 
@@ -344,6 +370,114 @@ def groups(infra: Infra, probe: Probe, proc_logs: list[tuple[str, Path]]) -> Ite
     def start(name: str, app_id: str, **options: Any) -> Group:
         group = start_group(infra, proc_logs, name, app_id, **options)
         started.append(group)
+        return group
+
+    try:
+        yield start
+    finally:
+        for g in started:
+            g.close()
+
+
+# --- the scheduler ------------------------------------------------------------------------------
+
+SCHEDULER_APP_ID = "scheduler"
+
+
+@pytest.fixture(scope="session")
+def dapr_scheduler(infra: Infra) -> Iterator[DaprScheduler]:
+    """The Dapr scheduler service, for the whole session."""
+    for path in (infra.dapr_scheduler, infra.scheduler_binary):
+        if not os.access(path, os.X_OK):
+            pytest.fail(f"{path} is missing: run scripts/daprd.sh build / cargo build")
+    log = infra.base / "dapr-scheduler" / "dapr-scheduler.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    SESSION_LOGS.append(("dapr-scheduler", log))
+    service = DaprScheduler(infra.dapr_scheduler, infra.base / "dapr-scheduler" / "etcd", log)
+    try:
+        yield service.start()
+    finally:
+        service.stop()
+
+
+@dataclass
+class SchedulerMember:
+    daprd: Daprd
+    app: SchedulerApp
+
+
+@dataclass
+class SchedulerGroup:
+    """Replicas of todo-scheduler (app-id `scheduler`), each with its own sidecar."""
+
+    members: list[SchedulerMember] = field(default_factory=list)
+
+    @property
+    def app(self) -> SchedulerApp:
+        return self.members[0].app
+
+    def close(self) -> None:
+        for m in self.members:
+            m.app.close()
+        for m in self.members:
+            m.daprd.close()
+
+
+@pytest.fixture
+def schedulers(
+    infra: Infra,
+    probe: Probe,
+    dapr_scheduler: DaprScheduler,
+    proc_logs: list[tuple[str, Path]],
+) -> Iterator[Any]:
+    """`schedulers(replicas=1, **resource_options)` starts todo-scheduler replicas, stopped after
+    the test. One app-id for all: its consumer group, state and jobs carry over between tests,
+    as they would across deployments."""
+    started: list[SchedulerGroup] = []
+
+    def start(
+        replicas: int = 1,
+        pubsub_metadata: dict[str, str] | None = None,
+        cron_schedule: str = "@every 1m",
+    ) -> SchedulerGroup:
+        name = f"scheduler-{len(started)}"
+        resources = write_resources(
+            infra.base / name / "resources",
+            redis_host=infra.redis_host,
+            app_ids=[SCHEDULER_APP_ID],
+            pubsub_metadata=pubsub_metadata,
+            cron_schedule=cron_schedule,
+        )
+        group = SchedulerGroup()
+        started.append(group)
+        for n in range(replicas):
+            app_port = free_port()
+            dlog = infra.base / name / f"daprd-{n}.log"
+            alog = infra.base / name / f"app-{n}.log"
+            proc_logs.extend([(f"daprd {name}[{n}]", dlog), (f"todo-scheduler {name}[{n}]", alog)])
+            daprd = Daprd(
+                infra.daprd,
+                SCHEDULER_APP_ID,
+                app_port,
+                resources,
+                dlog,
+                scheduler_address=dapr_scheduler.address,
+            )
+            daprd.start()
+            app = SchedulerApp(infra.scheduler_binary, f"{name}[{n}]", app_port, daprd.http_port, alog)
+            group.members.append(SchedulerMember(daprd, app))
+            app.start()
+        for m in group.members:
+            m.daprd.wait_healthy()
+            m.daprd.wait_subscribed({TOPIC_TASKS})
+        # Events other tests published before the scheduler ran are worked off first, so that
+        # the test's own timings measure its own events.
+        wait_until(
+            lambda: consumer_group_caught_up(infra.redis_host, TOPIC_TASKS, SCHEDULER_APP_ID),
+            timeout=120,
+            what="the scheduler to catch up with the `tasks` stream",
+            interval=0.2,
+        )
         return group
 
     try:

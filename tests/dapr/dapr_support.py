@@ -220,19 +220,22 @@ def write_resources(
     app_ids: Iterable[str],
     secrets_data: dict[str, str] | None = None,
     pubsub_metadata: dict[str, str] | None = None,
+    cron_schedule: str | None = None,
 ) -> Path:
     """Writes a resources dir derived from `components/`: Redis at `redis_host`, the secret store
-    reading `secrets_data` from a file of its own (left out when None), `app_ids` added to every
-    component's scopes, optional extra pub/sub metadata. The cron bindings are left out (they
-    belong to the scheduler, which does not run here); the state store stays scoped to the
-    scheduler alone."""
+    reading `secrets_data` from a file of its own (left out when None), `app_ids` added to the
+    scopes of every component the MCP server (or, for the scheduler's own components, the
+    scheduler) is in, pub/sub metadata set or added. The cron bindings are left out unless
+    `cron_schedule` is given (then they run on that schedule)."""
     dest.mkdir(parents=True, exist_ok=True)
     app_ids = list(app_ids)
     written = []
     for src in sorted(COMPONENTS.glob("*.yaml")):
         text = src.read_text()
         if "type: bindings.cron" in text:
-            continue
+            if cron_schedule is None:
+                continue
+            text = _set_metadata(text, {"schedule": cron_schedule}, src)
         if "type: secretstores.local.file" in text:
             if secrets_data is None:
                 continue
@@ -244,16 +247,12 @@ def write_resources(
             text, n = re.subn(r"(- name: redisHost\n\s+value: ).*", rf"\g<1>{redis_host}", text)
             assert n == 1, f"{src}: cannot set redisHost"
         if pubsub_metadata and "type: pubsub.redis" in text:
-            extra = "".join(
-                f"    - name: {k}\n      value: {json.dumps(v)}\n"
-                for k, v in pubsub_metadata.items()
-            )
-            text = _replace_once(text, "  metadata:\n", "  metadata:\n" + extra, src)
+            text = _set_metadata(text, pubsub_metadata, src)
         # The test apps stand in for the MCP server: they join the scopes of its components.
         scopes = re.search(r"^scopes:\n((?:  - \S+\n?)+)\Z", text, re.M)
         assert scopes, f"{src}: expected a trailing `scopes:` list"
         scoped = re.findall(r"  - (\S+)", scopes.group(1))
-        if "mcp-server" in scoped:
+        if "mcp-server" in scoped or "scheduler" in scoped:
             added = [a for a in app_ids if a not in scoped]
             text = text.rstrip("\n") + "".join(f"\n  - {a}" for a in added) + "\n"
         (dest / src.name).write_text(text)
@@ -280,6 +279,18 @@ def write_tracing_config(path: Path) -> Path:
     return path
 
 
+def _set_metadata(text: str, values: dict[str, str], src: Path) -> str:
+    """Sets each metadata item of a component, replacing the value it has or adding it."""
+    for k, v in values.items():
+        text, n = re.subn(
+            rf"(- name: {re.escape(k)}\n\s+value: ).*", rf"\g<1>{json.dumps(v)}", text
+        )
+        if n == 0:
+            item = f"    - name: {k}\n      value: {json.dumps(v)}\n"
+            text = _replace_once(text, "  metadata:\n", "  metadata:\n" + item, src)
+    return text
+
+
 def _replace_once(text: str, old: str, new: str, src: Path) -> str:
     assert text.count(old) == 1, f"{src}: expected `{old.strip()}` exactly once"
     return text.replace(old, new)
@@ -300,6 +311,7 @@ class Daprd:
         log: Path,
         env: dict[str, str] | None = None,
         config: Path | None = None,
+        scheduler_address: str | None = None,
     ) -> None:
         self.app_id = app_id
         self.app_port = app_port
@@ -319,6 +331,9 @@ class Daprd:
         ]  # fmt: skip
         if config is not None:
             argv += ["--config", str(config)]
+        if scheduler_address is not None:
+            # The Dapr scheduler service: the Jobs API and its callbacks need it.
+            argv += ["--scheduler-host-address", scheduler_address]
         self.proc = Proc(f"daprd {app_id}", argv, clean_env(**(env or {})), log)
         self.http = httpx2.Client(base_url=self.base, timeout=10)
 
@@ -409,6 +424,102 @@ class Daprd:
 
     def close(self) -> None:
         self.stop()
+        self.http.close()
+
+
+# --- the Dapr scheduler service and todo-scheduler ---------------------------------------------
+
+
+class DaprScheduler:
+    """The Dapr scheduler control-plane service (jobs in an embedded etcd), built from the same Go
+    module as daprd. Its ports are fixed at construction, so a restart comes back on them."""
+
+    def __init__(self, binary: str, data_dir: Path, log: Path) -> None:
+        self.port = free_port()
+        self.etcd_client_port = free_port()
+        self.etcd_peer_port = free_port()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            binary,
+            "--listen-address", "127.0.0.1",
+            "--port", str(self.port),
+            "--healthz-listen-address", "127.0.0.1",
+            "--healthz-port", str(free_port()),
+            "--metrics-listen-address", "127.0.0.1",
+            "--metrics-port", str(free_port()),
+            "--etcd-data-dir", str(data_dir),
+            "--etcd-client-listen-address", "127.0.0.1",
+            "--etcd-client-port", str(self.etcd_client_port),
+            "--etcd-initial-cluster",
+            f"dapr-scheduler-server-0=http://127.0.0.1:{self.etcd_peer_port}",
+            "--id", "dapr-scheduler-server-0",
+            "--log-level", "info",
+        ]  # fmt: skip
+        self.proc = Proc("dapr-scheduler", argv, clean_env(), log)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> DaprScheduler:
+        self.proc.start()
+
+        def serving() -> bool:
+            if not self.proc.alive():
+                raise AssertionError(f"dapr-scheduler exited:\n{tail(self.proc.log)}")
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+
+        wait_until(serving, timeout, "the Dapr scheduler service")
+        return self
+
+    def stop(self) -> int | None:
+        return self.proc.stop()
+
+
+class SchedulerApp:
+    """`todo-scheduler` (the app behind a daprd with app-id `scheduler`)."""
+
+    def __init__(
+        self, binary: str, name: str, app_port: int, dapr_http_port: int, log: Path
+    ) -> None:
+        self.name = name
+        self.app_port = app_port
+        argv = [binary, "--listen", f"127.0.0.1:{app_port}"]
+        env = clean_env(DAPR_HTTP_PORT=str(dapr_http_port), RUST_LOG="info,todo_scheduler=debug")
+        self.proc = Proc(f"todo-scheduler {name}", argv, env, log)
+        self.http = httpx2.Client(base_url=f"http://127.0.0.1:{app_port}", timeout=10)
+
+    @property
+    def log(self) -> Path:
+        return self.proc.log
+
+    def start(self, timeout: float = 60) -> SchedulerApp:
+        self.proc.start()
+
+        def healthy() -> bool:
+            if not self.proc.alive():
+                raise AssertionError(
+                    f"todo-scheduler {self.name} exited with {self.proc.returncode()}:\n"
+                    f"{tail(self.log)}"
+                )
+            return self.http.get("/healthz", timeout=2).status_code == 200
+
+        wait_until(healthy, timeout, f"todo-scheduler {self.name} (/healthz)")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful anything, as a crash or an OOM kill."""
+        assert self.proc.proc is not None
+        _signal_group(self.proc.proc.pid, signal.SIGKILL)
+        self.proc.proc.wait(10)
+
+    def fired(self) -> int:
+        """How many reminders this process has fired, from its log."""
+        return self.log.read_text(errors="replace").count("reminder fired")
+
+    def close(self) -> None:
+        self.proc.stop()
         self.http.close()
 
 
@@ -753,6 +864,42 @@ class Postgres:
         for name in self.created:
             self.drop(name)
         self.created.clear()
+
+
+def redis_command(host: str, *args: str) -> Any:
+    """One Redis command over RESP (no client library needed); returns the decoded reply."""
+    h, _, p = host.rpartition(":")
+    request = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+    with socket.create_connection((h or "127.0.0.1", int(p)), timeout=10) as s:
+        s.sendall(request.encode())
+        return _resp_read(s.makefile("rb"))
+
+
+def _resp_read(f: Any) -> Any:
+    line = f.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise AssertionError(f"Redis error: {rest.decode()}")
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2].decode()
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise AssertionError(f"unexpected RESP reply {line!r}")
+
+
+def consumer_group_caught_up(host: str, stream: str, group: str) -> bool:
+    """Whether `group` has read everything in `stream` and acknowledged it all."""
+    for info in redis_command(host, "XINFO", "GROUPS", stream):
+        fields = dict(zip(info[::2], info[1::2], strict=True))
+        if fields.get("name") == group:
+            return fields.get("pending") == 0 and fields.get("lag") == 0
+    return False
 
 
 def redis_flushall(host: str) -> None:
