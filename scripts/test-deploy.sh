@@ -3,12 +3,14 @@
 #
 # Validates charts/todo with a real helm (scripts/helm.sh): lint, render, every Kubernetes
 # object against the Kubernetes 1.33 schemas, the Dapr Components and Configuration against
-# schemas from Dapr's CRDs, values changes, and the rendered components loaded by a real daprd
-# (scripts/daprd.sh) on the private Redis (scripts/redis.sh) with a pub/sub round trip.
-# Also checks the Dockerfiles against the workspace.
+# schemas from Dapr's CRDs, values changes; loads the rendered components into a real daprd
+# (scripts/daprd.sh) on the private Redis (scripts/redis.sh) for a pub/sub round trip; runs
+# todo-mcp and todo-scheduler with their rendered environments beside such sidecars; and checks
+# the Dockerfiles against the workspace.
 #
 # Installs what it needs: helm, Redis, daprd (cached after the first build), the project venv
-# (scripts/python-env.sh) plus tests/deploy/requirements.txt.
+# (scripts/python-env.sh) plus tests/deploy/requirements.txt. It builds no Rust: the pod tests
+# take TODO_MCP_BIN and TODO_SCHEDULER_BIN (default target/debug/) and are skipped without them.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -30,7 +32,8 @@ STAMP="$VENV/.todo-deploy-requirements.sha256"
 # Same lock as scripts/python-env.sh: one pip at a time in the venv.
 exec 9>>"$CACHE_DIR/venv.lock"
 flock -w 900 9 || die "timed out waiting for $CACHE_DIR/venv.lock"
-want="$(sha256_of "$REQ")"
+# Also keyed on python-env.sh's own stamp: when it reinstalls, so do we.
+want="$(cat "$REQ" "$VENV/.todo-requirements.sha256" 2>/dev/null | sha256sum | cut -d' ' -f1)"
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
     log "installing $REQ into $VENV"
     rm -f "$STAMP"

@@ -18,4 +18,9 @@ pub struct Config {
     /// The Dapr state store component holding reminders, series and processed event ids.
     #[arg(long, env = "TODO_STATE_STORE", default_value = "statestore")]
     pub state_store: String,
+
+    /// How long after its time the reconciliation sweep fires an item whose job has not (jobs
+    /// normally fire within milliseconds; the margin keeps the sweep from racing them).
+    #[arg(long, env = "TODO_SWEEP_GRACE_SECONDS", default_value_t = 30)]
+    pub sweep_grace_seconds: u32,
 }

@@ -27,7 +27,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         state_store: config.state_store.clone(),
     };
     let port = Arc::new(sidecar);
-    let engine = Engine::new(port.clone(), port.clone(), port, Settings::default());
+    let settings = Settings {
+        sweep_grace: chrono::TimeDelta::seconds(i64::from(config.sweep_grace_seconds)),
+        ..Settings::default()
+    };
+    let engine = Engine::new(port.clone(), port.clone(), port, settings);
     let state = Arc::new(AppState {
         engine,
         sidecar: client,

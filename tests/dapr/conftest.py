@@ -439,6 +439,7 @@ def schedulers(
         replicas: int = 1,
         pubsub_metadata: dict[str, str] | None = None,
         cron_schedule: str = "@every 1m",
+        env: dict[str, str] | None = None,
     ) -> SchedulerGroup:
         name = f"scheduler-{len(started)}"
         resources = write_resources(
@@ -464,7 +465,9 @@ def schedulers(
                 scheduler_address=dapr_scheduler.address,
             )
             daprd.start()
-            app = SchedulerApp(infra.scheduler_binary, f"{name}[{n}]", app_port, daprd.http_port, alog)
+            app = SchedulerApp(
+                infra.scheduler_binary, f"{name}[{n}]", app_port, daprd.http_port, alog, env
+            )
             group.members.append(SchedulerMember(daprd, app))
             app.start()
         for m in group.members:

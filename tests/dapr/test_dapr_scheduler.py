@@ -204,3 +204,29 @@ def test_a_killed_scheduler_loses_and_doubles_nothing(main_group, schedulers, pr
     # Whatever was published twice (a firing cut short by the kill) carried the same id.
     events = triggered_for(probe, user)
     assert {d.id for d in events} == {notification_id(r, at) for r, at in expected.items()}
+
+
+def test_the_cron_sweep_fires_a_reminder_whose_job_was_lost(main_group, schedulers, infra):
+    group = schedulers(cron_schedule="@every 2s", env={"TODO_SWEEP_GRACE_SECONDS": "1"})
+    sidecar = group.members[0].daprd
+    user = new_user()
+    mcp = main_group.server.client(user)
+    fire_at = whole_seconds_from_now(4)
+    task = mcp.add_task("Renew the passport", reminders=[{"at": iso(fire_at)}])
+    job = f"/v1.0-alpha1/jobs/reminder-{task['reminders'][0]['id']}"
+    wait_until(lambda: sidecar.http.get(job).status_code == 200, 10, "the reminder's job")
+    # Lost, as when the Dapr scheduler service loses its data.
+    assert sidecar.http.delete(job).status_code == 204
+    assert sidecar.http.get(job).status_code != 200
+
+    rows = wait_until(
+        lambda: notifications(infra.pg, main_group.database_url, user),
+        timeout=20,
+        what="the sweep to fire the reminder",
+    )
+    assert [r[0] for r in rows] == [task["reminders"][0]["id"]]
+    lateness = (rows[0][2] - fire_at).total_seconds()
+    assert lateness >= 1.0, "fired by the sweep after its grace period, not by a job"
+    assert "the sweep fired items their jobs had missed" in group.app.log.read_text()
+    time.sleep(3)  # later sweeps find it settled
+    assert len(notifications(infra.pg, main_group.database_url, user)) == 1

@@ -1,0 +1,301 @@
+"""Changing values renders what it should: replicas, an external database, your own Secret,
+an external Redis, ingress, tokens, and values the schema refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy_support import (
+    DAPR_KINDS,
+    DAPR_SCHEMAS,
+    MCP,
+    NAMESPACE,
+    RELEASE,
+    SCHEDULER,
+    SECRET,
+    Helm,
+    Rendered,
+    container,
+    env_of,
+    pod_annotations,
+    schema_errors,
+    secret_data,
+    validate_k8s,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+EXTERNAL_DB = "postgres://todo:s3cret@db.example.internal:5432/todo?sslmode=disable"
+
+
+def all_valid(r: Rendered) -> None:
+    """Every object still validates: Kubernetes 1.33 strictly, Dapr's against their CRDs."""
+    errors = [e for o in r.objects if o["kind"] not in DAPR_KINDS if (e := validate_k8s(o))]
+    errors += [
+        e
+        for o in r.objects
+        if o["kind"] in DAPR_KINDS
+        for e in schema_errors(DAPR_SCHEMAS[o["kind"]], o)
+    ]
+    assert not errors, "\n".join(errors)
+
+
+def redis_meta(r: Rendered, component: str) -> dict[str, Any]:
+    meta = r.get("Component", component)["spec"]["metadata"]
+    return {m["name"]: m.get("value", m.get("secretKeyRef")) for m in meta}
+
+
+def test_replicas(helm: Helm) -> None:
+    r = helm.template(sets={"mcpServer.replicas": 5, "scheduler.replicas": 3})
+    assert r.get("Deployment", MCP)["spec"]["replicas"] == 5
+    assert r.get("Deployment", SCHEDULER)["spec"]["replicas"] == 3
+    all_valid(r)
+
+
+def test_external_database_from_a_url(helm: Helm) -> None:
+    r = helm.template(sets={"postgresql.enabled": False, "secrets.databaseUrl": EXTERNAL_DB})
+    assert r.find("StatefulSet", f"{RELEASE}-postgresql") is None
+    assert r.find("Service", f"{RELEASE}-postgresql") is None
+    data = secret_data(r.get("Secret", SECRET))
+    assert set(data) == {"jwt-secret", "database-url"}
+    assert data["database-url"] == EXTERNAL_DB
+    all_valid(r)
+
+
+def test_external_database_needs_a_url_or_a_secret(helm: Helm) -> None:
+    err = helm.template_error(sets={"postgresql.enabled": False})
+    assert "databaseUrl" in err, err
+
+
+def test_existing_secret_replaces_the_charts(helm: Helm) -> None:
+    r = helm.template(sets={"secrets.existingSecret": "app-secrets", "postgresql.enabled": False})
+    assert r.find("Secret", SECRET) is None
+    env = env_of(container(r.get("Deployment", MCP)))
+    assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "app-secrets", "key": "database-url"}}
+    assert env["TODO_JWT_SECRET"] == {"secretKeyRef": {"name": "app-secrets", "key": "jwt-secret"}}
+    assert env["TODO_SECRET_NAME"] == "app-secrets"
+    # The secret store may read exactly that Secret.
+    assert r.get("Role", f"{RELEASE}-secret-reader")["rules"][0]["resourceNames"] == ["app-secrets"]
+    scopes = r.get("Configuration", f"{RELEASE}-dapr")["spec"]["secrets"]["scopes"]
+    assert scopes[0]["allowedSecrets"] == ["app-secrets"]
+    all_valid(r)
+
+
+def test_existing_secret_with_the_in_chart_postgresql(helm: Helm) -> None:
+    r = helm.template(sets={"secrets.existingSecret": "app-secrets"})
+    assert r.find("Secret", SECRET) is None
+    pg = container(r.get("StatefulSet", f"{RELEASE}-postgresql"))
+    assert env_of(pg)["POSTGRES_PASSWORD"] == {
+        "secretKeyRef": {"name": "app-secrets", "key": "postgres-password"}
+    }
+
+
+def test_given_jwt_secret_and_password_are_used(helm: Helm) -> None:
+    jwt = "j" * 40
+    r = helm.template(sets={"secrets.jwtSecret": jwt, "postgresql.auth.password": "pw-123"})
+    data = secret_data(r.get("Secret", SECRET))
+    assert data["jwt-secret"] == jwt
+    assert data["postgres-password"] == "pw-123"
+    assert data["database-url"] == f"postgres://todo:pw-123@{RELEASE}-postgresql:5432/todo"
+
+
+def test_secrets_can_stay_out_of_the_environment(helm: Helm) -> None:
+    r = helm.template(sets={"secrets.asEnv": False})
+    env = env_of(container(r.get("Deployment", MCP)))
+    assert "DATABASE_URL" not in env and "TODO_JWT_SECRET" not in env
+    assert env["TODO_SECRET_NAME"] == SECRET
+
+
+def test_external_redis(helm: Helm) -> None:
+    r = helm.template(
+        sets={
+            "redis.enabled": False,
+            "redis.host": "redis.example.internal:6380",
+            "redis.existingSecret": "redis-auth",
+            "redis.enableTLS": True,
+        }
+    )
+    assert r.find("Deployment", f"{RELEASE}-redis") is None
+    assert r.find("Service", f"{RELEASE}-redis") is None
+    for component in ("pubsub", "statestore"):
+        meta = redis_meta(r, component)
+        assert meta["redisHost"] == "redis.example.internal:6380", component
+        assert meta["redisPassword"] == {"name": "redis-auth", "key": "redis-password"}, component
+        assert meta["enableTLS"] == "true", component
+    all_valid(r)
+
+
+def test_external_redis_without_a_password(helm: Helm) -> None:
+    r = helm.template(sets={"redis.enabled": False, "redis.host": "redis:6379"})
+    meta = redis_meta(r, "pubsub")
+    assert meta["redisHost"] == "redis:6379"
+    assert "redisPassword" not in meta and "enableTLS" not in meta
+
+
+def test_external_redis_needs_a_host(helm: Helm) -> None:
+    err = helm.template_error(sets={"redis.enabled": False})
+    assert "/redis/host" in err, err
+
+
+def test_ingress_host_is_an_allowed_host(helm: Helm) -> None:
+    r = helm.template(
+        sets={
+            "mcpServer.ingress.enabled": True,
+            "mcpServer.ingress.host": "todo.example.com",
+            "mcpServer.ingress.tlsSecretName": "todo-tls",
+            "mcpServer.allowedHosts": ["todo.internal:443"],
+        }
+    )
+    ingress = r.get("Ingress", MCP)
+    assert ingress["spec"]["rules"][0]["host"] == "todo.example.com"
+    assert ingress["spec"]["tls"] == [{"hosts": ["todo.example.com"], "secretName": "todo-tls"}]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]
+    assert backend["path"] == "/mcp"
+    assert backend["backend"]["service"] == {"name": MCP, "port": {"name": "http"}}
+    hosts = env_of(container(r.get("Deployment", MCP)))["TODO_ALLOWED_HOSTS"].split(",")
+    assert hosts[-2:] == ["todo.example.com", "todo.internal:443"]
+    assert f"{MCP}.{NAMESPACE}.svc.cluster.local" in hosts
+    all_valid(r)
+
+
+def test_ingress_needs_a_host(helm: Helm) -> None:
+    err = helm.template_error(sets={"mcpServer.ingress.enabled": True})
+    assert "/mcpServer/ingress/host" in err, err
+
+
+def test_allowed_origins_and_token_claims(helm: Helm) -> None:
+    r = helm.template(
+        sets={
+            "mcpServer.allowedOrigins": ["https://app.example.com", "http://localhost:*"],
+            "mcpServer.jwtAudience": "todo",
+            "mcpServer.jwtIssuer": "https://auth.example.com",
+        }
+    )
+    env = env_of(container(r.get("Deployment", MCP)))
+    assert env["TODO_ALLOWED_ORIGINS"] == "https://app.example.com,http://localhost:*"
+    assert env["TODO_JWT_AUDIENCE"] == "todo"
+    assert env["TODO_JWT_ISSUER"] == "https://auth.example.com"
+
+
+def test_dapr_tokens_can_be_turned_off(helm: Helm) -> None:
+    r = helm.template(sets={"dapr.appToken.enabled": False, "dapr.apiToken.enabled": False})
+    assert r.find("Secret", f"{RELEASE}-dapr-app-token") is None
+    assert r.find("Secret", f"{RELEASE}-dapr-api-token") is None
+    for name in (MCP, SCHEDULER):
+        d = r.get("Deployment", name)
+        assert "dapr.io/app-token-secret" not in pod_annotations(d)
+        assert "dapr.io/api-token-secret" not in pod_annotations(d)
+        env = env_of(container(d))
+        assert "APP_API_TOKEN" not in env and "DAPR_API_TOKEN" not in env
+    all_valid(r)
+
+
+def test_tracing_exporter(helm: Helm) -> None:
+    r = helm.template(
+        sets={
+            "dapr.tracing.samplingRate": "0.1",
+            "dapr.tracing.otel.endpointAddress": "otel-collector.observability:4317",
+        }
+    )
+    tracing = r.get("Configuration", f"{RELEASE}-dapr")["spec"]["tracing"]
+    assert tracing == {
+        "samplingRate": "0.1",
+        "otel": {
+            "endpointAddress": "otel-collector.observability:4317",
+            "isSecure": False,
+            "protocol": "grpc",
+        },
+    }
+
+
+def test_another_release_name_and_namespace_rename_everything(helm: Helm) -> None:
+    r = helm.template(release="prod")
+    assert r.find("Deployment", "prod-todo-mcp-server") is not None
+    env = env_of(container(r.get("Deployment", "prod-todo-mcp-server")))
+    assert env["TODO_ALLOWED_HOSTS"].startswith("prod-todo-mcp-server,prod-todo-mcp-server.todo,")
+    assert redis_meta(r, "pubsub")["redisHost"] == "prod-todo-redis.todo.svc.cluster.local:6379"
+    # Component names are what the apps ask for, whatever the release.
+    assert {c["metadata"]["name"] for c in r.of_kind("Component")} == {
+        "pubsub", "statestore", "secretstore", "reminders-cron", "recurring-cron"
+    }  # fmt: skip
+
+
+def test_persistence_off_uses_an_empty_dir(helm: Helm) -> None:
+    r = helm.template(sets={"postgresql.persistence.enabled": False})
+    sts = r.get("StatefulSet", f"{RELEASE}-postgresql")
+    assert "volumeClaimTemplates" not in sts["spec"]
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+    all_valid(r)
+
+
+@pytest.mark.parametrize(
+    ("sets", "complaint"),
+    [
+        ({"mcpServer.replcas": 3}, "additional properties 'replcas' not allowed"),
+        ({"mcpServer.replicas": -1}, "/mcpServer/replicas"),
+        ({"secrets.jwtSecret": "too-short"}, "/secrets/jwtSecret"),
+        ({"mcpServer.image.pullPolicy": "Sometimes"}, "/mcpServer/image/pullPolicy"),
+        ({"redis.enabled": False, "redis.host": "no-port"}, "/redis/host"),
+        ({"mcpServer.appId": "MCP_Server"}, "/mcpServer/appId"),
+        ({"dapr.tracing.samplingRate": "2"}, "/dapr/tracing/samplingRate"),
+    ],
+)
+def test_the_schema_refuses_bad_values(helm: Helm, sets: dict[str, Any], complaint: str) -> None:
+    err = helm.template_error(sets=sets)
+    assert complaint in err, err
+
+
+def test_a_cluster_with_managed_services(helm: Helm, tmp_path: Path) -> None:
+    """The real-cluster example of the README: values only, everything external."""
+    values = tmp_path / "prod.yaml"
+    values.write_text(
+        """
+mcpServer:
+  replicas: 3
+  image: { repository: registry.example.com/todo-mcp, tag: "0.1.0" }
+  ingress:
+    enabled: true
+    className: nginx
+    host: todo.example.com
+    tlsSecretName: todo-tls
+    annotations:
+      nginx.ingress.kubernetes.io/proxy-buffering: "off"
+scheduler:
+  replicas: 2
+  image: { repository: registry.example.com/todo-scheduler, tag: "0.1.0" }
+secrets:
+  existingSecret: app-secrets
+postgresql:
+  enabled: false
+redis:
+  enabled: false
+  host: redis.example.internal:6379
+  existingSecret: redis-auth
+  enableTLS: true
+dapr:
+  tracing:
+    samplingRate: "0.1"
+    otel: { endpointAddress: otel-collector.observability:4317 }
+"""
+    )
+    r = helm.template([values])
+    assert {o["kind"] for o in r.objects} == {
+        "ServiceAccount", "Secret", "Role", "RoleBinding", "Service", "Deployment", "Ingress",
+        "Component", "Configuration", "Resiliency", "Pod",
+    }  # fmt: skip
+    assert {d["metadata"]["name"] for d in r.of_kind("Deployment")} == {MCP, SCHEDULER}
+    # Only the Dapr token Secrets are the chart's; the app Secret is yours.
+    assert {s["metadata"]["name"] for s in r.of_kind("Secret")} == {
+        f"{RELEASE}-dapr-app-token",
+        f"{RELEASE}-dapr-api-token",
+    }
+    mcp = r.get("Deployment", MCP)
+    assert mcp["spec"]["replicas"] == 3
+    assert container(mcp)["image"] == "registry.example.com/todo-mcp:0.1.0"
+    assert container(mcp)["imagePullPolicy"] == "IfNotPresent"
+    assert redis_meta(r, "pubsub")["redisHost"] == "redis.example.internal:6379"
+    all_valid(r)
