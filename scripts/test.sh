@@ -8,9 +8,12 @@
 # 3. Runs the Rust unit and integration tests (both database backends).
 # 4. Runs the end-to-end tests: the real `todo-mcp` binary driven by the Python MCP client
 #    over stdio and streamable HTTP.
-# 5. Runs the event pipeline tests: `todo-mcp` beside a real daprd, on Redis and PostgreSQL.
+# 5. Runs the event pipeline tests: `todo-mcp` and `todo-scheduler` beside real daprd sidecars
+#    and the Dapr scheduler service, on Redis and PostgreSQL.
+# 6. Runs the deployment tests (scripts/test-deploy.sh): the Helm chart linted, rendered and
+#    validated, its Dapr components loaded by a real daprd, the binaries run with its settings.
 #
-# Extra arguments are passed to both pytest runs, e.g. `scripts/test.sh -k auth`.
+# Extra arguments are passed to every pytest run, e.g. `scripts/test.sh -k auth`.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -49,11 +52,14 @@ log "Rust tests"
 cargo test --workspace --locked
 
 log "end-to-end tests"
-cargo build -p mcp-server --locked
+cargo build -p mcp-server -p todo-scheduler --locked
 export TODO_MCP_BIN="$REPO/target/debug/todo-mcp"
+export TODO_SCHEDULER_BIN="$REPO/target/debug/todo-scheduler"
 "$PYTHON" -m pytest tests/e2e -q -p no:cacheprovider "$@"
 
 log "event pipeline tests (daprd)"
 "$PYTHON" -m pytest tests/dapr -q -p no:cacheprovider "$@"
+
+bash scripts/test-deploy.sh "$@"
 
 log "all tests passed"

@@ -103,6 +103,11 @@ pub struct Config {
     #[arg(long, env = "TODO_SECRET_STORE", default_value = "secretstore")]
     pub secret_store: String,
 
+    /// A secret in that store holding both `jwt-secret` and `database-url` as keys (as a
+    /// Kubernetes Secret does). Unset: each is a secret of its own, named by its key.
+    #[arg(long, env = "TODO_SECRET_NAME")]
+    pub secret_name: Option<String>,
+
     /// Hours that published events stay in the outbox before they are pruned.
     #[arg(long, env = "TODO_OUTBOX_RETENTION_HOURS", default_value_t = 24)]
     pub outbox_retention_hours: u32,

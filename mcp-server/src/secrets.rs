@@ -5,10 +5,12 @@
 //! environment (or flags), and the database defaults to the embedded SQLite file. A secret that
 //! is needed and found nowhere stops start-up with a message that names both places.
 
+use std::collections::HashMap;
+
 use anyhow::bail;
 
 use crate::config::Config;
-use todo_shared::dapr::DaprClient;
+use todo_shared::dapr::{DaprClient, DaprError};
 
 pub const JWT_SECRET_KEY: &str = "jwt-secret";
 pub const DATABASE_URL_KEY: &str = "database-url";
@@ -25,15 +27,38 @@ impl std::fmt::Debug for Secrets {
     }
 }
 
+/// Where the secrets are looked up in the store.
+enum Source<'a> {
+    /// One secret per key, named by the key (a local file store).
+    PerKey,
+    /// The keys of one named secret, read once (a Kubernetes Secret); `None` if it was not found.
+    Named(&'a str, Option<HashMap<String, String>>),
+}
+
+impl Source<'_> {
+    async fn get(
+        &self,
+        dapr: &DaprClient,
+        store: &str,
+        key: &str,
+    ) -> Result<Option<String>, DaprError> {
+        match self {
+            Source::PerKey => dapr.secret(store, key).await,
+            Source::Named(_, values) => Ok(values.as_ref().and_then(|v| v.get(key).cloned())),
+        }
+    }
+}
+
 /// Looks a secret up in the store, falling back to `fallback` (the environment or a flag).
 async fn lookup(
     dapr: &DaprClient,
     store: &str,
+    source: &Source<'_>,
     key: &str,
     fallback: Option<&str>,
     env_name: &str,
 ) -> anyhow::Result<Option<String>> {
-    match dapr.secret(store, key).await {
+    match source.get(dapr, store, key).await {
         Ok(Some(value)) => {
             tracing::info!(%store, %key, "secret read from the Dapr secret store");
             return Ok(Some(value));
@@ -63,21 +88,49 @@ pub async fn resolve(
         });
     };
     let store = config.secret_store.as_str();
-    let database_url = lookup(dapr, store, DATABASE_URL_KEY, config.database_url.as_deref(), "DATABASE_URL")
+    let source = match config.secret_name.as_deref() {
+        None => Source::PerKey,
+        Some(name) => match dapr.secret_values(store, name).await {
+            Ok(values) => Source::Named(name, values),
+            Err(e) => {
+                tracing::warn!(%store, secret = %name, error = %e, "secret store lookup failed; using the environment");
+                Source::Named(name, None)
+            }
+        },
+    };
+    let place = match &source {
+        Source::PerKey => format!("Dapr secret store `{store}`"),
+        Source::Named(name, _) => format!("secret `{name}` of Dapr secret store `{store}`"),
+    };
+    let database_url = lookup(
+        dapr,
+        store,
+        &source,
+        DATABASE_URL_KEY,
+        config.database_url.as_deref(),
+        "DATABASE_URL",
+    )
+    .await?
+    .ok_or_else(|| {
+        anyhow::anyhow!(
+            "no database URL: `{DATABASE_URL_KEY}` is not in {place} and DATABASE_URL is not set"
+        )
+    })?;
+    let jwt_secret = if need_jwt {
+        let secret = lookup(
+            dapr,
+            store,
+            &source,
+            JWT_SECRET_KEY,
+            config.jwt_secret.as_deref(),
+            "TODO_JWT_SECRET",
+        )
         .await?
         .ok_or_else(|| {
             anyhow::anyhow!(
-                "no database URL: secret `{DATABASE_URL_KEY}` is not in Dapr secret store `{store}` and DATABASE_URL is not set"
+                "no JWT secret: `{JWT_SECRET_KEY}` is not in {place} and TODO_JWT_SECRET is not set"
             )
         })?;
-    let jwt_secret = if need_jwt {
-        let secret = lookup(dapr, store, JWT_SECRET_KEY, config.jwt_secret.as_deref(), "TODO_JWT_SECRET")
-            .await?
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no JWT secret: secret `{JWT_SECRET_KEY}` is not in Dapr secret store `{store}` and TODO_JWT_SECRET is not set"
-                )
-            })?;
         Some(secret)
     } else {
         None

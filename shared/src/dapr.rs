@@ -161,10 +161,26 @@ impl DaprClient {
 
     /// Reads one secret; `Ok(None)` when the store does not have it.
     pub async fn secret(&self, store: &str, key: &str) -> Result<Option<String>, DaprError> {
+        match self.secret_values(store, key).await? {
+            None => Ok(None),
+            Some(mut values) => values
+                .remove(key)
+                .map(Some)
+                .ok_or_else(|| DaprError::MissingKey(key.to_owned())),
+        }
+    }
+
+    /// Reads the secret `name` with all its keys (a Kubernetes Secret, or a multi-valued
+    /// local store); `Ok(None)` when the store does not have it.
+    pub async fn secret_values(
+        &self,
+        store: &str,
+        name: &str,
+    ) -> Result<Option<std::collections::HashMap<String, String>>, DaprError> {
         let response = self
             .request(
                 reqwest::Method::GET,
-                &format!("/v1.0/secrets/{store}/{key}"),
+                &format!("/v1.0/secrets/{store}/{name}"),
             )
             .send()
             .await?;
@@ -174,11 +190,7 @@ impl DaprClient {
         {
             return Ok(None);
         }
-        let values: serde_json::Map<String, Value> = Self::check(response).await?.json().await?;
-        match values.get(key) {
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            _ => Err(DaprError::MissingKey(key.to_owned())),
-        }
+        Ok(Some(Self::check(response).await?.json().await?))
     }
 
     /// Reads one state entry with its ETag; `Ok(None)` when the key does not exist.

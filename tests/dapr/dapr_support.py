@@ -218,9 +218,10 @@ def write_resources(
     *,
     redis_host: str,
     app_ids: Iterable[str],
-    secrets_data: dict[str, str] | None = None,
+    secrets_data: dict[str, Any] | None = None,
     pubsub_metadata: dict[str, str] | None = None,
     cron_schedule: str | None = None,
+    secretstore_metadata: dict[str, str] | None = None,
 ) -> Path:
     """Writes a resources dir derived from `components/`: Redis at `redis_host`, the secret store
     reading `secrets_data` from a file of its own (left out when None), `app_ids` added to the
@@ -243,6 +244,8 @@ def write_resources(
             secrets_file = dest.parent / f"{dest.name}-secrets.json"
             secrets_file.write_text(json.dumps(secrets_data))
             text = _replace_once(text, "./components/secrets.dev.json", str(secrets_file), src)
+            if secretstore_metadata:
+                text = _set_metadata(text, secretstore_metadata, src)
         if "name: redisHost" in text:
             text, n = re.subn(r"(- name: redisHost\n\s+value: ).*", rf"\g<1>{redis_host}", text)
             assert n == 1, f"{src}: cannot set redisHost"

@@ -12,6 +12,7 @@ from dapr_support import (
     REPO,
     Daprd,
     Mcp,
+    McpServer,
     clean_env,
     free_port,
     new_user,
@@ -84,3 +85,35 @@ def test_a_secret_missing_everywhere_stops_start_up(infra, proc_logs, missing, e
     assert error_lines, out.stderr
     message = error_lines[-1]
     assert f"`{missing}`" in message and "secretstore" in message and env_name in message, message
+
+
+def test_both_secrets_can_come_from_one_named_secret(infra, proc_logs):
+    """As in Kubernetes, where a Secret holds both keys: TODO_SECRET_NAME names it."""
+    name, app_id = "named-secret", "mcp-named-secret"
+    resources = write_resources(
+        infra.base / name / "resources",
+        redis_host=infra.redis_host,
+        app_ids=[app_id],
+        secrets_data={
+            "todo-secrets": {"jwt-secret": JWT_SECRET, "database-url": infra.pg.create_database()}
+        },
+        secretstore_metadata={"multiValued": "true"},
+    )
+    app_port = free_port()
+    dlog, slog = infra.base / name / "daprd.log", infra.base / name / "server.log"
+    proc_logs.extend([(f"daprd {name}", dlog), (f"todo-mcp {name}", slog)])
+    daprd = Daprd(infra.daprd, app_id, app_port, resources, dlog)
+    server = McpServer(
+        infra.binary, name, daprd.http_port, app_port, slog, env={"TODO_SECRET_NAME": "todo-secrets"}
+    )
+    try:
+        daprd.start()
+        server.start()
+        log = server.log.read_text(errors="replace")
+        for key in ("jwt-secret", "database-url"):
+            assert f"secret read from the Dapr secret store store=secretstore key={key}" in log
+        assert not {"TODO_JWT_SECRET", "DATABASE_URL"} & set(server.env)
+        assert server.client(new_user()).call("list_tasks", {})["total"] == 0
+    finally:
+        server.close()
+        daprd.close()
