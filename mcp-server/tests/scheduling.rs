@@ -20,6 +20,7 @@ use sqlx::types::Json;
 use todo_scheduler::Engine;
 use todo_shared::dapr::Disposition;
 use todo_shared::events::{RecurringScheduled, ReminderTriggered};
+use todo_shared::reminder::ReminderInput;
 use todo_shared::snapshot::TaskSnapshot;
 use tokio::sync::Notify;
 
@@ -32,6 +33,7 @@ on_both_backends!(
     a_restarted_engine_fires_what_fell_due,
     the_sweep_fires_what_a_lost_job_missed,
     stale_and_foreign_events_change_nothing,
+    tasks_with_nothing_to_schedule_leave_no_state,
 );
 
 /// Everything the embedded pipeline has, with the test in charge of time.
@@ -506,4 +508,33 @@ async fn stale_and_foreign_events_change_nothing(t: TestDb) {
         w.engine.handle_event(&broken, t0()).await,
         Disposition::Drop(reason) if reason.contains("Mars/Olympus")
     ));
+}
+
+async fn tasks_with_nothing_to_schedule_leave_no_state(t: TestDb) {
+    let mut w = World::new(t);
+    let plain = w
+        .add(t0(), json!({"title": "Plain", "due": "2026-06-02"}))
+        .await;
+    w.tasks
+        .complete(&user("alice"), plain.id, t0())
+        .await
+        .unwrap();
+    w.tasks
+        .delete(&user("alice"), plain.id, t0())
+        .await
+        .unwrap();
+    w.run_until_idle(t0()).await;
+    assert_eq!(common::count(&w.t.db, "scheduler_state").await, 0);
+
+    // A reminder added later is armed all the same.
+    let task = w.add(t0(), json!({"title": "Later"})).await;
+    w.run_until_idle(t0()).await;
+    let at = t0() + Duration::hours(1);
+    let reminder: ReminderInput = args(json!({"at": at.to_rfc3339()}));
+    w.tasks
+        .set_reminder(&user("alice"), task.id, &reminder, t0())
+        .await
+        .unwrap();
+    w.run_until_idle(at).await;
+    assert_eq!(w.notifications().await, [("Later".to_owned(), at)]);
 }

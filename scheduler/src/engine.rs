@@ -48,6 +48,10 @@ pub struct Settings {
     pub sweep_grace: chrono::TimeDelta,
     /// Shards per hour of the sweep's index: spreads concurrent writes over more keys.
     pub index_shards: u32,
+    /// Whether the events of one task arrive in the order they were committed (the embedded
+    /// bus guarantees it; Dapr's concurrent delivery does not). Then a task that never had
+    /// anything to schedule needs no record, which spares the database a write per event.
+    pub ordered_delivery: bool,
 }
 
 impl Default for Settings {
@@ -57,6 +61,7 @@ impl Default for Settings {
             tombstone_ttl: Duration::from_secs(7 * 24 * 3600),
             sweep_grace: chrono::TimeDelta::seconds(30),
             index_shards: 64,
+            ordered_delivery: false,
         }
     }
 }
@@ -121,6 +126,14 @@ impl Engine {
             Ok(None) => return Disposition::Success,
             Err(reason) => return Disposition::Drop(reason),
         };
+        if self.settings.ordered_delivery && change.reminders.is_empty() && change.series.is_none()
+        {
+            match read::<TaskRecord>(&*self.store, &task_key(change.task_id)).await {
+                Ok(None) => return Disposition::Success,
+                Ok(Some(_)) => {}
+                Err(e) => return Disposition::Retry(e.to_string()),
+            }
+        }
         let marker = processed_key(&change.event_id);
         match self.store.get(&marker).await {
             Ok(Some(_)) => return Disposition::Success,

@@ -91,7 +91,11 @@ impl EmbeddedScheduler {
             Arc::new(state.clone()),
             Arc::new(jobs.clone()),
             Arc::new(publisher),
-            Settings::default(),
+            // The relay hands the bus each task's events in commit order.
+            Settings {
+                ordered_delivery: true,
+                ..Settings::default()
+            },
         );
         Self {
             engine,
