@@ -128,6 +128,10 @@ impl Engine {
         };
         if self.settings.ordered_delivery && change.reminders.is_empty() && change.series.is_none()
         {
+            // In order, a task's first event is its creation: nothing can be recorded yet.
+            if change.kind == EventType::TaskCreated {
+                return Disposition::Success;
+            }
             match read::<TaskRecord>(&*self.store, &task_key(change.task_id)).await {
                 Ok(None) => return Disposition::Success,
                 Ok(Some(_)) => {}
