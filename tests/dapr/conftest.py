@@ -440,6 +440,7 @@ def schedulers(
         pubsub_metadata: dict[str, str] | None = None,
         cron_schedule: str = "@every 1m",
         env: dict[str, str] | None = None,
+        app_token: str | None = None,
     ) -> SchedulerGroup:
         name = f"scheduler-{len(started)}"
         resources = write_resources(
@@ -456,17 +457,24 @@ def schedulers(
             dlog = infra.base / name / f"daprd-{n}.log"
             alog = infra.base / name / f"app-{n}.log"
             proc_logs.extend([(f"daprd {name}[{n}]", dlog), (f"todo-scheduler {name}[{n}]", alog)])
+            token = {"APP_API_TOKEN": app_token} if app_token else {}
             daprd = Daprd(
                 infra.daprd,
                 SCHEDULER_APP_ID,
                 app_port,
                 resources,
                 dlog,
+                env=token,
                 scheduler_address=dapr_scheduler.address,
             )
             daprd.start()
             app = SchedulerApp(
-                infra.scheduler_binary, f"{name}[{n}]", app_port, daprd.http_port, alog, env
+                infra.scheduler_binary,
+                f"{name}[{n}]",
+                app_port,
+                daprd.http_port,
+                alog,
+                {**(env or {}), **token},
             )
             group.members.append(SchedulerMember(daprd, app))
             app.start()

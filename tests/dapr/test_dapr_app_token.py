@@ -66,3 +66,37 @@ def test_subscriptions_work_with_an_app_token_and_strangers_are_refused(groups, 
         assert r.status_code == 200 and r.json() == {"status": "SUCCESS"}, r.text
     # Only the admitted request had an effect.
     assert len(mcp.call("list_notifications", {})["notifications"]) == 2
+
+
+def test_the_scheduler_answers_only_its_sidecar(schedulers, main_group, infra):
+    group = schedulers(app_token=TOKEN)
+    app, sidecar = group.app, group.members[0].daprd
+    # The sidecar subscribed through the guarded port, and its job callbacks get through: a
+    # reminder fires end to end.
+    assert "tasks" in {s["topic"] for s in sidecar.subscriptions()}
+    user = new_user()
+    mcp = main_group.server.client(user)
+    fire_at = datetime.fromtimestamp(int(datetime.now(timezone.utc).timestamp()) + 3, timezone.utc)
+    task = mcp.add_task("Water the fern", reminders=[{"at": fire_at.isoformat()}])
+    wait_until(
+        lambda: mcp.call("list_notifications", {})["notifications"], 20, "the reminder to fire"
+    )
+
+    # Everyone else is refused on every Dapr route; the probes stay open.
+    job = f"/job/reminder-{task['reminders'][0]['id']}"
+    routes = [("GET", "/dapr/subscribe"), ("POST", "/events/tasks"), ("POST", job),
+              ("POST", "/triggers/reminders"), ("OPTIONS", "/triggers/reminders"),
+              ("POST", "/triggers/recurring")]  # fmt: skip
+    event = json.dumps({"id": str(uuid.uuid4()), "type": "com.todo.task.deleted", "data": {}})
+    with httpx2.Client(base_url=f"http://127.0.0.1:{app.app_port}", timeout=10) as http:
+        for method, path in routes:
+            for headers in ({}, {"dapr-api-token": TOKEN + "x"}, {"dapr-api-token": ""},
+                            {"Authorization": f"Bearer {TOKEN}"}):  # fmt: skip
+                r = http.request(method, path, content=event.encode(), headers=headers)
+                assert r.status_code == 401, (method, path, headers, r.status_code)
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/readyz").status_code == 200
+        # With the token, the same requests are served (it is the token that decides).
+        ok = http.request("GET", "/dapr/subscribe", headers={"dapr-api-token": TOKEN})
+        assert ok.status_code == 200 and ok.json()[0]["topic"] == "tasks"
+    assert TOKEN not in app.log.read_text(errors="replace"), "the token is never logged"
