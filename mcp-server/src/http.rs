@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
@@ -55,12 +56,25 @@ pub fn router(
         .layer(axum::middleware::from_fn_with_state(
             settings.verifier,
             require_bearer,
-        ));
+        ))
+        .layer(axum::middleware::from_fn(refuse_repeated_headers));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(db)
         .merge(mcp)
+}
+
+/// A request with two Host, Origin or Authorization headers is ambiguous (HTTP allows one Host):
+/// it is refused rather than judged by whichever one a check happens to read.
+async fn refuse_repeated_headers(request: Request, next: Next) -> Response {
+    for name in [header::HOST, header::ORIGIN, header::AUTHORIZATION] {
+        if request.headers().get_all(&name).iter().nth(1).is_some() {
+            let message = format!("more than one {name} header");
+            return (StatusCode::BAD_REQUEST, message).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// Alive: the process serves HTTP.
