@@ -50,14 +50,15 @@ impl Backend {
 pub enum ConnectError {
     #[error("unsupported database URL: it must start with postgres:// or sqlite://")]
     UnsupportedUrl,
-    #[error("cannot create the database directory {path}: {source}")]
+    // The causes are sources, not part of the message: `{:#}` prints the chain once.
+    #[error("cannot create the database directory {path}")]
     CreateDir {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot connect to the database: {0}")]
+    #[error("cannot connect to the database")]
     Connect(#[source] sqlx::Error),
-    #[error("cannot apply database migrations: {0}")]
+    #[error("cannot apply database migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
