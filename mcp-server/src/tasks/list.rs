@@ -207,6 +207,20 @@ impl ListQuery {
                 "belongs to a list with other filters or sorting; repeat the same filters, or omit the cursor to start over",
             ));
         }
+        // The key must be what this sort's column holds; anything else was not made here.
+        let instant = |v: &Value| {
+            v.as_str()
+                .is_some_and(|s| DateTime::parse_from_rfc3339(s).is_ok())
+        };
+        let key_fits = match self.sort {
+            SortKey::Created => instant(&cursor.key),
+            SortKey::Due => cursor.key.is_null() || instant(&cursor.key),
+            SortKey::Priority => cursor.key.as_i64().is_some_and(|p| (1..=3).contains(&p)),
+            SortKey::Title => cursor.key.is_string(),
+        };
+        if !key_fits {
+            return Err(invalid());
+        }
         Ok(cursor)
     }
 
@@ -334,6 +348,7 @@ impl ListQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn query() -> ListQuery {
         ListQuery {
@@ -396,6 +411,20 @@ mod tests {
                 .contains("other filters")
         );
         assert!(q.decode_cursor("not a cursor").is_err());
+        // A cursor whose key was tampered with into another type is refused too.
+        let mut forged: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&raw).unwrap()).unwrap();
+        for key in [
+            json!({"$gt": ""}),
+            json!([1, 2]),
+            json!(true),
+            json!(1e308),
+            json!(null),
+        ] {
+            forged["k"] = key;
+            let raw = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+            assert!(q.decode_cursor(&raw).is_err(), "{forged}");
+        }
         assert!(q.decode_cursor(&URL_SAFE_NO_PAD.encode(b"{}")).is_err());
     }
 }
