@@ -15,6 +15,7 @@
 //! run says where the cores went.
 
 mod cpu;
+mod pipeline;
 mod report;
 mod sqlcheck;
 
@@ -75,6 +76,8 @@ enum Cmd {
     Report(report::ReportArgs),
     /// Check the pgbench scripts against the statements the server logged.
     SqlCheck(sqlcheck::SqlCheckArgs),
+    /// Event pipeline benchmarks through Dapr (scripts/bench-pipeline.sh).
+    Pipeline(pipeline::PipelineArgs),
 }
 
 /// What to call and how often.
@@ -200,6 +203,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Report(args) => report::run(args),
         Cmd::SqlCheck(args) => sqlcheck::run(args),
+        Cmd::Pipeline(args) => pipeline::run(args),
     }
 }
 

@@ -1,0 +1,569 @@
+//! The outbox relay (issue 3): commit-to-delivery latency at a steady rate, and throughput.
+//!
+//! `todo-mcp --events dapr` is the relay, beside its own daprd; the sink, beside another daprd
+//! (its own consumer group on topic `tasks`), records when each event arrives.
+//!
+//! **Latency** (`relay-latency`): a producer commits one event per transaction at a fixed rate
+//! (open loop: event *i* starts at *t0 + i/rate* whatever happened to the earlier ones, on up to
+//! `--connections` concurrent connections), for `--duration` seconds. Two producers:
+//!
+//! * `mcp`: `add_task` calls through `todo-mcp`'s MCP endpoint, the production path: the
+//!   commit wakes the relay in the same process at once.
+//! * `sql`: rows inserted straight into `outbox` (the same envelope `add_task` writes), as
+//!   another process (another replica) would commit them: nothing wakes the relay, which finds
+//!   them at its next poll.
+//!
+//! Commit time is when the commit was acknowledged to the producer: the `INSERT` (autocommit)
+//! returned (`sql`), or the `add_task` response arrived (`mcp`; the server answers after its
+//! commit). Latency = the sink's receive time − commit time. Every committed event must arrive:
+//! loss = committed − distinct delivered (matched by task id), duplicates are counted apart.
+//! Also reported: the latency from the event's own `time` (stamped before the commit).
+//!
+//! **Throughput** (`relay-drain`): `--events` rows committed in one transaction (so the relay
+//! sees the whole backlog at once, at its next poll); then the relay's publishing rate (from the
+//! `published_at` the relay stamps per batch) and the sink's receiving rate (first to last
+//! delivery) are measured until every event has arrived.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::types::Json;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use super::{
+    CpuWatch, SinkClient, distribution, now_ns, parse_watch, rfc3339_ns, round, task_created,
+};
+
+/// The topic task events go to.
+const TOPIC: &str = "tasks";
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Producer {
+    /// `add_task` through todo-mcp's MCP endpoint (the relay is woken by the commit).
+    Mcp,
+    /// Rows inserted into `outbox` by another process (the relay finds them by polling).
+    Sql,
+}
+
+impl Producer {
+    fn name(self) -> &'static str {
+        match self {
+            Producer::Mcp => "mcp",
+            Producer::Sql => "sql",
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct LatencyArgs {
+    #[arg(long, value_enum)]
+    mode: Producer,
+    /// Events per second.
+    #[arg(long, default_value_t = 500.0)]
+    rate: f64,
+    /// Seconds of production.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// The outbox's database (sql mode).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// The MCP endpoint, e.g. http://127.0.0.1:8080/mcp (mcp mode).
+    #[arg(long)]
+    mcp_url: Option<String>,
+    /// Bearer token for the MCP endpoint; defaults to $BENCH_TOKEN.
+    #[arg(long, env = "BENCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The sink's base URL.
+    #[arg(long)]
+    sink: String,
+    /// Most commits in flight at once.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Give up waiting for deliveries after this many seconds without one.
+    #[arg(long, default_value_t = 30.0)]
+    idle: f64,
+    /// Processes whose CPU to sample, as name=pid (repeatable).
+    #[arg(long = "watch", value_parser = parse_watch)]
+    watch: Vec<(String, u32)>,
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+/// One committed event: its task id and when the commit was acknowledged.
+struct Committed {
+    task_id: String,
+    commit_ns: i64,
+}
+
+/// Commits one event per call.
+enum Source {
+    Sql(PgPool),
+    Mcp {
+        http: reqwest::Client,
+        url: String,
+        auth: String,
+    },
+}
+
+impl Source {
+    async fn commit(&self, n: u64) -> anyhow::Result<Committed> {
+        match self {
+            Source::Sql(pool) => {
+                let task_id = Uuid::now_v7();
+                let event = task_created(
+                    task_id,
+                    "bench-relay",
+                    &format!("Relay {n}"),
+                    &[],
+                    Utc::now(),
+                )?;
+                insert_event(pool, &event).await?;
+                Ok(Committed {
+                    task_id: task_id.to_string(),
+                    commit_ns: now_ns(),
+                })
+            }
+            Source::Mcp { http, url, auth } => {
+                let body = json!({
+                    "jsonrpc": "2.0", "id": n, "method": "tools/call",
+                    "params": { "name": "add_task", "arguments": { "title": format!("Relay {n}") } }
+                });
+                let resp = http
+                    .post(url)
+                    .header("authorization", auth)
+                    .header("accept", "application/json, text/event-stream")
+                    .header("mcp-protocol-version", crate::PROTOCOL_VERSION)
+                    .json(&body)
+                    .send()
+                    .await?;
+                let status = resp.status();
+                let text = resp.text().await?;
+                let commit_ns = now_ns();
+                if !status.is_success() {
+                    bail!("HTTP {status}: {}", crate::truncate(&text, 300));
+                }
+                Ok(Committed {
+                    task_id: added_task_id(&text)?,
+                    commit_ns,
+                })
+            }
+        }
+    }
+}
+
+/// The id of the task in an `add_task` response (plain JSON, or SSE `data:` lines).
+fn added_task_id(body: &str) -> anyhow::Result<String> {
+    let trimmed = body.trim_start();
+    let candidates: Vec<&str> = if trimmed.starts_with('{') {
+        vec![trimmed]
+    } else {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .collect()
+    };
+    for c in candidates {
+        let Ok(v) = serde_json::from_str::<Value>(c) else {
+            continue;
+        };
+        let Some(result) = v.get("result") else {
+            continue;
+        };
+        if result.get("isError").and_then(Value::as_bool) != Some(false) {
+            bail!("add_task failed: {}", crate::truncate(c, 300));
+        }
+        if let Some(id) = result
+            .pointer("/structuredContent/task/id")
+            .and_then(Value::as_str)
+        {
+            return Ok(id.to_owned());
+        }
+    }
+    bail!(
+        "no task id in the add_task response: {}",
+        crate::truncate(body, 300)
+    )
+}
+
+/// A W3C `traceparent` starting a trace, as the server gives each outbox row.
+fn traceparent() -> String {
+    let trace = Uuid::new_v4().simple().to_string();
+    let span = &Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace}-{span}-01")
+}
+
+/// Inserts an event into the outbox as `todo-mcp` does (its own autocommit transaction).
+async fn insert_event(
+    pool: &PgPool,
+    event: &todo_shared::events::OutgoingEvent,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (id, topic, event_type, subject, envelope, created_at, traceparent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(event.id)
+    .bind(event.event_type.topic())
+    .bind(event.event_type.as_str())
+    .bind(event.subject)
+    .bind(Json(&event.envelope))
+    .bind(event.time)
+    .bind(traceparent())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+async fn pool(url: Option<&str>, connections: usize) -> anyhow::Result<PgPool> {
+    let url = url.context("--database-url is required")?;
+    PgPoolOptions::new()
+        .max_connections(connections as u32)
+        .min_connections(connections as u32)
+        .connect(url)
+        .await
+        .context("cannot connect to PostgreSQL")
+}
+
+pub async fn latency(args: LatencyArgs) -> anyhow::Result<Value> {
+    let source = Arc::new(match args.mode {
+        Producer::Sql => Source::Sql(pool(args.database_url.as_deref(), args.connections).await?),
+        Producer::Mcp => Source::Mcp {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(args.connections)
+                .tcp_nodelay(true)
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            url: args.mcp_url.clone().context("--mcp-url is required")?,
+            auth: format!(
+                "Bearer {}",
+                args.token.clone().context("--token is required")?
+            ),
+        },
+    });
+    let sink = SinkClient::new(&args.sink);
+    let mark = sink.mark(TOPIC).await?;
+    // One warm-up commit per connection, then the deliveries of those are skipped.
+    let mut warm = JoinSet::new();
+    for n in 0..args.connections as u64 {
+        let s = source.clone();
+        warm.spawn(async move { s.commit(1_000_000_000 + n).await });
+    }
+    while let Some(r) = warm.join_next().await {
+        r??;
+    }
+
+    let total = (args.rate * args.duration).round() as u64;
+    let permits = Arc::new(Semaphore::new(args.connections));
+    let mut set = JoinSet::new();
+    let mut start_delays: Vec<i64> = Vec::with_capacity(total as usize);
+    let cpu0 = CpuWatch::take(&args.watch);
+    let t0 = Instant::now();
+    for n in 0..total {
+        let due = t0 + Duration::from_secs_f64(n as f64 / args.rate);
+        tokio::time::sleep_until(due.into()).await;
+        let permit = permits.clone().acquire_owned().await?;
+        start_delays.push(due.elapsed().as_nanos() as i64);
+        let s = source.clone();
+        set.spawn(async move {
+            let r = s.commit(n).await;
+            drop(permit);
+            r
+        });
+    }
+    let mut committed = Vec::with_capacity(total as usize);
+    let mut errors = 0u64;
+    let mut first_error = None;
+    while let Some(r) = set.join_next().await {
+        match r? {
+            Ok(c) => committed.push(c),
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+    let produce_s = t0.elapsed().as_secs_f64();
+    let cpu1 = CpuWatch::take(&args.watch);
+    let db = match (&*source, &args.database_url) {
+        (Source::Sql(pool), _) => Some(pool.clone()),
+        (Source::Mcp { .. }, Some(url)) => Some(pool(Some(url), 1).await?),
+        _ => None,
+    };
+    // Events committed but not yet published when the producer stopped: a relay that keeps up
+    // has a few at most.
+    let backlog_at_end: Option<i64> = match &db {
+        Some(pool) => Some(
+            sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(pool)
+                .await?,
+        ),
+        None => None,
+    };
+
+    let last_commit = Instant::now();
+    // Warm-up events are delivered too (first); count them in what must arrive.
+    let expected = committed.len() + args.connections;
+    let count = sink
+        .wait_distinct(
+            TOPIC,
+            mark,
+            None,
+            expected,
+            last_commit,
+            Duration::from_secs_f64(args.idle),
+        )
+        .await?;
+    let deliveries = sink.deliveries(TOPIC, mark, None).await?;
+
+    // First receive time per task id, and duplicates (one event per task here).
+    let mut first: HashMap<&str, (i64, Option<&str>)> = HashMap::new();
+    let mut ids = HashSet::new();
+    for d in &deliveries {
+        ids.insert(d.id.as_str());
+        if let Some(subject) = d.subject.as_deref() {
+            first
+                .entry(subject)
+                .and_modify(|e| e.0 = e.0.min(d.recv_ns))
+                .or_insert((d.recv_ns, d.time.as_deref()));
+        }
+    }
+    // When the relay marked each event published (stamped once per round, after the round's
+    // last publish), to split the latency into the relay's part and the delivery's.
+    let published: HashMap<String, i64> = match &db {
+        Some(pool) => {
+            let ids: Vec<Uuid> = committed
+                .iter()
+                .filter_map(|c| c.task_id.parse().ok())
+                .collect();
+            let rows: Vec<(Uuid, Option<DateTime<Utc>>)> =
+                sqlx::query_as("SELECT subject, published_at FROM outbox WHERE subject = ANY($1)")
+                    .bind(&ids)
+                    .fetch_all(pool)
+                    .await?;
+            rows.into_iter()
+                .filter_map(|(s, p)| Some((s.to_string(), p?.timestamp_nanos_opt()?)))
+                .collect()
+        }
+        None => HashMap::new(),
+    };
+    // Latency p50 per tenth of the run (by commit time): flat when the pipeline keeps up.
+    let t_first = committed.iter().map(|c| c.commit_ns).min().unwrap_or(0);
+    let span = (committed.iter().map(|c| c.commit_ns).max().unwrap_or(0) - t_first).max(1);
+    let mut tenths: Vec<Vec<i64>> = vec![Vec::new(); 10];
+    let mut latencies = Vec::with_capacity(committed.len());
+    let mut from_event_time = Vec::with_capacity(committed.len());
+    let mut to_marked = Vec::with_capacity(committed.len());
+    let mut marked_to_recv = Vec::with_capacity(committed.len());
+    let mut lost = 0u64;
+    for c in &committed {
+        match first.get(c.task_id.as_str()) {
+            Some(&(recv, time)) => {
+                latencies.push(recv - c.commit_ns);
+                let slot = ((c.commit_ns - t_first) * 10 / span).clamp(0, 9) as usize;
+                tenths[slot].push(recv - c.commit_ns);
+                if let Some(t) = time.and_then(rfc3339_ns) {
+                    from_event_time.push(recv - t);
+                }
+                if let Some(&p) = published.get(&c.task_id) {
+                    to_marked.push(p - c.commit_ns);
+                    marked_to_recv.push(recv - p);
+                }
+            }
+            None => lost += 1,
+        }
+    }
+    Ok(json!({
+        "kind": "relay-latency",
+        "label": args.label,
+        "mode": args.mode.name(),
+        "rate_target": args.rate,
+        "duration_s": args.duration,
+        "connections": args.connections,
+        "committed": committed.len(),
+        "commit_errors": errors,
+        "first_error": first_error,
+        "produce_s": round(produce_s, 3),
+        "rate_achieved": round(committed.len() as f64 / produce_s, 1),
+        "start_delay": distribution(start_delays),
+        "deliveries": count.deliveries,
+        "distinct_delivered": count.distinct,
+        "duplicates": count.deliveries - count.distinct,
+        "lost": lost,
+        "latency": distribution(latencies),
+        "p50_ms_by_tenth": tenths
+            .into_iter()
+            .map(|t| distribution(t).get("p50_ms").cloned().unwrap_or(Value::Null))
+            .collect::<Vec<_>>(),
+        "backlog_at_end": backlog_at_end,
+        "latency_from_event_time": distribution(from_event_time),
+        // Commit → the relay's `published_at` for the event's round (after the round's last
+        // publish), and from there → received: the relay's share and the delivery's.
+        "commit_to_marked": distribution(to_marked),
+        "marked_to_received": distribution(marked_to_recv),
+        "cpu": cpu0.since(&cpu1),
+    }))
+}
+
+#[derive(Args)]
+pub struct DrainArgs {
+    /// The outbox's database.
+    #[arg(long)]
+    database_url: String,
+    /// The sink's base URL.
+    #[arg(long)]
+    sink: String,
+    /// Events committed at once.
+    #[arg(long, default_value_t = 50_000)]
+    events: u32,
+    /// Give up waiting for deliveries after this many seconds without one.
+    #[arg(long, default_value_t = 60.0)]
+    idle: f64,
+    /// Processes whose CPU to sample, as name=pid (repeatable).
+    #[arg(long = "watch", value_parser = parse_watch)]
+    watch: Vec<(String, u32)>,
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct PublishedRange {
+    published: i64,
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+}
+
+pub async fn drain(args: DrainArgs) -> anyhow::Result<Value> {
+    let pool = pool(Some(&args.database_url), 1).await?;
+    let sink = SinkClient::new(&args.sink);
+    let mark = sink.mark(TOPIC).await?;
+    // The envelope add_task writes; each row gets its own event id and task id.
+    let now = Utc::now();
+    let template = task_created(Uuid::nil(), "bench-drain", "Drain", &[], now)?.envelope;
+    let cpu0 = CpuWatch::take(&args.watch);
+    let t_insert = Instant::now();
+    let mut tx = pool.begin().await?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO outbox (id, topic, event_type, subject, envelope, created_at, traceparent) \
+         SELECT g.id, $4, 'com.todo.task.created', g.subject, \
+                jsonb_set(jsonb_set(jsonb_set($1::jsonb, '{id}', to_jsonb(g.id::text)), \
+                          '{subject}', to_jsonb(g.subject::text)), \
+                          '{data,task,id}', to_jsonb(g.subject::text)), \
+                $2, '00-' || md5(g.id::text) || '-' || left(md5(g.subject::text), 16) || '-01' \
+         FROM (SELECT gen_random_uuid() AS id, gen_random_uuid() AS subject \
+               FROM generate_series(1, $3::int)) g \
+         RETURNING id",
+    )
+    .bind(Json(&template))
+    .bind(now)
+    .bind(args.events as i32)
+    .bind(TOPIC)
+    .fetch_all(&mut *tx)
+    .await
+    .context("inserting the backlog")?;
+    tx.commit().await?;
+    let commit_ns = now_ns();
+    let insert_s = t_insert.elapsed().as_secs_f64();
+    eprintln!(
+        "committed {} outbox rows in {insert_s:.1} s; waiting for the sink",
+        ids.len()
+    );
+    let count = sink
+        .wait_distinct(
+            TOPIC,
+            mark,
+            None,
+            ids.len(),
+            Instant::now(),
+            Duration::from_secs_f64(args.idle),
+        )
+        .await?;
+    let cpu1 = CpuWatch::take(&args.watch);
+    let deliveries = sink.deliveries(TOPIC, mark, None).await?;
+
+    let wanted: HashSet<String> = ids.iter().map(Uuid::to_string).collect();
+    let mut seen = HashSet::new();
+    let (mut first_recv, mut last_recv) = (i64::MAX, i64::MIN);
+    for d in deliveries.iter().filter(|d| wanted.contains(&d.id)) {
+        if seen.insert(d.id.as_str()) {
+            first_recv = first_recv.min(d.recv_ns);
+            last_recv = last_recv.max(d.recv_ns);
+        }
+    }
+    let matched = seen.len();
+    let lost = ids.len() - matched;
+    let range: PublishedRange = sqlx::query_as(
+        "SELECT count(published_at) AS published, min(published_at) AS first, \
+                max(published_at) AS last FROM outbox WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&pool)
+    .await?;
+    // The relay's pace over the drain: events marked published per 10 s from its first round.
+    let by_10s: Vec<i64> = sqlx::query_scalar(
+        "WITH d AS (SELECT published_at FROM outbox WHERE id = ANY($1) AND published_at IS NOT NULL), \
+              m AS (SELECT min(published_at) AS m FROM d) \
+         SELECT count(*) FROM d, m \
+         GROUP BY floor(extract(epoch FROM d.published_at - m.m) / 10) ORDER BY 1",
+    )
+    .bind(&ids)
+    .fetch_all(&pool)
+    .await?;
+    let secs = |a: i64, b: i64| (b - a) as f64 / 1e9;
+    let sink_window = if matched > 1 {
+        secs(first_recv, last_recv)
+    } else {
+        0.0
+    };
+    let relay_window = match (range.first, range.last) {
+        (Some(a), Some(b)) => (b - a).num_microseconds().unwrap_or(0) as f64 / 1e6,
+        _ => 0.0,
+    };
+    let rate = |n: usize, s: f64| if s > 0.0 { round(n as f64 / s, 1) } else { 0.0 };
+    Ok(json!({
+        "kind": "relay-drain",
+        "label": args.label,
+        "events": ids.len(),
+        "insert_s": round(insert_s, 3),
+        "deliveries": count.deliveries,
+        "distinct_delivered": matched,
+        "duplicates": deliveries.len().saturating_sub(seen.len()),
+        "lost": lost,
+        "published_in_db": range.published,
+        // The relay's own pace: events between its first and last batch's `published_at`.
+        "relay_window_s": round(relay_window, 3),
+        "relay_rate": rate(range.published as usize, relay_window),
+        // Events per second in each 10 s of the drain (the last one partial).
+        "relay_rate_by_10s": by_10s.iter().map(|n| *n as f64 / 10.0).collect::<Vec<_>>(),
+        // What the subscriber saw: first to last delivery.
+        "sink_window_s": round(sink_window, 3),
+        "sink_rate": rate(matched.saturating_sub(1), sink_window),
+        // Commit of the backlog to its last delivery (includes the relay's poll interval).
+        "commit_to_last_s": if matched > 0 { round(secs(commit_ns, last_recv), 3) } else { 0.0 },
+        "commit_to_first_ms": if matched > 0 { round(secs(commit_ns, first_recv) * 1e3, 1) } else { 0.0 },
+        "cpu": cpu0.since(&cpu1),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_task_id_from_sse_and_json() {
+        let ok = r#"{"jsonrpc":"2.0","id":1,"result":{"isError":false,"content":[],"structuredContent":{"task":{"id":"abc"}}}}"#;
+        assert_eq!(added_task_id(ok).unwrap(), "abc");
+        assert_eq!(
+            added_task_id(&format!("data: \n\ndata: {ok}\n\n")).unwrap(),
+            "abc"
+        );
+        let failed = r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[]}}"#;
+        assert!(added_task_id(failed).is_err());
+    }
+}

@@ -1,0 +1,217 @@
+//! The sink: a Dapr subscriber app that stands for the consumers of the pipeline.
+//!
+//! It subscribes (programmatically, `GET /dapr/subscribe`) to the given topics of pub/sub
+//! `pubsub`, and for every event its sidecar delivers it takes the wall-clock time first, then
+//! records the event's id, subject and `time`, and for reminder notifications the `owner`,
+//! `reminder_id` and `fire_at` of the data, and answers `{"status": "SUCCESS"}`. Nothing else is
+//! done per event, so that the sink measures the pipeline rather than itself.
+//!
+//! The other subcommands read what it recorded on `/bench/count` and `/bench/deliveries`
+//! (`?topic=…&from=<index>&owner=…`). Deliveries are kept in arrival order per topic, duplicates
+//! included, for the life of the process.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::now_ns;
+
+#[derive(Args)]
+pub struct SinkArgs {
+    /// Where to listen (the sidecar's --app-port).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Topics of pub/sub `pubsub` to subscribe to, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "tasks,notifications")]
+    topics: Vec<String>,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+/// One event as the sink received it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    /// When the request reached the handler, ns since the Unix epoch.
+    pub recv_ns: i64,
+    /// The CloudEvent `id`.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The CloudEvent `time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// `data.owner` (reminder notifications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// `data.reminder_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminder_id: Option<String>,
+    /// `data.fire_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fire_at: Option<String>,
+}
+
+impl Delivery {
+    fn from_event(recv_ns: i64, event: &Value) -> Self {
+        let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        // `data` is an object for JSON events; tolerate it arriving as a JSON string.
+        let parsed;
+        let data = match event.get("data") {
+            Some(Value::String(text)) => {
+                parsed = serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+                Some(&parsed)
+            }
+            other => other,
+        };
+        let field = |k: &str| s(data.and_then(|d| d.get(k)));
+        Self {
+            recv_ns,
+            id: s(event.get("id")).unwrap_or_default(),
+            subject: s(event.get("subject")),
+            time: s(event.get("time")),
+            owner: field("owner"),
+            reminder_id: field("reminder_id"),
+            fire_at: field("fire_at"),
+        }
+    }
+}
+
+struct Sink {
+    topics: Vec<String>,
+    deliveries: Mutex<HashMap<String, Vec<Delivery>>>,
+}
+
+#[derive(Deserialize)]
+struct Filter {
+    topic: String,
+    #[serde(default)]
+    from: usize,
+    owner: Option<String>,
+}
+
+impl Sink {
+    /// The deliveries of `f.topic` from index `f.from` (of `f.owner`), and the topic's total.
+    fn select<T>(
+        &self,
+        f: &Filter,
+        with: impl FnOnce(&mut dyn Iterator<Item = &Delivery>) -> T,
+    ) -> (T, usize) {
+        let all = self.deliveries.lock().unwrap_or_else(|e| e.into_inner());
+        let list = all.get(&f.topic).map_or(&[][..], Vec::as_slice);
+        let mut it = list
+            .iter()
+            .skip(f.from)
+            .filter(|d| f.owner.is_none() || d.owner == f.owner);
+        (with(&mut it), list.len())
+    }
+}
+
+pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
+    let sink = Arc::new(Sink {
+        deliveries: Mutex::new(
+            args.topics
+                .iter()
+                .map(|t| (t.clone(), Vec::new()))
+                .collect(),
+        ),
+        topics: args.topics,
+    });
+    let app = Router::new()
+        .route("/dapr/subscribe", get(subscribe))
+        .route("/events/{topic}", post(event))
+        .route("/bench/count", get(count))
+        .route("/bench/deliveries", get(deliveries))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(sink.clone());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!(
+        "sink listening on {} for topics {:?}",
+        args.listen, sink.topics
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(todo_shared::shutdown::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn subscribe(State(sink): State<Arc<Sink>>) -> Json<Value> {
+    Json(Value::Array(
+        sink.topics
+            .iter()
+            .map(|t| json!({ "pubsubname": "pubsub", "topic": t, "route": format!("/events/{t}") }))
+            .collect(),
+    ))
+}
+
+async fn event(State(sink): State<Arc<Sink>>, Path(topic): Path<String>, body: Bytes) -> Response {
+    let recv_ns = now_ns();
+    let Ok(event) = serde_json::from_slice::<Value>(&body) else {
+        // Never expected: an unreadable event is a failure of the run, not something to retry.
+        eprintln!("sink: an event on {topic} is not JSON");
+        return Json(json!({ "status": "DROP" })).into_response();
+    };
+    let delivery = Delivery::from_event(recv_ns, &event);
+    let mut all = sink.deliveries.lock().unwrap_or_else(|e| e.into_inner());
+    match all.get_mut(&topic) {
+        Some(list) => {
+            list.push(delivery);
+            Json(json!({ "status": "SUCCESS" })).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "not subscribed").into_response(),
+    }
+}
+
+async fn count(State(sink): State<Arc<Sink>>, Query(f): Query<Filter>) -> Json<Value> {
+    let ((deliveries, distinct), total) = sink.select(&f, |it| {
+        let mut ids = HashSet::new();
+        let mut n = 0;
+        for d in it {
+            n += 1;
+            ids.insert(d.id.as_str());
+        }
+        (n, ids.len())
+    });
+    Json(json!({ "deliveries": deliveries, "distinct": distinct, "total": total }))
+}
+
+async fn deliveries(State(sink): State<Arc<Sink>>, Query(f): Query<Filter>) -> Json<Vec<Delivery>> {
+    let (list, _) = sink.select(&f, |it| it.cloned().collect::<Vec<_>>());
+    Json(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_notification_fields() {
+        let event = json!({
+            "id": "n1", "subject": "t1", "time": "2030-01-01T00:00:00Z",
+            "data": { "owner": "o", "reminder_id": "r1", "fire_at": "2030-01-01T00:00:01Z" }
+        });
+        let d = Delivery::from_event(7, &event);
+        assert_eq!(d.recv_ns, 7);
+        assert_eq!(d.id, "n1");
+        assert_eq!(d.owner.as_deref(), Some("o"));
+        assert_eq!(d.fire_at.as_deref(), Some("2030-01-01T00:00:01Z"));
+        let stringly = json!({ "id": "n2", "data": "{\"owner\":\"p\"}" });
+        assert_eq!(
+            Delivery::from_event(0, &stringly).owner.as_deref(),
+            Some("p")
+        );
+    }
+}
