@@ -464,6 +464,9 @@ impl Recurrence {
         not_before: DateTime<Utc>,
         zone: Tz,
     ) -> Option<DateTime<Utc>> {
+        if !within_calendar(not_before) {
+            return None;
+        }
         match &self.rule {
             Rule::Calendar(_) => Some(not_before),
             Rule::Cron(rule) => {
@@ -486,6 +489,9 @@ impl Recurrence {
         after: DateTime<Utc>,
         zone: Tz,
     ) -> Option<DateTime<Utc>> {
+        if !within_calendar(series_start) || !within_calendar(after) {
+            return None;
+        }
         if after < series_start {
             return Some(series_start);
         }
@@ -751,6 +757,13 @@ impl TryFrom<RecurrenceRecord> for Recurrence {
             r.cron.as_deref(),
         )
     }
+}
+
+/// Whether `t` lies in the years a series can be computed in: parsed input never leaves
+/// `MIN_YEAR..=MAX_YEAR`, and staying a year around that keeps clear of chrono's limits, where the
+/// local time in a zone other than UTC no longer exists and chrono panics.
+fn within_calendar(t: DateTime<Utc>) -> bool {
+    (crate::time::MIN_YEAR - 1..=crate::time::MAX_YEAR + 1).contains(&t.year())
 }
 
 #[cfg(test)]
@@ -1412,12 +1425,15 @@ mod tests {
         assert_eq!(r.next_occurrence(min, min, Tz::UTC), None);
         let cron = parse(cron_input("0 9 * * *"), Tz::UTC);
         assert_eq!(cron.next_occurrence(max, max, Tz::UTC), None);
-        // croner's horizon starts at year 1: its first firing is a correct answer.
+        // Outside the years a time can be given in, a series has no occurrences.
+        assert_eq!(cron.next_occurrence(min, min, Tz::UTC), None);
+        assert_eq!(cron.first_occurrence_from(min, Tz::UTC), None);
+        // croner searches up to the year 5000.
+        let late = utc("4998-12-31T00:00:00Z");
         assert_eq!(
-            cron.next_occurrence(min, min, Tz::UTC),
-            Some(utc("0001-01-01T09:00:00Z"))
+            cron.next_occurrence(late, late, Tz::UTC),
+            Some(utc("4998-12-31T09:00:00Z"))
         );
-        let _ = cron.first_occurrence_from(min, Tz::UTC);
     }
 
     #[test]

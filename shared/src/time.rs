@@ -222,6 +222,24 @@ pub fn parse_datetime(
             year_out_of_range(&written_year.to_string()),
         ));
     }
+    // The year as written can be in range while the instant is not, once moved to the task's zone
+    // or to UTC (`9999-12-31T23:59:59-23:59` is in 10000 in UTC). Such a time would be shown in a
+    // form that neither this parser nor an RFC 3339 reader accepts back.
+    for (shown_year, place) in [
+        (instant.with_timezone(&zone).year(), zone.name()),
+        (instant.year(), "UTC"),
+    ] {
+        if !(MIN_YEAR..=MAX_YEAR).contains(&shown_year) {
+            return Err(ValidationError::new(
+                field,
+                format!(
+                    "{} falls in the year {shown_year} in {place}; use a time between \
+                     {MIN_YEAR} and {MAX_YEAR} in both the task's time zone and UTC",
+                    quote(s)
+                ),
+            ));
+        }
+    }
     // chrono keeps a leap second (`23:59:60`) as a nanosecond value past one second; the
     // database cannot store it, and no task needs it.
     if instant.nanosecond() >= 1_000_000_000 {
@@ -326,9 +344,16 @@ pub fn resolve_local(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
 
 /// Formats an instant as RFC 3339 with `tz`'s offset at that instant, e.g.
 /// `2026-03-08T09:00:00-04:00`; fractional seconds appear only when present.
+///
+/// RFC 3339 offsets have whole minutes. Before standard time was adopted, some zones ran on
+/// local mean time with offsets in seconds (Monrovia was -00:44:30 until 1972); such an instant
+/// is written in UTC instead, so the text still names exactly that instant.
 pub fn format_in_zone(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz)
-        .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+    let local = t.with_timezone(&tz);
+    if local.offset().fix().local_minus_utc() % 60 != 0 {
+        return t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    }
+    local.to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
 /// Quotes user input for an error message, cut short so a huge input cannot bloat the message.

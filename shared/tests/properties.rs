@@ -958,15 +958,10 @@ fn series_at_the_ends_of_time_end_without_panicking() {
     );
 }
 
-/// Found by the test above when it also tried chrono's extreme instants outside UTC:
-/// `next_occurrence` and `first_occurrence_from` panic ("Local time out of range for
-/// `NaiveDateTime`", from `DateTime::naive_local` in `CalendarRule::occurrences_after_start` and
-/// in croner) when the instant lies within a UTC offset of `DateTime::<Utc>::MIN_UTC` or
-/// `MAX_UTC` in a zone whose offset pushes the local time outside chrono's range. No parsed
-/// input can name such an instant (RFC 3339 stops at year 9999), so this is a contract bug of the
-/// library, not reachable through the tools or events. Run with `--ignored` to reproduce.
+/// chrono's extreme instants, in zones whose offset would push the local time outside chrono's
+/// range, give no occurrence rather than a panic (no parsed input can name them, but the library
+/// must not depend on that).
 #[test]
-#[ignore = "library bug: next_occurrence panics at chrono's MIN_UTC/MAX_UTC outside UTC (unreachable from input)"]
 fn series_at_chrono_extremes_outside_utc_do_not_panic() {
     let edges = [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC];
     let mut panics = Vec::new();
@@ -996,23 +991,10 @@ fn series_at_chrono_extremes_outside_utc_do_not_panic() {
     );
 }
 
-/// Found by `recurrence_parse_never_panics_and_accepts_only_valid_rules` and
-/// `formatted_times_parse_back_to_the_same_instant`: what the server shows of an accepted time
-/// does not always name that time in a form the server accepts back.
-///
-/// - `parse_datetime` checks the year as *written*, not the year of the instant in the task's
-///   zone, so it accepts times that are then shown with a year outside 1900..=9999
-///   (`+10000-01-01T…`, `1899-12-31T…`). The parser refuses such a shown time, and the
-///   scheduler's `TaskChange::parse` (RFC 3339, four-digit years) drops every event of a task whose
-///   `due`, reminder or `recurrence.until` shows as `+10000-…`, so its reminders and occurrences
-///   never fire.
-/// - `format_in_zone` writes offsets in whole minutes, so in a zone whose offset then had seconds
-///   (local mean time, e.g. Buenos Aires -04:16:48 until 1920, Monrovia -00:44:30 until 1972) the
-///   shown time names another instant, up to 59 seconds away.
-///
-/// Run with `--ignored` to reproduce.
+/// What the server shows of an accepted time names that time in a form it accepts back: a
+/// time whose year is in range as written but not in the task's zone or in UTC is refused, and an
+/// instant in a zone's local mean time (offsets with seconds) is shown in UTC.
 #[test]
-#[ignore = "bug: shown times outside 1900..=9999 or with second offsets do not parse back"]
 fn shown_times_parse_back_to_the_same_instant() {
     let cases = [
         ("9999-12-31T23:59:59-23:59", Tz::UTC),

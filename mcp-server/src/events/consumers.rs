@@ -83,10 +83,20 @@ fn disposition(result: Result<(), AppError>) -> Disposition {
     match result {
         Ok(()) => Disposition::Success,
         Err(e) if e.is_caller_error() => Disposition::Drop(e.to_string()),
+        // A value the database refuses (NUL in text, a date before 4713 BC) fails the same way on
+        // every delivery: retrying would loop forever, so it goes to the dead-letter topic.
+        Err(AppError::Database(e)) if is_data_exception(&e) => {
+            Disposition::Drop(format!("the database refuses a value of this event: {e}"))
+        }
         // The cause goes to the log (not to any client), so that a retry loop can be diagnosed.
         Err(AppError::Database(e)) => Disposition::Retry(format!("database: {e}")),
         Err(e) => Disposition::Retry(e.to_string()),
     }
+}
+
+/// SQLSTATE class 22 ("data exception"): the statement can never succeed with these values.
+fn is_data_exception(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("22")))
 }
 
 /// Creates the next occurrence of a recurring series.

@@ -216,7 +216,11 @@ impl ListQuery {
             SortKey::Created => instant(&cursor.key),
             SortKey::Due => cursor.key.is_null() || instant(&cursor.key),
             SortKey::Priority => cursor.key.as_i64().is_some_and(|p| (1..=3).contains(&p)),
-            SortKey::Title => cursor.key.is_string(),
+            // A title key is a folded title: no control characters (PostgreSQL refuses NUL).
+            SortKey::Title => cursor
+                .key
+                .as_str()
+                .is_some_and(|t| !t.chars().any(char::is_control)),
         };
         if !key_fits {
             return Err(invalid());

@@ -22,6 +22,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler,
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use todo_shared::error::{MAX_MESSAGE_CHARS, elide_middle};
 use todo_shared::reminder::ReminderInput;
 use todo_shared::task::UserId;
 
@@ -158,8 +159,9 @@ fn input_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
 /// extraction reports serde's message without the field).
 fn parse_args<T: DeserializeOwned>(raw: JsonObject) -> AppResult<T> {
     serde_path_to_error::deserialize(serde_json::Value::Object(raw)).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
+        // serde repeats an unexpected value whole; the path too can be as long as the input.
+        let path = elide_middle(e.path().to_string(), 120);
+        let message = elide_middle(e.into_inner().to_string(), MAX_MESSAGE_CHARS);
         if path == "." {
             AppError::Arguments(format!("invalid arguments: {message}"))
         } else {
