@@ -6,6 +6,7 @@ The calls (todo-bench http, one keep-alive connection per client):
   - 40 clients: add_task                              (62.5 % of the calls)
   - 16 clients: list_tasks with a filter and search   (25 %)
   -  8 clients: add_task with a reminder tomorrow     (12.5 %: the scheduler arms each)
+Client i of each group calls as user i (64 users), so searches run over one user's tasks.
 
 Every few seconds the resident memory (VmRSS) of each process is sampled; a process levels off
 when the mean of the last third of its samples is within 10 % (or 5 MB) of the middle third's.
@@ -45,6 +46,7 @@ from dapr_support import (  # noqa: E402
 )
 
 CALLS = int(os.environ.get("SOAK_CALLS", "100000"))
+USERS = 64
 SAMPLE_EVERY = 2.0
 OUT = REPO / "target" / "bench"
 
@@ -140,8 +142,10 @@ def main() -> int:
                 "dapr-scheduler": dapr_scheduler.proc.pid}  # fmt: skip
         sampler = Sampler(pids)
         sampler.start()
-        user = f"soak-{uuid.uuid4()}"
-        token = mint_token(user, exp_in=7200)
+        # One user per client (client i of each group calls as user i): the list clients search
+        # task sets the size of a busy user's, not one set of 100,000 tasks.
+        run_id = uuid.uuid4().hex[:8]
+        token = ",".join(mint_token(f"soak-{run_id}-{i}", exp_in=7200) for i in range(USERS))
         url = f"{server.base}/mcp"
         tomorrow = time.strftime("%Y-%m-%dT09:00:00Z", time.gmtime(time.time() + 86400))
         split = [(40, CALLS * 5 // 8, "add_task", '{"title": "soak {n}", "tags": ["soak"]}'),
@@ -178,7 +182,7 @@ def main() -> int:
     lines = [
         "# Load and soak",
         "",
-        f"`scripts/soak.sh`: {total} tool calls from 64 concurrent clients over streamable HTTP on "
+        f"`scripts/soak.sh`: {total} tool calls from 64 concurrent clients ({USERS} users) over streamable HTTP on "
         f"PostgreSQL, full pipeline running; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         f"- calls: {total}, errors: {errors}, wall time {elapsed:.1f} s, "

@@ -111,7 +111,8 @@ struct HttpArgs {
     /// The MCP endpoint, e.g. http://127.0.0.1:8080/mcp.
     #[arg(long)]
     url: String,
-    /// Bearer token (see `token`); defaults to $BENCH_TOKEN.
+    /// Bearer token (see `token`); defaults to $BENCH_TOKEN. Several, separated by commas, are
+    /// handed out to the clients in turn (client i calls as token i mod n: one user each).
     #[arg(long, env = "BENCH_TOKEN", hide_env_values = true)]
     token: String,
     /// Concurrent clients, each with one keep-alive connection.
@@ -441,7 +442,8 @@ struct HttpTarget {
     addr: SocketAddr,
     authority: String,
     path: String,
-    auth: String,
+    /// `Bearer <token>` for each token given; client i uses entry i mod n.
+    auths: Vec<String>,
     body: BodyTemplate,
 }
 
@@ -461,15 +463,19 @@ impl HttpTarget {
             addr,
             authority,
             path: uri.path().to_owned(),
-            auth: format!("Bearer {token}"),
+            auths: token
+                .split(',')
+                .map(|t| format!("Bearer {}", t.trim()))
+                .collect(),
             body: BodyTemplate::new(&call.tool, &call.args)?,
         })
     }
 
-    async fn call(&self, conn: &mut Conn, n: u64) -> Result<(), CallError> {
+    async fn call(&self, conn: &mut Conn, client: u64, n: u64) -> Result<(), CallError> {
+        let auth = &self.auths[(client % self.auths.len() as u64) as usize];
         let req = hyper::Request::post(&self.path)
             .header(hyper::header::HOST, &self.authority)
-            .header(hyper::header::AUTHORIZATION, &self.auth)
+            .header(hyper::header::AUTHORIZATION, auth)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .header(hyper::header::ACCEPT, "application/json, text/event-stream")
             .header("mcp-protocol-version", PROTOCOL_VERSION)
@@ -564,7 +570,7 @@ async fn http_client(
             },
         };
         let start = Instant::now();
-        let outcome = target.call(c, n).await;
+        let outcome = target.call(c, client, n).await;
         let took = start.elapsed();
         if outcome.is_ok() {
             stats.all_ok += 1;

@@ -12,10 +12,8 @@
 //! replay the checked-in corpus (`fuzz/corpus/<target>/`) on stable in the ordinary test suite.
 //! It names its dependencies by crate name only, for the same reason.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Datelike, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -32,10 +30,10 @@ use mcp_server::tools::args::{
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use todo_scheduler::incoming::TaskChange;
-use todo_scheduler::{Engine, Jobs, PortError, Publisher, Settings, StateStore};
+use todo_scheduler::memory::{MemoryJobs, MemoryPublisher, MemoryStore};
+use todo_scheduler::{Engine, Settings};
 use todo_shared::ValidationError;
-use todo_shared::dapr::{Disposition, Etag};
-use todo_shared::events::OutgoingEvent;
+use todo_shared::dapr::Disposition;
 use todo_shared::recurrence::{Frequency, Recurrence, RecurrenceInput};
 use todo_shared::reminder::ReminderInput;
 use todo_shared::time::{DateOnly, MAX_YEAR, MIN_YEAR, Zone, format_in_zone, parse_datetime};
@@ -373,7 +371,7 @@ impl Events {
         let engine = Engine::new(
             store.clone(),
             Arc::new(MemoryJobs::default()),
-            Arc::new(MemoryPublisher),
+            Arc::new(MemoryPublisher::default()),
             Settings::default(),
         );
         Events {
@@ -494,103 +492,4 @@ impl Events {
 #[derive(sqlx::FromRow)]
 struct Count {
     n: i64,
-}
-
-// --- in-memory scheduler ports ------------------------------------------------------------------
-
-#[derive(Default)]
-struct MemoryStore {
-    entries: Mutex<HashMap<String, (Value, u64)>>,
-    version: Mutex<u64>,
-}
-
-impl MemoryStore {
-    fn snapshot(&self) -> BTreeMap<String, Value> {
-        let entries = self.entries.lock().expect("not poisoned");
-        entries
-            .iter()
-            .map(|(k, (v, _))| (k.clone(), v.clone()))
-            .collect()
-    }
-}
-
-#[async_trait::async_trait]
-impl StateStore for MemoryStore {
-    async fn get(&self, key: &str) -> Result<Option<(Value, Etag)>, PortError> {
-        let entries = self.entries.lock().expect("not poisoned");
-        Ok(entries
-            .get(key)
-            .map(|(v, version)| (v.clone(), Etag(version.to_string()))))
-    }
-
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(Value, Etag)>>, PortError> {
-        let mut out = Vec::new();
-        for key in keys {
-            out.push(self.get(key).await?);
-        }
-        Ok(out)
-    }
-
-    async fn put(
-        &self,
-        key: &str,
-        value: &Value,
-        etag: Option<&Etag>,
-        _ttl: Option<Duration>,
-    ) -> Result<(), PortError> {
-        let version = {
-            let mut v = self.version.lock().expect("not poisoned");
-            *v += 1;
-            *v
-        };
-        let mut entries = self.entries.lock().expect("not poisoned");
-        let current = entries.get(key).map(|(_, v)| v.to_string());
-        match (etag, current) {
-            (Some(e), Some(c)) if e.0 == c => {}
-            (None, None) => {}
-            _ => return Err(PortError::Conflict),
-        }
-        entries.insert(key.to_owned(), (value.clone(), version));
-        Ok(())
-    }
-
-    async fn delete(&self, key: &str, etag: Option<&Etag>) -> Result<(), PortError> {
-        let mut entries = self.entries.lock().expect("not poisoned");
-        if let (Some(e), Some((_, v))) = (etag, entries.get(key))
-            && e.0 != v.to_string()
-        {
-            return Err(PortError::Conflict);
-        }
-        entries.remove(key);
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct MemoryJobs(Mutex<BTreeMap<String, DateTime<Utc>>>);
-
-#[async_trait::async_trait]
-impl Jobs for MemoryJobs {
-    async fn schedule(&self, name: &str, due: DateTime<Utc>) -> Result<(), PortError> {
-        self.0
-            .lock()
-            .expect("not poisoned")
-            .insert(name.to_owned(), due);
-        Ok(())
-    }
-
-    async fn cancel(&self, name: &str) -> Result<(), PortError> {
-        self.0.lock().expect("not poisoned").remove(name);
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct MemoryPublisher;
-
-#[async_trait::async_trait]
-impl Publisher for MemoryPublisher {
-    async fn publish(&self, _event: &OutgoingEvent) -> Result<(), PortError> {
-        Ok(())
-    }
 }

@@ -8,6 +8,7 @@
 //! - [`ports`]: the state store, durable jobs and publisher the engine runs on. [`dapr`]
 //!   implements them on the sidecar (this service); embedded `todo-mcp` implements them on its
 //!   own database, so the same engine runs there without Dapr.
+//!   [`memory`] implements them in memory, for property tests and fuzzing.
 //! - [`app`]: the HTTP routes Dapr calls; [`startup`]: wiring and graceful shutdown.
 
 pub mod app;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod dapr;
 pub mod engine;
 pub mod incoming;
+pub mod memory;
 pub mod ports;
 pub mod records;
 pub mod startup;

@@ -7,19 +7,19 @@
 //! whatever it scheduled publishes only well-formed, due notifications and strictly later
 //! occurrences.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
 use todo_scheduler::incoming::TaskChange;
-use todo_scheduler::{Engine, Jobs, PortError, Publisher, Settings, StateStore};
-use todo_shared::dapr::{Disposition, Etag};
+use todo_scheduler::memory::{MemoryJobs, MemoryPublisher, MemoryStore};
+use todo_scheduler::{Engine, Settings};
+use todo_shared::dapr::Disposition;
 use todo_shared::events::{
     EventType, OutgoingEvent, RecurringScheduled, ReminderTriggered, TaskEventData,
     occurrence_task_id,
@@ -41,108 +41,6 @@ fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0)
         .single()
         .expect("valid literal")
-}
-
-// --- in-memory ports ----------------------------------------------------------------------------
-
-#[derive(Default)]
-struct MemoryStore {
-    entries: Mutex<HashMap<String, (Value, u64)>>,
-    version: Mutex<u64>,
-}
-
-impl MemoryStore {
-    fn snapshot(&self) -> BTreeMap<String, Value> {
-        let entries = self.entries.lock().expect("not poisoned");
-        entries
-            .iter()
-            .map(|(k, (v, _))| (k.clone(), v.clone()))
-            .collect()
-    }
-
-    fn next_version(&self) -> u64 {
-        let mut v = self.version.lock().expect("not poisoned");
-        *v += 1;
-        *v
-    }
-}
-
-#[async_trait]
-impl StateStore for MemoryStore {
-    async fn get(&self, key: &str) -> Result<Option<(Value, Etag)>, PortError> {
-        let entries = self.entries.lock().expect("not poisoned");
-        Ok(entries
-            .get(key)
-            .map(|(v, version)| (v.clone(), Etag(version.to_string()))))
-    }
-
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(Value, Etag)>>, PortError> {
-        let mut out = Vec::new();
-        for key in keys {
-            out.push(self.get(key).await?);
-        }
-        Ok(out)
-    }
-
-    async fn put(
-        &self,
-        key: &str,
-        value: &Value,
-        etag: Option<&Etag>,
-        _ttl: Option<Duration>,
-    ) -> Result<(), PortError> {
-        let version = self.next_version();
-        let mut entries = self.entries.lock().expect("not poisoned");
-        let current = entries.get(key).map(|(_, v)| v.to_string());
-        match (etag, current) {
-            (Some(e), Some(c)) if e.0 == c => {}
-            (None, None) => {}
-            _ => return Err(PortError::Conflict),
-        }
-        entries.insert(key.to_owned(), (value.clone(), version));
-        Ok(())
-    }
-
-    async fn delete(&self, key: &str, etag: Option<&Etag>) -> Result<(), PortError> {
-        let mut entries = self.entries.lock().expect("not poisoned");
-        if let (Some(e), Some((_, v))) = (etag, entries.get(key))
-            && e.0 != v.to_string()
-        {
-            return Err(PortError::Conflict);
-        }
-        entries.remove(key);
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct MemoryJobs(Mutex<BTreeMap<String, DateTime<Utc>>>);
-
-#[async_trait]
-impl Jobs for MemoryJobs {
-    async fn schedule(&self, name: &str, due: DateTime<Utc>) -> Result<(), PortError> {
-        self.0
-            .lock()
-            .expect("not poisoned")
-            .insert(name.to_owned(), due);
-        Ok(())
-    }
-
-    async fn cancel(&self, name: &str) -> Result<(), PortError> {
-        self.0.lock().expect("not poisoned").remove(name);
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct MemoryPublisher(Mutex<Vec<OutgoingEvent>>);
-
-#[async_trait]
-impl Publisher for MemoryPublisher {
-    async fn publish(&self, event: &OutgoingEvent) -> Result<(), PortError> {
-        self.0.lock().expect("not poisoned").push(event.clone());
-        Ok(())
-    }
 }
 
 struct World {
@@ -172,11 +70,11 @@ impl World {
     }
 
     fn jobs(&self) -> BTreeMap<String, DateTime<Utc>> {
-        self.jobs.0.lock().expect("not poisoned").clone()
+        self.jobs.scheduled()
     }
 
     fn published(&self) -> Vec<OutgoingEvent> {
-        self.published.0.lock().expect("not poisoned").clone()
+        self.published.published()
     }
 }
 

@@ -348,12 +348,16 @@ pub fn resolve_local(naive: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
 /// RFC 3339 offsets have whole minutes. Before standard time was adopted, some zones ran on
 /// local mean time with offsets in seconds (Monrovia was -00:44:30 until 1972); such an instant
 /// is written in UTC instead, so the text still names exactly that instant.
+///
+/// At chrono's extreme instants (which an event may carry, but no parsed input can name) the
+/// local time may not exist; those too are written in UTC.
 pub fn format_in_zone(t: DateTime<Utc>, tz: Tz) -> String {
-    let local = t.with_timezone(&tz);
-    if local.offset().fix().local_minus_utc() % 60 != 0 {
+    let offset = tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    if offset.local_minus_utc() % 60 != 0 || t.naive_utc().checked_add_offset(offset).is_none() {
         return t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     }
-    local.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+    t.with_timezone(&tz)
+        .to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
 /// Quotes user input for an error message, cut short so a huge input cannot bloat the message.
@@ -469,6 +473,21 @@ mod tests {
             for tz in [Tz::UTC, New_York, chrono_tz::Pacific::Kiritimati] {
                 let _ = resolve_local(naive, tz);
             }
+        }
+    }
+
+    #[test]
+    fn format_in_zone_never_panics_at_the_ends_of_time() {
+        // West of UTC the local time of the first instant, east of it that of the last, lies
+        // outside chrono's range: written in UTC.
+        for (t, tz) in [
+            (DateTime::<Utc>::MIN_UTC, chrono_tz::America::New_York),
+            (DateTime::<Utc>::MAX_UTC, chrono_tz::Pacific::Kiritimati),
+        ] {
+            assert_eq!(
+                format_in_zone(t, tz),
+                t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            );
         }
     }
 

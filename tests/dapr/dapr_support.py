@@ -495,9 +495,7 @@ class SchedulerApp:
         self.name = name
         self.app_port = app_port
         argv = [binary, "--listen", f"127.0.0.1:{app_port}"]
-        env = clean_env(
-            DAPR_HTTP_PORT=str(dapr_http_port), RUST_LOG="info,todo_scheduler=debug", **(env or {})
-        )
+        env = clean_env(**{"DAPR_HTTP_PORT": str(dapr_http_port), "RUST_LOG": "info,todo_scheduler=debug", **(env or {})})
         self.proc = Proc(f"todo-scheduler {name}", argv, env, log)
         self.http = httpx2.Client(base_url=f"http://127.0.0.1:{app_port}", timeout=10)
 
