@@ -172,7 +172,17 @@ class Stack:
         user = load.mcp.user
         self.settle(user)
         ids = set(self.sql("SELECT id FROM outbox WHERE topic = 'tasks' AND event_type LIKE 'com.todo.task.%'"))
-        seen = [d.id for d in self.probe.snapshot(TOPIC_TASKS) if d.type and d.type.startswith("com.todo.task.")]
+
+        def delivered() -> list[str]:
+            return [d.id for d in self.probe.snapshot(TOPIC_TASKS) if d.type and d.type.startswith("com.todo.task.")]
+
+        # Published is not yet delivered: after a fault the probe's sidecar may still be
+        # reconnecting (a recreated consumer group starts from the stream's beginning).
+        try:
+            wait_until(lambda: ids <= set(delivered()), 60, "every committed event at the probe", interval=0.5)
+        except AssertionError:
+            pass
+        seen = delivered()
         missing = ids - set(seen)
         assert not missing, f"{len(missing)} committed events never arrived, e.g. {sorted(missing)[:3]}"
         # Every task the load was told about exists, with exactly one created event.
