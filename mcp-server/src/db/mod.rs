@@ -19,6 +19,9 @@ use sqlx::{FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 pub use query::{Arg, Query, sqlite_time};
 
+/// Prepared statements kept per PostgreSQL connection (sqlx's default is 100).
+const STATEMENT_CACHE_CAPACITY: usize = 400;
+
 /// The current time at the precision both backends store (microseconds), so that what an
 /// operation returns equals what a later read returns.
 pub fn now() -> chrono::DateTime<chrono::Utc> {
@@ -90,7 +93,12 @@ impl Db {
     async fn open(url: &str, max_connections: u32) -> Result<Self, ConnectError> {
         let db = match Backend::of_url(url).ok_or(ConnectError::UnsupportedUrl)? {
             Backend::Postgres => {
-                let options = PgConnectOptions::from_str(url).map_err(ConnectError::Connect)?;
+                // Each connection keeps its prepared statements. `list_tasks` makes one text per
+                // combination of filters and sort; a cache smaller than the texts in use evicts
+                // the hot `add_task` statements, which PostgreSQL then parses and plans anew.
+                let options = PgConnectOptions::from_str(url)
+                    .map_err(ConnectError::Connect)?
+                    .statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(5))
@@ -179,6 +187,13 @@ pub enum Tx {
 }
 
 impl Tx {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Postgres(_) => Backend::Postgres,
+            Tx::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
     /// What to append to a `SELECT` that reads a row this transaction will write. SQLite needs
     /// nothing: its `BEGIN IMMEDIATE` already holds the database's single write lock.
     pub fn row_lock_clause(&self) -> &'static str {

@@ -13,6 +13,8 @@ use sqlx::sqlite::SqliteArguments;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use super::Backend;
+
 /// One bound value.
 #[derive(Debug, Clone)]
 pub enum Arg {
@@ -26,6 +28,11 @@ pub enum Arg {
     OptTime(Option<DateTime<Utc>>),
     Json(Value),
     OptJson(Option<Value>),
+    /// PostgreSQL only (`= ANY($n)`): one SQL text whatever the number of values, where an
+    /// `IN ($1, $2, …)` list would be a new prepared statement for every length.
+    Uuids(Vec<Uuid>),
+    /// PostgreSQL only, as [`Arg::Uuids`].
+    Ints(Vec<i64>),
 }
 
 macro_rules! arg_from {
@@ -52,6 +59,8 @@ arg_from! {
     Option<DateTime<Utc>> => OptTime,
     Value => Json,
     Option<Value> => OptJson,
+    Vec<Uuid> => Uuids,
+    Vec<i64> => Ints,
 }
 
 /// The SQLite text form of an instant: always six fractional digits, so text order is time order.
@@ -88,6 +97,32 @@ impl Query {
         self
     }
 
+    /// Appends a membership test of the expression before it in `values`: `= ANY($n)` on
+    /// PostgreSQL, so that the statement text (and its prepared statement) is the same however
+    /// many values there are; `IN ($n, …)` on SQLite, which has no arrays.
+    pub fn push_in<T>(&mut self, backend: Backend, values: Vec<T>) -> &mut Self
+    where
+        T: Into<Arg>,
+        Vec<T>: Into<Arg>,
+    {
+        match backend {
+            Backend::Postgres => {
+                self.push(" = ANY(").push_bind(values).push(")");
+            }
+            Backend::Sqlite => {
+                self.push(" IN (");
+                for (i, v) in values.into_iter().enumerate() {
+                    if i > 0 {
+                        self.push(", ");
+                    }
+                    self.push_bind(v);
+                }
+                self.push(")");
+            }
+        }
+        self
+    }
+
     /// Adds a value for a placeholder already written in the SQL text (`$1`, `$2`, … in order).
     pub fn bind(mut self, value: impl Into<Arg>) -> Self {
         self.args.push(value.into());
@@ -112,6 +147,8 @@ impl Query {
                 Arg::OptTime(v) => out.add(v),
                 Arg::Json(v) => out.add(Json(v)),
                 Arg::OptJson(v) => out.add(v.as_ref().map(Json)),
+                Arg::Uuids(v) => out.add(v),
+                Arg::Ints(v) => out.add(v),
             };
             added.map_err(sqlx::Error::Encode)?;
         }
@@ -132,6 +169,9 @@ impl Query {
                 Arg::OptTime(v) => out.add(v.as_ref().map(sqlite_time)),
                 Arg::Json(v) => out.add(v.to_string()),
                 Arg::OptJson(v) => out.add(v.as_ref().map(Value::to_string)),
+                Arg::Uuids(_) | Arg::Ints(_) => {
+                    Err("SQLite has no arrays: bind the values one by one".into())
+                }
             };
             added.map_err(sqlx::Error::Encode)?;
         }

@@ -66,17 +66,13 @@ struct Head {
 }
 
 /// The unpublished events of the given tasks, oldest first.
-fn claimed_query(heads: &[Head]) -> Query {
+/// The unpublished events of the `heads`' tasks, oldest first.
+fn claimed_query(backend: Backend, heads: &[Head]) -> Query {
     let mut q = Query::new(
-        "SELECT seq, topic, subject, envelope, traceparent FROM outbox WHERE published_at IS NULL AND subject IN (",
+        "SELECT seq, topic, subject, envelope, traceparent FROM outbox WHERE published_at IS NULL AND subject",
     );
-    for (i, h) in heads.iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
-        }
-        q.push_bind(h.subject);
-    }
-    q.push(") ORDER BY seq");
+    q.push_in(backend, heads.iter().map(|h| h.subject).collect())
+        .push(" ORDER BY seq");
     q
 }
 
@@ -89,7 +85,7 @@ struct Outcome {
 
 impl Outcome {
     /// The statements that record it.
-    fn updates(&self) -> Vec<Query> {
+    fn updates(&self, backend: Backend) -> Vec<Query> {
         let mut updates: Vec<Query> = self
             .failed
             .iter()
@@ -103,14 +99,9 @@ impl Outcome {
             .collect();
         if !self.published.is_empty() {
             let mut q = Query::new("UPDATE outbox SET published_at = ");
-            q.push_bind(now()).push(" WHERE seq IN (");
-            for (i, seq) in self.published.iter().enumerate() {
-                if i > 0 {
-                    q.push(", ");
-                }
-                q.push_bind(*seq);
-            }
-            q.push(")");
+            q.push_bind(now())
+                .push(" WHERE seq")
+                .push_in(backend, self.published.clone());
             updates.push(q);
         }
         updates
@@ -240,9 +231,11 @@ impl OutboxRelay {
                 if heads.is_empty() {
                     return Ok(Round::default());
                 }
-                let claimed: Vec<Claimed> = tx.fetch_all(&claimed_query(&heads)).await?;
+                let claimed: Vec<Claimed> = tx
+                    .fetch_all(&claimed_query(Backend::Postgres, &heads))
+                    .await?;
                 let outcome = self.publish(&claimed).await;
-                for q in outcome.updates() {
+                for q in outcome.updates(Backend::Postgres) {
                     tx.execute(&q).await?;
                 }
                 tx.commit().await?;
@@ -253,10 +246,13 @@ impl OutboxRelay {
                 if heads.is_empty() {
                     return Ok(Round::default());
                 }
-                let claimed: Vec<Claimed> = self.db.fetch_all(&claimed_query(&heads)).await?;
+                let claimed: Vec<Claimed> = self
+                    .db
+                    .fetch_all(&claimed_query(Backend::Sqlite, &heads))
+                    .await?;
                 let outcome = self.publish(&claimed).await;
                 let mut tx = self.db.begin().await?;
-                for q in outcome.updates() {
+                for q in outcome.updates(Backend::Sqlite) {
                     tx.execute(&q).await?;
                 }
                 tx.commit().await?;

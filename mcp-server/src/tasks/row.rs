@@ -8,7 +8,7 @@ use todo_shared::task::{Priority, Tags, TaskDescription, TaskStatus, TaskTitle};
 use todo_shared::time::{Zone, format_in_zone};
 use uuid::Uuid;
 
-use crate::db::{Db, Query, Tx};
+use crate::db::{Backend, Db, Query, Tx};
 use crate::error::{AppError, AppResult};
 
 /// The columns of [`TaskRow`], qualified by the alias `t`.
@@ -245,7 +245,7 @@ pub async fn load_for_update(
         .fetch_optional(&Query::new(sql).bind(id).bind(owner))
         .await?
         .ok_or(AppError::TaskNotFound(id))?;
-    let reminders = tx.fetch_all(&reminders_query(&[id])).await?;
+    let reminders = tx.fetch_all(&reminders_query(tx.backend(), &[id])).await?;
     Ok((row, reminders))
 }
 
@@ -256,20 +256,15 @@ pub async fn load(db: &Db, owner: &str, id: Uuid) -> AppResult<(TaskRow, Vec<Rem
         .fetch_optional(&Query::new(sql).bind(id).bind(owner))
         .await?
         .ok_or(AppError::TaskNotFound(id))?;
-    let reminders = db.fetch_all(&reminders_query(&[id])).await?;
+    let reminders = db.fetch_all(&reminders_query(db.backend(), &[id])).await?;
     Ok((row, reminders))
 }
 
 /// The reminders of the given tasks, earliest first.
-pub fn reminders_query(task_ids: &[Uuid]) -> Query {
+pub fn reminders_query(backend: Backend, task_ids: &[Uuid]) -> Query {
     let mut q =
-        Query::new("SELECT id, task_id, fire_at, minutes_before FROM reminders WHERE task_id IN (");
-    for (i, id) in task_ids.iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
-        }
-        q.push_bind(*id);
-    }
-    q.push(") ORDER BY fire_at, id");
+        Query::new("SELECT id, task_id, fire_at, minutes_before FROM reminders WHERE task_id");
+    q.push_in(backend, task_ids.to_vec())
+        .push(" ORDER BY fire_at, id");
     q
 }

@@ -179,7 +179,9 @@ impl TaskService {
             Vec::new()
         } else {
             let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-            self.db.fetch_all(&reminders_query(&ids)).await?
+            self.db
+                .fetch_all(&reminders_query(self.db.backend(), &ids))
+                .await?
         };
         let tasks = rows
             .iter()
