@@ -274,10 +274,9 @@ psql_bench -c "VACUUM ANALYZE"
 mapfile -t PAGE_IDS < <(psql_bench -At -c "SELECT t.id FROM tasks t WHERE t.owner = 'bench-list' \
     AND t.status = 'pending' ORDER BY t.created_at DESC, t.id DESC LIMIT 50")
 [[ ${#PAGE_IDS[@]} -eq 50 ]] || die "expected 50 tasks on the first page, got ${#PAGE_IDS[@]}"
-list_vars=(-D owner=bench-list -D status=pending -D limit=51)
-for i in "${!PAGE_IDS[@]}"; do
-    list_vars+=(-D "id$((i + 1))=${PAGE_IDS[$i]}")
-done
+# The server binds them as one uuid[] parameter; pgbench sends the array's text form.
+page_ids="$(IFS=,; echo "${PAGE_IDS[*]}")"
+list_vars=(-D owner=bench-list -D status=pending -D limit=51 -D "ids={$page_ids}")
 
 for n in $BENCH_CLIENTS; do
     log "list_tasks, $n client(s): pgbench"

@@ -141,8 +141,8 @@ fn normalise(sql: &str) -> String {
     collapse_in_lists(&collapsed.replace("( ", "(").replace(" )", ")"))
 }
 
-/// `IN (?, ?, ?)` becomes `IN (?…)`: the server binds one placeholder per id of the page, so the
-/// count depends on the data, not on the statement's shape.
+/// `IN (?, ?, ?)` becomes `IN (?…)`: a list with one placeholder per value (the tag filter)
+/// has as many as the call has values, which is not a difference of the statement's shape.
 fn collapse_in_lists(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut rest = sql;
