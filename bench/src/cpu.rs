@@ -35,7 +35,8 @@ fn parse_stat(text: &str) -> Option<(String, u64, u64)> {
     Some((comm, num(11) + num(12), num(13) + num(14)))
 }
 
-fn proc_ticks(pid: &str) -> Option<(String, u64, u64)> {
+/// (comm, own CPU ticks, reaped children's ticks) of a process (`self` for this one).
+pub fn proc_ticks(pid: &str) -> Option<(String, u64, u64)> {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|t| parse_stat(&t))

@@ -505,21 +505,16 @@ pub fn parse_watch(s: &str) -> Result<(String, u32), String> {
     ))
 }
 
-fn proc_stat(pid: &str) -> Option<(String, u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text[open + 1..close].to_owned();
-    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
-    let num = |i: usize| rest.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    Some((comm, num(11) + num(12), num(13) + num(14)))
-}
-
 impl CpuWatch {
     pub fn take(watch: &[(String, u32)]) -> Self {
         let procs = watch
             .iter()
-            .map(|(name, pid)| (name.clone(), proc_stat(&pid.to_string()).map(|s| s.1)))
+            .map(|(name, pid)| {
+                (
+                    name.clone(),
+                    crate::cpu::proc_ticks(&pid.to_string()).map(|s| s.1),
+                )
+            })
             .collect();
         let mut postgres = 0;
         if let Ok(dir) = std::fs::read_dir("/proc") {
@@ -527,7 +522,7 @@ impl CpuWatch {
                 let name = entry.file_name();
                 let Some(pid) = name.to_str() else { continue };
                 if pid.bytes().all(|b| b.is_ascii_digit())
-                    && let Some((comm, own, children)) = proc_stat(pid)
+                    && let Some((comm, own, children)) = crate::cpu::proc_ticks(pid)
                     && comm == "postgres"
                 {
                     postgres += own + children;
@@ -548,7 +543,7 @@ impl CpuWatch {
                 Some((f(0) + f(1) + f(2) + f(5) + f(6) + f(7), f(5) + f(6)))
             })
             .unwrap_or((0, 0));
-        let me = proc_stat("self").map_or(0, |s| s.1 + s.2);
+        let me = crate::cpu::proc_ticks("self").map_or(0, |s| s.1 + s.2);
         Self {
             at: Instant::now(),
             procs,
