@@ -28,10 +28,9 @@ pub enum Arg {
     OptTime(Option<DateTime<Utc>>),
     Json(Value),
     OptJson(Option<Value>),
-    /// PostgreSQL only (`= ANY($n)`): one SQL text whatever the number of values, where an
-    /// `IN ($1, $2, …)` list would be a new prepared statement for every length.
+    /// An array, for PostgreSQL's `= ANY($n)` (see [`Query::push_in`]); SQLite has none.
     Uuids(Vec<Uuid>),
-    /// PostgreSQL only, as [`Arg::Uuids`].
+    /// An array, as [`Arg::Uuids`].
     Ints(Vec<i64>),
 }
 

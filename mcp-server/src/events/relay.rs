@@ -65,7 +65,6 @@ struct Head {
     subject: Uuid,
 }
 
-/// The unpublished events of the given tasks, oldest first.
 /// The unpublished events of the `heads`' tasks, oldest first.
 fn claimed_query(backend: Backend, heads: &[Head]) -> Query {
     let mut q = Query::new(
