@@ -196,34 +196,23 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
-/// Every argument name of every tool, and some that belong to none.
-const ARGUMENT_NAMES: &[&str] = &[
-    "title",
-    "description",
-    "priority",
-    "tags",
-    "due",
-    "time_zone",
-    "recurrence",
-    "reminders",
-    "status",
-    "search",
-    "due_before",
-    "due_after",
-    "overdue",
-    "sort",
-    "order",
-    "limit",
-    "cursor",
-    "task_id",
-    "reminder_id",
-    "at",
-    "minutes_before",
-    "unread_only",
-    "mark_read",
-    "owner",
-    "id",
-];
+/// Names no tool takes, though a model (or an attacker) might try them.
+const FOREIGN_ARGUMENTS: &[&str] = &["owner", "id"];
+
+/// Every argument name of every tool (`TOOL_ARGUMENTS`), once each, and the foreign ones.
+fn argument_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for name in TOOL_ARGUMENTS
+        .iter()
+        .flat_map(|a| a.iter())
+        .chain(FOREIGN_ARGUMENTS)
+    {
+        if !names.contains(name) {
+            names.push(name);
+        }
+    }
+    names
+}
 
 /// A value for the argument `name`: usually of the right type with hostile content, sometimes
 /// of any type.
@@ -274,7 +263,7 @@ fn argument_value(name: &'static str) -> BoxedStrategy<Value> {
 /// An argument object: a random subset of argument names, each with a value from
 /// `argument_value`, and sometimes a completely random key.
 fn arguments() -> impl Strategy<Value = Map<String, Value>> {
-    let pairs = prop::sample::subsequence(ARGUMENT_NAMES.to_vec(), 0..8).prop_flat_map(|names| {
+    let pairs = prop::sample::subsequence(argument_names(), 0..8).prop_flat_map(|names| {
         names
             .into_iter()
             .map(|n| argument_value(n).prop_map(move |v| (n.to_owned(), v)))
@@ -334,6 +323,7 @@ const TOOL_ARGUMENTS: &[&[&str]] = &[
         "recurrence",
     ],
     &["task_id", "at", "minutes_before"],
+    &["task_id", "reminder_id"],
     &["unread_only", "mark_read", "limit"],
 ];
 
@@ -572,7 +562,7 @@ fn tool_arguments_never_panic_and_parse_only_into_valid_commands() {
 fn arbitrary_json_never_panics_any_tool() {
     let objects = prop::collection::btree_map(
         prop_oneof![
-            prop::sample::select(ARGUMENT_NAMES.to_vec()).prop_map(str::to_owned),
+            prop::sample::select(argument_names()).prop_map(str::to_owned),
             hostile_text()
         ],
         any_json(),
@@ -596,7 +586,7 @@ fn arbitrary_json_never_panics_any_tool() {
 #[test]
 fn unknown_arguments_are_refused_by_name() {
     let name = "[a-z_]{1,12}".prop_filter("not an argument", |n| {
-        !ARGUMENT_NAMES.contains(&n.as_str()) && n != "interval"
+        !argument_names().contains(&n.as_str()) && n != "interval"
     });
     fn refused<T: DeserializeOwned>(
         base: Value,
