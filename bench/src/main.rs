@@ -15,6 +15,7 @@
 //! run says where the cores went.
 
 mod cpu;
+mod json;
 mod pipeline;
 mod report;
 mod sqlcheck;

@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
+use crate::json::{f, s, u};
+
 #[derive(Args)]
 pub struct ReportArgs {
     /// JSON lines written by `http`, `stdio` and `pgbench`.
@@ -28,18 +30,6 @@ pub struct ReportArgs {
     target_p50_ms: f64,
 }
 
-fn f(v: &Value, key: &str) -> f64 {
-    v.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN)
-}
-
-fn u(v: &Value, key: &str) -> u64 {
-    v.get(key).and_then(Value::as_u64).unwrap_or(0)
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
 /// A number the script may have added to a result, or `-`.
 fn opt(v: &Value, key: &str, decimals: usize) -> String {
     v.get(key)
@@ -48,7 +38,7 @@ fn opt(v: &Value, key: &str, decimals: usize) -> String {
 }
 
 fn cpu(v: &Value, key: &str) -> f64 {
-    v.get("cpu").map_or(f64::NAN, |c| f(c, key))
+    f(v, &format!("/cpu/{key}"))
 }
 
 pub fn run(args: ReportArgs) -> anyhow::Result<()> {
@@ -88,14 +78,14 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         .filter(|r| s(r, "kind") == "http" && s(r, "label") == "load")
     {
         let tool = s(http, "tool");
-        let clients = u(http, "clients");
+        let clients = u(http, "/clients");
         let pg = rows.iter().find(|r| {
-            s(r, "kind") == "pgbench" && s(r, "tool") == tool && u(r, "clients") == clients
+            s(r, "kind") == "pgbench" && s(r, "tool") == tool && u(r, "/clients") == clients
         });
-        let rate = f(http, "rate");
-        let tps = pg.map_or(f64::NAN, |p| f(p, "tps"));
+        let rate = f(http, "/rate");
+        let tps = pg.map_or(f64::NAN, |p| f(p, "/tps"));
         let ratio = rate / tps;
-        let errors = u(http, "errors") + pg.map_or(0, |p| u(p, "errors"));
+        let errors = u(http, "/errors") + pg.map_or(0, |p| u(p, "/errors"));
         total_errors += errors;
         if tool == "add_task" && clients == args.target_clients {
             ratio_at_target = Some(ratio);
@@ -111,9 +101,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         let _ = writeln!(
             out,
             "| {tool} | {clients} | {rate:.0} | {tps:.0} | {ratio:.2} | {:.2} | {:.2} | {:.1} | {errors} | {} | {} | {:.0} / {:.0} / {:.0} / {:.0} | {pg_cpu} |",
-            f(http, "p50_ms"),
-            f(http, "p99_ms"),
-            f(http, "max_ms"),
+            f(http, "/p50_ms"),
+            f(http, "/p99_ms"),
+            f(http, "/max_ms"),
             opt(http, "db_xacts_per_call", 2),
             opt(http, "backlog_after", 0),
             cpu(http, "server_pct"),
@@ -155,24 +145,24 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
     let mut seq_http_p50: Option<(f64, String)> = None;
     for r in rows.iter().filter(|r| s(r, "label").starts_with("seq")) {
-        let errors = u(r, "errors");
+        let errors = u(r, "/errors");
         total_errors += errors;
         let what = s(r, "label")
             .split_once(':')
             .map_or(s(r, "tool"), |(_, d)| d)
             .to_owned();
         if s(r, "kind") == "http" && s(r, "label").starts_with("seq-target") {
-            seq_http_p50 = Some((f(r, "p50_ms"), what.clone()));
+            seq_http_p50 = Some((f(r, "/p50_ms"), what.clone()));
         }
         let _ = writeln!(
             out,
             "| {} | {what} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {errors} |",
             s(r, "kind"),
-            u(r, "ok"),
-            f(r, "p50_ms"),
-            f(r, "p99_ms"),
-            f(r, "mean_ms"),
-            f(r, "max_ms"),
+            u(r, "/ok"),
+            f(r, "/p50_ms"),
+            f(r, "/p99_ms"),
+            f(r, "/mean_ms"),
+            f(r, "/max_ms"),
         );
     }
 

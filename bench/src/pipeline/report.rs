@@ -12,6 +12,8 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
+use crate::json::{f, num, s, u};
+
 #[derive(Args)]
 pub struct ReportArgs {
     /// JSON lines written by the pipeline subcommands.
@@ -23,26 +25,6 @@ pub struct ReportArgs {
     /// Markdown placed above the tables (the run's settings).
     #[arg(long, default_value = "")]
     header: String,
-}
-
-fn f(v: &Value, path: &str) -> f64 {
-    v.pointer(path).and_then(Value::as_f64).unwrap_or(f64::NAN)
-}
-
-fn u(v: &Value, path: &str) -> u64 {
-    v.pointer(path).and_then(Value::as_u64).unwrap_or(0)
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn num(x: f64, decimals: usize) -> String {
-    if x.is_nan() {
-        "-".to_owned()
-    } else {
-        format!("{x:.decimals$}")
-    }
 }
 
 fn mib(kib: f64) -> String {
