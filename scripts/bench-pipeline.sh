@@ -435,6 +435,17 @@ if phase_on scheduler; then
     # is over, with a margin, before the first is due.
     lead_for() { awk -v n="$1" -v r="$ARMING_RATE" 'BEGIN { printf "%d", 1.5 * n / (r > 0 ? r : 50) + 15 }'; }
     TOMORROW=86400 # pending reminders: due over the next day's 24 hours
+    # $PIPELINE_BATCH reminders all due at the same instant, with $1 pending (owner $2): the
+    # lateness of a burst and the time per firing, against the number pending.
+    batch_at_one_instant() {
+        local pending="$1" owner="$2" lead
+        lead="$(lead_for "$PIPELINE_BATCH")"
+        log "scheduler: $PIPELINE_BATCH reminders due at one instant, $lead s ahead ($pending pending)"
+        wait_quiet
+        line="$(reminders "batch, $pending pending" "$owner" "$PIPELINE_BATCH" "$lead" 0 \
+            "$pending" --wait-fired)" || die "batch failed"
+        record "$line"
+    }
 
     memory "started" 0
     log "scheduler: timing each kind of sidecar call it makes, one at a time"
@@ -450,12 +461,7 @@ if phase_on scheduler; then
     ARMING_RATE="$(json_num "$line" arming_rate)"
     memory "$PIPELINE_BATCH pending" "$PIPELINE_BATCH"
 
-    lead="$(lead_for "$PIPELINE_BATCH")"
-    log "scheduler: $PIPELINE_BATCH reminders due at one instant, $lead s ahead ($PIPELINE_BATCH pending)"
-    wait_quiet
-    line="$(reminders "batch, $PIPELINE_BATCH pending" bench-batch-small "$PIPELINE_BATCH" "$lead" 0 \
-        "$PIPELINE_BATCH" --wait-fired)" || die "batch failed"
-    record "$line"
+    batch_at_one_instant "$PIPELINE_BATCH" bench-batch-small
 
     lead="$(lead_for "$PIPELINE_REMINDERS")"
     log "scheduler: $PIPELINE_REMINDERS reminders due within $PIPELINE_WINDOW s, from $lead s ahead"
@@ -484,12 +490,7 @@ if phase_on scheduler; then
     sleep 2
     memory "$PIPELINE_PENDING pending, todo-scheduler restarted" "$PIPELINE_PENDING"
 
-    lead="$(lead_for "$PIPELINE_BATCH")"
-    log "scheduler: $PIPELINE_BATCH reminders due at one instant, $lead s ahead ($PIPELINE_PENDING pending)"
-    wait_quiet
-    line="$(reminders "batch, $PIPELINE_PENDING pending" bench-batch-large "$PIPELINE_BATCH" "$lead" 0 \
-        "$PIPELINE_PENDING" --wait-fired)" || die "batch failed"
-    record "$line"
+    batch_at_one_instant "$PIPELINE_PENDING" bench-batch-large
     memory "$PIPELINE_PENDING pending, after the batch" "$PIPELINE_PENDING"
     log "issue 4 done; stopping its processes"
     stop_all
