@@ -356,7 +356,7 @@ pub fn format_in_zone(t: DateTime<Utc>, tz: Tz) -> String {
     if offset.local_minus_utc() % 60 != 0 || t.naive_utc().checked_add_offset(offset).is_none() {
         return t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     }
-    t.with_timezone(&tz)
+    t.with_timezone(&offset)
         .to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
