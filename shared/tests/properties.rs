@@ -823,9 +823,12 @@ proptest! {
         // A day the month lacks (Feb 31) starts on the month's last day instead.
         let day = day.min(days_in_month(year, month));
         let first_day = NaiveDate::from_ymd_opt(year, month, day).expect("clamped to the month");
-        let wall = NaiveTime::from_hms_opt(hour, minute, 0).expect("valid");
-        let start = resolve_local(first_day.and_time(wall), zone);
+        let asked = NaiveTime::from_hms_opt(hour, minute, 0).expect("valid");
+        let start = resolve_local(first_day.and_time(asked), zone);
         prop_assume!(start.with_timezone(&zone).date_naive() == first_day);
+        // As for daily series: the series keeps the start's wall time, which is the asked one
+        // unless the start itself fell in a gap (02:00 on 2069-03-31 in Berlin is 03:00).
+        let wall = start.with_timezone(&zone).time();
         let r = Recurrence::parse(
             RecurrenceInput { frequency: Frequency::Monthly, interval: Some(interval), weekdays: None, until: None, count: None, cron: None },
             zone,
@@ -1050,6 +1053,41 @@ fn naive_helpers_are_sane() {
         [
             NaiveDate::from_ymd_opt(2026, 3, 8).expect("valid"),
             NaiveDate::from_ymd_opt(2026, 11, 1).expect("valid"),
+        ]
+    );
+}
+
+/// Found by `monthly_series_never_skip_a_month`: a monthly series whose first occurrence falls in
+/// a DST gap (02:00 on 2069-03-31 in Berlin does not exist) starts at 03:00 and keeps 03:00.
+#[test]
+fn a_series_started_in_a_gap_keeps_the_resolved_wall_time() {
+    let zone = chrono_tz::Europe::Berlin;
+    let asked = NaiveDate::from_ymd_opt(2069, 3, 31)
+        .and_then(|d| d.and_hms_opt(2, 0, 0))
+        .expect("valid");
+    let start = resolve_local(asked, zone);
+    let r = Recurrence::parse(
+        RecurrenceInput {
+            frequency: Frequency::Monthly,
+            interval: Some(1),
+            weekdays: None,
+            until: None,
+            count: None,
+            cron: None,
+        },
+        zone,
+    )
+    .expect("valid");
+    let local: Vec<String> = first_occurrences(&r, start, zone, 3)
+        .iter()
+        .map(|t| t.with_timezone(&zone).naive_local().to_string())
+        .collect();
+    assert_eq!(
+        local,
+        [
+            "2069-03-31 03:00:00",
+            "2069-04-30 03:00:00",
+            "2069-05-31 03:00:00"
         ]
     );
 }
