@@ -33,7 +33,7 @@ use todo_scheduler::incoming::TaskChange;
 use todo_scheduler::memory::{MemoryJobs, MemoryPublisher, MemoryStore};
 use todo_scheduler::{Engine, Settings};
 use todo_shared::ValidationError;
-use todo_shared::dapr::Disposition;
+use todo_shared::incoming::Disposition;
 use todo_shared::recurrence::{Frequency, Recurrence, RecurrenceInput};
 use todo_shared::reminder::ReminderInput;
 use todo_shared::time::{DateOnly, MAX_YEAR, MIN_YEAR, Zone, format_in_zone, parse_datetime};
@@ -400,7 +400,7 @@ impl Events {
 
     /// Bytes as a delivered event body.
     pub fn run(&self, data: &[u8]) {
-        let envelope = match todo_shared::dapr_app::parse_body(data) {
+        let envelope = match todo_dapr::app::parse_body(data) {
             Ok(v) => v,
             Err(drop) => {
                 assert!(serde_json::from_slice::<Value>(data).is_err());

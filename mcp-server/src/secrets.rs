@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use anyhow::bail;
 
 use crate::config::Config;
-use todo_shared::dapr::{DaprClient, DaprError};
+use todo_dapr::{DaprClient, DaprError};
 
 pub const JWT_SECRET_KEY: &str = "jwt-secret";
 pub const DATABASE_URL_KEY: &str = "database-url";

@@ -29,8 +29,8 @@ use crate::scheduling::{EmbeddedScheduler, SchedulerSubscriber};
 use crate::secrets::{self, Secrets};
 use crate::tasks::service::TaskService;
 use crate::tools::TodoServer;
-use todo_shared::dapr::DaprClient;
-use todo_shared::shutdown::shutdown_signal;
+use todo_dapr::DaprClient;
+use todo_dapr::shutdown::shutdown_signal;
 
 /// What every transport serves from.
 pub struct Core {

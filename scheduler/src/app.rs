@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use serde_json::{Value, json};
-use todo_shared::dapr::DaprClient;
-use todo_shared::dapr_app::{DEAD_LETTER_TOPIC, PUBSUB_NAME, answer, parse_body, with_app_token};
+use todo_dapr::DaprClient;
+use todo_dapr::app::{DEAD_LETTER_TOPIC, PUBSUB_NAME, answer, parse_body, with_app_token};
 use todo_shared::events::TOPIC_TASKS;
 
 use crate::engine::Engine;

@@ -5,11 +5,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use todo_shared::dapr::{DaprClient, DaprError, Etag};
-use todo_shared::dapr_app::PUBSUB_NAME;
+use todo_dapr::app::PUBSUB_NAME;
+use todo_dapr::{DaprClient, DaprError};
 use todo_shared::events::OutgoingEvent;
 
-use crate::ports::{Jobs, PortError, Publisher, StateStore};
+use crate::ports::{Etag, Jobs, PortError, Publisher, StateStore};
 
 /// How often the Dapr scheduler service retries a job whose call failed (once a second): about
 /// an hour, after which the sweep takes over.
@@ -33,17 +33,19 @@ fn port_error(e: DaprError) -> PortError {
 #[async_trait]
 impl StateStore for Sidecar {
     async fn get(&self, key: &str) -> Result<Option<(Value, Etag)>, PortError> {
-        self.client
-            .get_state(&self.state_store, key)
-            .await
-            .map_err(port_error)
+        let entry = self.client.get_state(&self.state_store, key).await;
+        Ok(entry
+            .map_err(port_error)?
+            .map(|(value, etag)| (value, Etag(etag))))
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<(Value, Etag)>>, PortError> {
-        self.client
-            .get_bulk_state(&self.state_store, keys)
-            .await
-            .map_err(port_error)
+        let entries = self.client.get_bulk_state(&self.state_store, keys).await;
+        Ok(entries
+            .map_err(port_error)?
+            .into_iter()
+            .map(|e| e.map(|(value, etag)| (value, Etag(etag))))
+            .collect())
     }
 
     async fn put(
@@ -54,14 +56,20 @@ impl StateStore for Sidecar {
         ttl: Option<Duration>,
     ) -> Result<(), PortError> {
         self.client
-            .save_state(&self.state_store, key, value, etag, ttl)
+            .save_state(
+                &self.state_store,
+                key,
+                value,
+                etag.map(|e| e.0.as_str()),
+                ttl,
+            )
             .await
             .map_err(port_error)
     }
 
     async fn delete(&self, key: &str, etag: Option<&Etag>) -> Result<(), PortError> {
         self.client
-            .delete_state(&self.state_store, key, etag)
+            .delete_state(&self.state_store, key, etag.map(|e| e.0.as_str()))
             .await
             .map_err(port_error)
     }

@@ -13,11 +13,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
-use todo_shared::dapr::Disposition;
 use todo_shared::events::{
     EventType, OutgoingEvent, RecurringScheduled, ReminderTriggered, notification_id,
     occurrence_task_id,
 };
+use todo_shared::incoming::Disposition;
 use uuid::Uuid;
 
 use crate::incoming::{SeriesSpec, TaskChange};

@@ -18,7 +18,7 @@ async fn main() -> std::process::ExitCode {
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            todo_shared::shutdown::shutdown_signal().await;
+            todo_dapr::shutdown::shutdown_signal().await;
             tracing::info!("shutting down");
             shutdown.cancel();
         }

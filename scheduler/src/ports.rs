@@ -21,7 +21,9 @@ pub enum PortError {
     Unavailable(String),
 }
 
-pub use todo_shared::dapr::Etag;
+/// A state entry's version, which a conditional write names (Dapr's ETags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Etag(pub String);
 
 /// A key-value store with optimistic concurrency (Dapr's state API with first-write ETags).
 #[async_trait]

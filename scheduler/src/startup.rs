@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use todo_shared::dapr::DaprClient;
+use todo_dapr::DaprClient;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppState, router};

@@ -18,11 +18,11 @@ use serde_json::{Map, Value, json};
 use todo_scheduler::incoming::TaskChange;
 use todo_scheduler::memory::{MemoryJobs, MemoryPublisher, MemoryStore};
 use todo_scheduler::{Engine, Settings};
-use todo_shared::dapr::Disposition;
 use todo_shared::events::{
     EventType, OutgoingEvent, RecurringScheduled, ReminderTriggered, TaskEventData,
     occurrence_task_id,
 };
+use todo_shared::incoming::Disposition;
 use todo_shared::recurrence::{Recurrence, RecurrenceInput};
 use uuid::Uuid;
 

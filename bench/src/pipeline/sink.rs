@@ -143,7 +143,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
         args.listen, sink.topics
     );
     axum::serve(listener, app)
-        .with_graceful_shutdown(todo_shared::shutdown::shutdown_signal())
+        .with_graceful_shutdown(todo_dapr::shutdown::shutdown_signal())
         .await?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-pub use todo_shared::dapr::Disposition;
+pub use todo_shared::incoming::Disposition;
 
 /// Something that consumes events of some topics.
 pub trait Subscriber: Send + Sync {

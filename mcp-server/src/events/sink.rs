@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use super::bus::EventBus;
-use todo_shared::dapr::DaprClient;
-use todo_shared::dapr_app::PUBSUB_NAME;
+use todo_dapr::DaprClient;
+use todo_dapr::app::PUBSUB_NAME;
 
 /// Why an event was not delivered; the relay retries it.
 #[derive(Debug, thiserror::Error)]

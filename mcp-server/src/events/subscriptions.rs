@@ -11,9 +11,9 @@ use axum::extract::State;
 use axum::response::{Json, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use todo_shared::dapr::Disposition;
-use todo_shared::dapr_app::{DEAD_LETTER_TOPIC, PUBSUB_NAME, answer, parse_body, with_app_token};
+use todo_dapr::app::{DEAD_LETTER_TOPIC, PUBSUB_NAME, answer, parse_body, with_app_token};
 use todo_shared::events::{EventType, TOPIC_NOTIFICATIONS, TOPIC_TASKS};
+use todo_shared::incoming::Disposition;
 
 use super::consumers::{NotificationConsumer, RecurrenceConsumer};
 

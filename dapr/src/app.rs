@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::{Value, json};
 
-use crate::dapr::Disposition;
+use todo_shared::incoming::Disposition;
 
 /// Where Dapr sends events that no subscriber can process.
 pub const DEAD_LETTER_TOPIC: &str = "deadletter";

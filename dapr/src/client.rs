@@ -1,7 +1,8 @@
 //! A small client of the Dapr sidecar's HTTP API: health, publishing, secrets, state and jobs.
 //!
 //! The sidecar announces itself through `DAPR_HTTP_PORT`; without it a service runs embedded.
-//! Calls carry `dapr-api-token` when the sidecar requires one (`DAPR_API_TOKEN`).
+//! Calls carry `dapr-api-token` when the sidecar requires one (`DAPR_API_TOKEN`). State entries
+//! carry their ETag as the sidecar gives it, an opaque string.
 
 use std::time::Duration;
 
@@ -25,34 +26,8 @@ pub enum DaprError {
     EtagMismatch,
 }
 
-/// A subscriber's answer to one event, as in Dapr's pub/sub protocol.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disposition {
-    /// Processed now or before.
-    Success,
-    /// Failed for a reason that may pass; deliver again later.
-    Retry(String),
-    /// Can never be processed; give up on it (Dapr sends it to the dead-letter topic).
-    Drop(String),
-}
-
-impl Disposition {
-    /// The `status` Dapr expects in the subscriber's answer.
-    pub fn status(&self) -> &'static str {
-        match self {
-            Disposition::Success => "SUCCESS",
-            Disposition::Retry(_) => "RETRY",
-            Disposition::Drop(_) => "DROP",
-        }
-    }
-}
-
-/// A state entry's version, as the state store reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Etag(pub String);
-
-/// One entry of a bulk read: `None` for a key that does not exist.
-pub type StateEntry = Option<(Value, Etag)>;
+/// One entry of a state read: the value and its ETag, or `None` for a key that does not exist.
+pub type StateEntry = Option<(Value, String)>;
 
 /// The sidecar's HTTP API. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -208,7 +183,7 @@ impl DaprClient {
             .headers()
             .get(reqwest::header::ETAG)
             .and_then(|v| v.to_str().ok())
-            .map(|v| Etag(v.to_owned()));
+            .map(str::to_owned);
         let value: Value = response.json().await?;
         Ok(etag.map(|etag| (value, etag)))
     }
@@ -234,9 +209,9 @@ impl DaprClient {
             .send()
             .await?;
         let items: Vec<Item> = Self::check(response).await?.json().await?;
-        let mut found: std::collections::HashMap<String, (Value, Etag)> = items
+        let mut found: std::collections::HashMap<String, (Value, String)> = items
             .into_iter()
-            .filter_map(|i| Some((i.key, (i.data?, Etag(i.etag?)))))
+            .filter_map(|i| Some((i.key, (i.data?, i.etag?))))
             .collect();
         Ok(keys.iter().map(|k| found.remove(k)).collect())
     }
@@ -248,7 +223,7 @@ impl DaprClient {
         store: &str,
         key: &str,
         value: &Value,
-        etag: Option<&Etag>,
+        etag: Option<&str>,
         ttl: Option<Duration>,
     ) -> Result<(), DaprError> {
         let mut item = json!({
@@ -257,7 +232,7 @@ impl DaprClient {
             "options": { "concurrency": "first-write", "consistency": "strong" },
         });
         if let Some(etag) = etag {
-            item["etag"] = json!(etag.0);
+            item["etag"] = json!(etag);
         }
         if let Some(ttl) = ttl {
             item["metadata"] = json!({ "ttlInSeconds": ttl.as_secs().max(1).to_string() });
@@ -276,7 +251,7 @@ impl DaprClient {
         &self,
         store: &str,
         key: &str,
-        etag: Option<&Etag>,
+        etag: Option<&str>,
     ) -> Result<(), DaprError> {
         let mut request = self
             .request(
@@ -285,7 +260,7 @@ impl DaprClient {
             )
             .header("concurrency", "first-write");
         if let Some(etag) = etag {
-            request = request.header(reqwest::header::IF_MATCH, &etag.0);
+            request = request.header(reqwest::header::IF_MATCH, etag);
         }
         Self::check_state_write(request.send().await?).await
     }
