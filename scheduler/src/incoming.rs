@@ -5,9 +5,18 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 use todo_shared::events::{EventType, TaskEventData};
+use todo_shared::incoming::Incoming;
 use todo_shared::recurrence::Recurrence;
 use todo_shared::task::TaskStatus;
 use uuid::Uuid;
+
+/// The events the scheduler acts on.
+const TASK_EVENTS: [EventType; 4] = [
+    EventType::TaskCreated,
+    EventType::TaskUpdated,
+    EventType::TaskCompleted,
+    EventType::TaskDeleted,
+];
 
 /// One `com.todo.task.*` event.
 #[derive(Debug, Clone)]
@@ -46,32 +55,10 @@ impl TaskChange {
     /// Reads an envelope: `Ok(None)` for event types the scheduler does not act on, `Err` with
     /// the reason for one that can never be processed.
     pub fn parse(envelope: &Value) -> Result<Option<TaskChange>, String> {
-        let ty = envelope
-            .get("type")
-            .and_then(Value::as_str)
-            .ok_or("the event has no `type`")?;
-        let kind = match EventType::parse(ty) {
-            Some(
-                kind @ (EventType::TaskCreated
-                | EventType::TaskUpdated
-                | EventType::TaskCompleted
-                | EventType::TaskDeleted),
-            ) => kind,
-            _ => return Ok(None),
+        let Some(event) = Incoming::<TaskEventData>::parse(envelope, &TASK_EVENTS)? else {
+            return Ok(None);
         };
-        let event_id = envelope
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|id| !id.is_empty() && id.len() <= 200)
-            .ok_or("the event has no usable `id`")?
-            .to_owned();
-        let data = envelope.get("data").ok_or("the event has no `data`")?;
-        let data: TaskEventData = match data {
-            Value::String(s) => serde_json::from_str(s),
-            other => serde_json::from_value(other.clone()),
-        }
-        .map_err(|e| format!("the `data` of {ty} is malformed: {e}"))?;
-        let task = data.task;
+        let task = event.data.task;
         let time_zone: Tz = task
             .time_zone
             .parse()
@@ -94,8 +81,8 @@ impl TaskChange {
             })
             .transpose()?;
         Ok(Some(TaskChange {
-            event_id,
-            kind,
+            event_id: event.id,
+            kind: event.event_type,
             task_id: task.id,
             owner: task.owner,
             title: task.title,

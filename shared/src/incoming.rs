@@ -1,7 +1,19 @@
 //! Events as a consumer receives them, and the answer it gives.
 //!
-//! Every consumer of both services answers a delivered event the way a Dapr subscriber does
-//! ([`Disposition`]), whether the event came through the sidecar or the in-process bus.
+//! Both services read a delivered envelope the same way, with cloudevents-sdk ([`Incoming::parse`]):
+//! an event of a type the consumer does not handle is not its business; one of its types must be
+//! a CloudEvent with a usable `id` and `data` of the expected shape, or it can never be processed.
+//! Every consumer answers the way a Dapr subscriber does ([`Disposition`]), whether the event came
+//! through the sidecar or the in-process bus.
+
+use cloudevents::{AttributesReader, Data, Event};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::events::EventType;
+
+/// The longest event id a consumer records as processed.
+const MAX_ID_LEN: usize = 200;
 
 /// A consumer's answer to one event, as in Dapr's pub/sub protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +33,139 @@ impl Disposition {
             Disposition::Success => "SUCCESS",
             Disposition::Retry(_) => "RETRY",
             Disposition::Drop(_) => "DROP",
+        }
+    }
+}
+
+/// A delivered event of one of the types a consumer handles, with its data decoded.
+#[derive(Debug, Clone)]
+pub struct Incoming<T> {
+    /// The CloudEvent `id`, which the consumer records to process the event once.
+    pub id: String,
+    pub event_type: EventType,
+    pub data: T,
+}
+
+impl<T: DeserializeOwned> Incoming<T> {
+    /// Reads an envelope in the structured JSON format. `Ok(None)` when its type is not one of
+    /// `wanted` (not this consumer's to handle); `Err` with the reason when it can never be
+    /// processed.
+    ///
+    /// `specversion` and `source` are required by CloudEvents and always set by Dapr and by our
+    /// producers; an envelope that leaves them out (a bare publish) is read with the values in
+    /// [`DEFAULTS`], since no consumer looks at them. Present, they must be valid. `data` sent as
+    /// a JSON string (binary content mode) is accepted too.
+    pub fn parse(envelope: &Value, wanted: &[EventType]) -> Result<Option<Self>, String> {
+        let ty = envelope
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or("the event has no `type`")?;
+        let Some(event_type) = EventType::parse(ty).filter(|t| wanted.contains(t)) else {
+            return Ok(None);
+        };
+        let mut fields = envelope.as_object().cloned().unwrap_or_default();
+        for (attribute, default) in DEFAULTS {
+            fields
+                .entry(attribute)
+                .or_insert_with(|| Value::from(default));
+        }
+        let event: Event = serde_json::from_value(Value::Object(fields))
+            .map_err(|e| format!("the event is not a CloudEvent: {e}"))?;
+        let id = event.id();
+        if id.is_empty() || id.len() > MAX_ID_LEN {
+            return Err("the event has no usable `id`".to_owned());
+        }
+        let data = match event.data().ok_or("the event has no `data`")? {
+            Data::Json(Value::String(text)) | Data::String(text) => serde_json::from_str(text),
+            Data::Json(value) => T::deserialize(value),
+            Data::Binary(bytes) => serde_json::from_slice(bytes),
+        }
+        .map_err(|e| format!("the `data` of {ty} is malformed: {e}"))?;
+        Ok(Some(Self {
+            id: id.to_owned(),
+            event_type,
+            data,
+        }))
+    }
+}
+
+/// The attributes no consumer reads, as an envelope that leaves them out is read.
+const DEFAULTS: [(&str, &str); 2] = [
+    ("specversion", "1.0"),
+    ("source", "urn:todo:unknown-source"),
+];
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::events::RecurringScheduled;
+
+    const RECURRING: EventType = EventType::RecurringScheduled;
+
+    fn data() -> Value {
+        json!({
+            "owner": "alice",
+            "series_id": "0190b7e0-0000-7000-8000-000000000001",
+            "previous_task_id": "0190b7e0-0000-7000-8000-000000000002",
+            "task_id": "0190b7e0-0000-7000-8000-000000000003",
+            "due": "2026-03-09T13:00:00Z",
+        })
+    }
+
+    fn parse(envelope: Value) -> Result<Option<Incoming<RecurringScheduled>>, String> {
+        Incoming::parse(&envelope, &[RECURRING])
+    }
+
+    #[test]
+    fn reads_an_event_as_dapr_delivers_it() {
+        let envelope = json!({
+            "specversion": "1.0", "id": "e1", "source": "/scheduler", "type": RECURRING.as_str(),
+            "datacontenttype": "application/json", "data": data(),
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "topic": "tasks", "pubsubname": "pubsub",
+        });
+        let event = parse(envelope).unwrap().unwrap();
+        assert_eq!(event.id, "e1");
+        assert_eq!(event.event_type, RECURRING);
+        assert_eq!(event.data.owner, "alice");
+    }
+
+    #[test]
+    fn accepts_data_as_a_json_string_and_no_source() {
+        let envelope = json!({"id": "e1", "type": RECURRING.as_str(), "data": data().to_string()});
+        assert!(parse(envelope).unwrap().is_some());
+        let old =
+            json!({"specversion": "0.1", "id": "e1", "type": RECURRING.as_str(), "data": data()});
+        assert!(parse(old).unwrap_err().contains("CloudEvent"));
+    }
+
+    #[test]
+    fn other_types_are_not_ours_and_unusable_events_are_refused() {
+        let other = json!({"type": "com.todo.task.created", "id": 12});
+        assert!(parse(other).unwrap().is_none());
+        for (envelope, reason) in [
+            (json!({"id": "e1", "data": data()}), "`type`"),
+            (
+                json!({"specversion": "1.0", "type": RECURRING.as_str(), "id": "", "data": data()}),
+                "`id`",
+            ),
+            (
+                json!({"specversion": "1.0", "type": RECURRING.as_str(), "id": 12, "data": data()}),
+                "CloudEvent",
+            ),
+            (
+                json!({"specversion": "1.0", "type": RECURRING.as_str(), "id": "e1"}),
+                "`data`",
+            ),
+            (
+                json!({"specversion": "1.0", "type": RECURRING.as_str(), "id": "e1", "data": {"owner": 5}}),
+                "malformed",
+            ),
+        ] {
+            let refused = parse(envelope.clone()).unwrap_err();
+            assert!(refused.contains(reason), "{envelope}: {refused}");
         }
     }
 }

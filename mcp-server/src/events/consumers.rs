@@ -17,6 +17,7 @@ use serde_json::Value;
 use todo_shared::events::{
     EventType, RecurringScheduled, ReminderTriggered, TOPIC_NOTIFICATIONS, TOPIC_TASKS,
 };
+use todo_shared::incoming::Incoming;
 
 use super::bus::{Disposition, Subscriber};
 use super::processed::EventKey;
@@ -24,42 +25,6 @@ use crate::db::now;
 use crate::error::AppError;
 use crate::notifications::NotificationService;
 use crate::tasks::service::TaskService;
-
-/// A CloudEvent whose type, id and data are present and well-formed.
-struct Incoming<T> {
-    id: String,
-    data: T,
-}
-
-/// Reads an envelope of `expected` type; `Ok(None)` for other types, which are not ours to handle.
-fn parse<T: DeserializeOwned>(
-    envelope: &Value,
-    expected: EventType,
-) -> Result<Option<Incoming<T>>, String> {
-    let ty = envelope
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or("the event has no `type`")?;
-    if ty != expected.as_str() {
-        return Ok(None);
-    }
-    let id = envelope
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty() && id.len() <= 200)
-        .ok_or("the event has no usable `id`")?;
-    let data = envelope.get("data").ok_or("the event has no `data`")?;
-    // A publisher that sent the data as a JSON string (binary content mode) is accepted too.
-    let data = match data {
-        Value::String(s) => serde_json::from_str(s),
-        other => T::deserialize(other),
-    }
-    .map_err(|e| format!("the `data` of {ty} is malformed: {e}"))?;
-    Ok(Some(Incoming {
-        id: id.to_owned(),
-        data,
-    }))
-}
 
 /// Handles one envelope: events of other types are acknowledged and ignored, malformed ones
 /// dropped, and a well-formed one is handed to `effect` with its id (for idempotency).
@@ -72,7 +37,7 @@ where
     T: DeserializeOwned,
     Fut: Future<Output = Result<(), AppError>>,
 {
-    match parse::<T>(envelope, expected) {
+    match Incoming::<T>::parse(envelope, &[expected]) {
         Ok(Some(event)) => disposition(effect(event.data, event.id).await),
         Ok(None) => Disposition::Success,
         Err(reason) => Disposition::Drop(reason),
