@@ -23,16 +23,12 @@ use uuid::Uuid;
 use crate::incoming::{SeriesSpec, TaskChange};
 use crate::ports::{Jobs, PortError, Publisher, StateStore};
 use crate::records::{
-    ReminderRecord, ReminderState, SeriesRecord, TaskRecord, Versioned, processed_key, read,
-    reminder_key, series_key, task_key, write,
+    ReminderRecord, ReminderState, SeriesRecord, Step, TaskRecord, processed_key, read,
+    reminder_key, series_key, task_key, update, write,
 };
 
 /// The CloudEvents `source` of the events the scheduler publishes.
 pub const SOURCE: &str = "/scheduler";
-
-/// How many times a read-modify-write starts over on conflicts before giving up (the caller
-/// retries later).
-const MAX_ATTEMPTS: usize = 32;
 
 /// A job that arrives this much early still fires (clocks of hosts differ slightly).
 const EARLY_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
@@ -40,7 +36,7 @@ const EARLY_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// How long processed event ids are remembered (design §3: 24 h).
+    /// How long processed event ids are remembered: a day, far longer than any redelivery.
     pub processed_ttl: Duration,
     /// How long a deleted task's tombstone is kept, against late events.
     pub tombstone_ttl: Duration,
@@ -209,7 +205,6 @@ impl Engine {
         &self,
         change: &TaskChange,
     ) -> Result<Option<Option<TaskRecord>>, PortError> {
-        let key = task_key(change.task_id);
         let deleted = change.kind == EventType::TaskDeleted;
         let record = TaskRecord {
             version: change.version,
@@ -217,25 +212,22 @@ impl Engine {
             reminders: change.reminders.iter().map(|(id, _)| *id).collect(),
             series_id: change.series.as_ref().map(|s| s.series_id),
         };
-        for _ in 0..MAX_ATTEMPTS {
-            let current = read::<TaskRecord>(&*self.store, &key).await?;
-            if let Some(Versioned { value: cur, .. }) = &current
-                && (cur.version > change.version || (cur.deleted && !deleted))
-            {
-                return Ok(None);
-            }
-            if current.as_ref().is_some_and(|c| c.value == record) {
-                return Ok(Some(current.map(|c| c.value)));
-            }
-            let ttl = deleted.then_some(self.settings.tombstone_ttl);
-            let etag = current.as_ref().map(|c| &c.etag);
-            match write(&*self.store, &key, &record, etag, ttl).await {
-                Ok(()) => return Ok(Some(current.map(|c| c.value))),
-                Err(PortError::Conflict) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(contention(&key))
+        let record = &record;
+        let ttl = deleted.then_some(self.settings.tombstone_ttl);
+        update(
+            &*self.store,
+            &task_key(change.task_id),
+            |current: Option<TaskRecord>| async move {
+                Ok(match current {
+                    Some(cur) if cur.version > change.version || (cur.deleted && !deleted) => {
+                        Step::Keep(None)
+                    }
+                    Some(cur) if cur == *record => Step::Keep(Some(Some(cur))),
+                    current => Step::Put(record.clone(), ttl, Some(current)),
+                })
+            },
+        )
+        .await
     }
 
     /// Makes the reminder pending at `at` (unless it already fired at that time) and schedules
@@ -248,39 +240,39 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(), PortError> {
         let key = reminder_key(id);
-        for _ in 0..MAX_ATTEMPTS {
-            let current = read::<ReminderRecord>(&*self.store, &key).await?;
-            let state = match &current {
-                Some(c) if c.value.fire_at == at => c.value.state,
-                _ => ReminderState::Pending,
-            };
-            let record = ReminderRecord {
-                owner: change.owner.clone(),
-                task_id: change.task_id,
-                reminder_id: id,
-                title: change.title.clone(),
-                fire_at: at,
-                due: change.due,
-                time_zone: Some(change.time_zone.name().to_owned()),
-                state,
-            };
-            if current.as_ref().is_none_or(|c| c.value != record) {
-                let etag = current.as_ref().map(|c| &c.etag);
-                match write(&*self.store, &key, &record, etag, None).await {
-                    Ok(()) => {}
-                    Err(PortError::Conflict) => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            if state == ReminderState::Pending {
-                self.index_add(&key, at, now).await?;
-                self.jobs
-                    .schedule(&JobName::Reminder(id).to_string(), at)
-                    .await?;
-            }
-            return Ok(());
+        let state = update(
+            &*self.store,
+            &key,
+            |current: Option<ReminderRecord>| async move {
+                let state = match &current {
+                    Some(c) if c.fire_at == at => c.state,
+                    _ => ReminderState::Pending,
+                };
+                let record = ReminderRecord {
+                    owner: change.owner.clone(),
+                    task_id: change.task_id,
+                    reminder_id: id,
+                    title: change.title.clone(),
+                    fire_at: at,
+                    due: change.due,
+                    time_zone: Some(change.time_zone.name().to_owned()),
+                    state,
+                };
+                Ok(if current.as_ref() == Some(&record) {
+                    Step::Keep(state)
+                } else {
+                    Step::Put(record, None, state)
+                })
+            },
+        )
+        .await?;
+        if state == ReminderState::Pending {
+            self.index_add(&key, at, now).await?;
+            self.jobs
+                .schedule(&JobName::Reminder(id).to_string(), at)
+                .await?;
         }
-        Err(contention(&key))
+        Ok(())
     }
 
     /// Forgets the reminder, whatever its state.
@@ -291,21 +283,18 @@ impl Engine {
 
     /// Cancels the reminder if it is still pending; a fired one is kept as fired.
     async fn disarm_reminder(&self, id: Uuid) -> Result<(), PortError> {
-        let key = reminder_key(id);
-        for _ in 0..MAX_ATTEMPTS {
-            match read::<ReminderRecord>(&*self.store, &key).await? {
-                Some(c) if c.value.state == ReminderState::Pending => {
-                    match self.store.delete(&key, Some(&c.etag)).await {
-                        Ok(()) => {}
-                        Err(PortError::Conflict) => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-                _ => {}
-            }
-            return self.jobs.cancel(&JobName::Reminder(id).to_string()).await;
-        }
-        Err(contention(&key))
+        update(
+            &*self.store,
+            &reminder_key(id),
+            |current: Option<ReminderRecord>| async move {
+                Ok(match current {
+                    Some(c) if c.state == ReminderState::Pending => Step::Delete(()),
+                    _ => Step::Keep(()),
+                })
+            },
+        )
+        .await?;
+        self.jobs.cancel(&JobName::Reminder(id).to_string()).await
     }
 
     async fn upsert_series(
@@ -316,11 +305,11 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(), PortError> {
         let key = series_key(spec.series_id);
-        for _ in 0..MAX_ATTEMPTS {
-            let current = read::<SeriesRecord>(&*self.store, &key).await?;
-            let mut record = match &current {
-                Some(c) => c.value.clone(),
-                None => SeriesRecord {
+        let record = update(
+            &*self.store,
+            &key,
+            |current: Option<SeriesRecord>| async move {
+                let mut record = current.clone().unwrap_or_else(|| SeriesRecord {
                     owner: change.owner.clone(),
                     series_id: spec.series_id,
                     rule: spec.rule.clone(),
@@ -328,61 +317,55 @@ impl Engine {
                     series_start: spec.series_start,
                     current_task_id: change.task_id,
                     current_due: due,
-                },
-            };
-            record.rule = spec.rule.clone();
-            record.time_zone = spec.time_zone.name().to_owned();
-            record.series_start = spec.series_start;
-            // Only the newest occurrence moves the series; older ones may still change its rule.
-            let is_current = record.current_task_id == change.task_id;
-            if is_current {
-                record.current_due = due;
-            }
-            if current.as_ref().is_none_or(|c| c.value != record) {
-                let etag = current.as_ref().map(|c| &c.etag);
-                match write(&*self.store, &key, &record, etag, None).await {
-                    Ok(()) => {}
-                    Err(PortError::Conflict) => continue,
-                    Err(e) => return Err(e),
+                });
+                record.rule = spec.rule.clone();
+                record.time_zone = spec.time_zone.name().to_owned();
+                record.series_start = spec.series_start;
+                // Only the newest occurrence moves the series; older ones may still change its
+                // rule.
+                if record.current_task_id == change.task_id {
+                    record.current_due = due;
                 }
-            }
-            if is_current {
-                self.index_add(&key, record.current_due, now).await?;
-                self.jobs
-                    .schedule(
-                        &JobName::Series(spec.series_id).to_string(),
-                        record.current_due,
-                    )
-                    .await?;
-            }
-            return Ok(());
+                Ok(if current.as_ref() == Some(&record) {
+                    Step::Keep(record)
+                } else {
+                    Step::Put(record.clone(), None, record)
+                })
+            },
+        )
+        .await?;
+        if record.current_task_id == change.task_id {
+            self.index_add(&key, record.current_due, now).await?;
+            self.jobs
+                .schedule(
+                    &JobName::Series(spec.series_id).to_string(),
+                    record.current_due,
+                )
+                .await?;
         }
-        Err(contention(&key))
+        Ok(())
     }
 
     /// Ends the series if `task_id` is its newest occurrence.
     async fn end_series(&self, series_id: Uuid, task_id: Uuid) -> Result<(), PortError> {
-        let key = series_key(series_id);
-        for _ in 0..MAX_ATTEMPTS {
-            let Some(current) = read::<SeriesRecord>(&*self.store, &key).await? else {
-                return Ok(());
-            };
-            if current.value.current_task_id != task_id {
-                return Ok(());
-            }
-            match self.store.delete(&key, Some(&current.etag)).await {
-                Ok(()) => {
-                    tracing::info!(series = %series_id, "the series has ended");
-                    return self
-                        .jobs
-                        .cancel(&JobName::Series(series_id).to_string())
-                        .await;
-                }
-                Err(PortError::Conflict) => continue,
-                Err(e) => return Err(e),
-            }
+        let ended = update(
+            &*self.store,
+            &series_key(series_id),
+            |current: Option<SeriesRecord>| async move {
+                Ok(match current {
+                    Some(c) if c.current_task_id == task_id => Step::Delete(true),
+                    _ => Step::Keep(false),
+                })
+            },
+        )
+        .await?;
+        if !ended {
+            return Ok(());
         }
-        Err(contention(&key))
+        tracing::info!(series = %series_id, "the series has ended");
+        self.jobs
+            .cancel(&JobName::Series(series_id).to_string())
+            .await
     }
 
     /// Runs the job `name` (a reminder or a series' next occurrence). An error asks the caller
@@ -400,116 +383,122 @@ impl Engine {
 
     /// Publishes the reminder's notification if it is pending and due; true when it did.
     pub async fn fire_reminder(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, PortError> {
-        let key = reminder_key(id);
-        for _ in 0..MAX_ATTEMPTS {
-            let Some(Versioned { mut value, etag }) =
-                read::<ReminderRecord>(&*self.store, &key).await?
-            else {
-                return Ok(false);
-            };
-            if value.state != ReminderState::Pending {
-                return Ok(false);
-            }
-            if value.fire_at > now + EARLY_TOLERANCE {
-                // A job left from before the reminder moved: make sure the right one exists.
-                self.jobs
-                    .schedule(&JobName::Reminder(id).to_string(), value.fire_at)
-                    .await?;
-                return Ok(false);
-            }
-            let data = ReminderTriggered {
-                owner: value.owner.clone(),
-                task_id: value.task_id,
-                reminder_id: id,
-                title: value.title.clone(),
-                fire_at: value.fire_at,
-                due: value.due,
-                time_zone: value.time_zone.clone(),
-            };
-            let event_id = notification_id(id, value.fire_at);
-            self.publish(
-                event_id,
-                EventType::ReminderTriggered,
-                value.task_id,
-                &data,
-                now,
-            )
-            .await?;
-            value.state = ReminderState::Fired;
-            match write(&*self.store, &key, &value, Some(&etag), None).await {
-                Ok(()) => {
-                    let late_ms = (now - value.fire_at).num_milliseconds();
-                    tracing::info!(reminder = %id, task = %value.task_id, late_ms, "reminder fired");
-                    return Ok(true);
+        // A repeated publish (the record changed meanwhile: moved, or fired by another replica)
+        // carries the same event id, which consumers deduplicate.
+        let fired = update(
+            &*self.store,
+            &reminder_key(id),
+            |current: Option<ReminderRecord>| async move {
+                let Some(record) = current.filter(|r| r.state == ReminderState::Pending) else {
+                    return Ok(Step::Keep(None));
+                };
+                if record.fire_at > now + EARLY_TOLERANCE {
+                    // A job left from before the reminder moved: make sure the right one exists.
+                    self.jobs
+                        .schedule(&JobName::Reminder(id).to_string(), record.fire_at)
+                        .await?;
+                    return Ok(Step::Keep(None));
                 }
-                // Changed meanwhile (moved, or fired by another replica): look again. A repeated
-                // publish carries the same event id, which consumers deduplicate.
-                Err(PortError::Conflict) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(contention(&key))
+                let data = ReminderTriggered {
+                    owner: record.owner.clone(),
+                    task_id: record.task_id,
+                    reminder_id: id,
+                    title: record.title.clone(),
+                    fire_at: record.fire_at,
+                    due: record.due,
+                    time_zone: record.time_zone.clone(),
+                };
+                let event_id = notification_id(id, record.fire_at);
+                self.publish(
+                    event_id,
+                    EventType::ReminderTriggered,
+                    record.task_id,
+                    &data,
+                    now,
+                )
+                .await?;
+                let done = Some((record.task_id, record.fire_at));
+                let fired = ReminderRecord {
+                    state: ReminderState::Fired,
+                    ..record
+                };
+                Ok(Step::Put(fired, None, done))
+            },
+        )
+        .await?;
+        let Some((task_id, fire_at)) = fired else {
+            return Ok(false);
+        };
+        let late_ms = (now - fire_at).num_milliseconds();
+        tracing::info!(reminder = %id, task = %task_id, late_ms, "reminder fired");
+        Ok(true)
     }
 
     /// Announces the series' next occurrence if its current one is due, and waits for that one;
     /// true when it announced one.
     pub async fn fire_series(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, PortError> {
         let key = series_key(id);
-        for _ in 0..MAX_ATTEMPTS {
-            let Some(Versioned { mut value, etag }) =
-                read::<SeriesRecord>(&*self.store, &key).await?
-            else {
-                return Ok(false);
-            };
-            if value.current_due > now + EARLY_TOLERANCE {
-                self.jobs
-                    .schedule(&JobName::Series(id).to_string(), value.current_due)
-                    .await?;
-                return Ok(false);
-            }
-            let Ok(zone) = value.time_zone.parse::<Tz>() else {
-                return Err(PortError::Unavailable(format!(
-                    "series {id} has an unknown time zone {}",
-                    value.time_zone
-                )));
-            };
-            // Occurrences missed while nothing ran are skipped: one new task, due next.
-            let after = value.current_due.max(now);
-            let Some(next) = value.rule.next_occurrence(value.series_start, after, zone) else {
-                match self.store.delete(&key, Some(&etag)).await {
-                    Ok(()) => {
-                        tracing::info!(series = %id, "the series has no more occurrences");
-                        return Ok(false);
-                    }
-                    Err(PortError::Conflict) => continue,
-                    Err(e) => return Err(e),
+        let firing = update(
+            &*self.store,
+            &key,
+            |current: Option<SeriesRecord>| async move {
+                let Some(record) = current else {
+                    return Ok(Step::Keep(SeriesFiring::Nothing));
+                };
+                if record.current_due > now + EARLY_TOLERANCE {
+                    self.jobs
+                        .schedule(&JobName::Series(id).to_string(), record.current_due)
+                        .await?;
+                    return Ok(Step::Keep(SeriesFiring::Nothing));
                 }
-            };
-            let task_id = occurrence_task_id(id, next);
-            let data = RecurringScheduled {
-                owner: value.owner.clone(),
-                series_id: id,
-                previous_task_id: value.current_task_id,
-                task_id,
-                due: next,
-            };
-            self.publish(task_id, EventType::RecurringScheduled, task_id, &data, now)
-                .await?;
-            value.current_task_id = task_id;
-            value.current_due = next;
-            match write(&*self.store, &key, &value, Some(&etag), None).await {
-                Ok(()) => {}
-                Err(PortError::Conflict) => continue,
-                Err(e) => return Err(e),
+                let Ok(zone) = record.time_zone.parse::<Tz>() else {
+                    return Err(PortError::Unavailable(format!(
+                        "series {id} has an unknown time zone {}",
+                        record.time_zone
+                    )));
+                };
+                // Occurrences missed while nothing ran are skipped: one new task, due next.
+                let after = record.current_due.max(now);
+                let Some(next) = record
+                    .rule
+                    .next_occurrence(record.series_start, after, zone)
+                else {
+                    return Ok(Step::Delete(SeriesFiring::Ended));
+                };
+                let task_id = occurrence_task_id(id, next);
+                let data = RecurringScheduled {
+                    owner: record.owner.clone(),
+                    series_id: id,
+                    previous_task_id: record.current_task_id,
+                    task_id,
+                    due: next,
+                };
+                self.publish(task_id, EventType::RecurringScheduled, task_id, &data, now)
+                    .await?;
+                let moved = SeriesRecord {
+                    current_task_id: task_id,
+                    current_due: next,
+                    ..record
+                };
+                Ok(Step::Put(moved, None, SeriesFiring::Next(task_id, next)))
+            },
+        )
+        .await?;
+        match firing {
+            SeriesFiring::Nothing => Ok(false),
+            SeriesFiring::Ended => {
+                tracing::info!(series = %id, "the series has no more occurrences");
+                Ok(false)
             }
-            tracing::info!(series = %id, task = %task_id, due = %next, "scheduled the next occurrence");
-            self.index_add(&key, next, now).await?;
-            self.jobs
-                .schedule(&JobName::Series(id).to_string(), next)
-                .await?;
-            return Ok(true);
+            SeriesFiring::Next(task_id, next) => {
+                tracing::info!(series = %id, task = %task_id, due = %next, "scheduled the next occurrence");
+                self.index_add(&key, next, now).await?;
+                self.jobs
+                    .schedule(&JobName::Series(id).to_string(), next)
+                    .await?;
+                Ok(true)
+            }
         }
-        Err(contention(&key))
     }
 
     async fn publish(
@@ -528,8 +517,12 @@ impl Engine {
     }
 }
 
-fn contention(key: &str) -> PortError {
-    PortError::Unavailable(format!(
-        "`{key}` kept changing under concurrent writers; retrying later"
-    ))
+/// What firing a series did.
+enum SeriesFiring {
+    /// Nothing was due (or the series is gone).
+    Nothing,
+    /// The series has no occurrence left and was removed.
+    Ended,
+    /// The occurrence (its task id and due time) was announced.
+    Next(Uuid, DateTime<Utc>),
 }

@@ -1,4 +1,5 @@
-//! What the scheduler keeps in its state store, one JSON document per key (design §4):
+//! What the scheduler keeps in its state store, one JSON document per key, and the one way it
+//! changes them ([`update`]):
 //!
 //! | key                          | document            | why                                   |
 //! |------------------------------|---------------------|---------------------------------------|
@@ -13,6 +14,7 @@
 //! `recurring:{task_id}`).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -122,6 +124,55 @@ pub async fn read<T: DeserializeOwned>(
 pub fn decode<T: DeserializeOwned>(key: &str, value: Value) -> Result<T, PortError> {
     serde_json::from_value(value)
         .map_err(|e| PortError::Unavailable(format!("the state at `{key}` is unreadable: {e}")))
+}
+
+/// How many times [`update`] starts over on conflicts before giving up (the caller retries later).
+const MAX_ATTEMPTS: usize = 32;
+
+/// What a read-modify-write does with the document it read, and what it then returns.
+pub enum Step<T, R> {
+    /// Leave it as it is.
+    Keep(R),
+    /// Write this over the version read (or create the key if there was none); with a TTL, the
+    /// store expires it.
+    Put(T, Option<std::time::Duration>, R),
+    /// Delete the version read.
+    Delete(R),
+}
+
+/// Reads the document at `key`, lets `decide` say what to do with it, and does that only if the
+/// document has not changed since: when another writer got there first, it starts over with what
+/// that writer left. This is how replicas share the state without locks. After [`MAX_ATTEMPTS`]
+/// lost races it gives up with [`PortError::Unavailable`], and the work is retried later.
+pub async fn update<T, R, Fut>(
+    store: &dyn StateStore,
+    key: &str,
+    mut decide: impl FnMut(Option<T>) -> Fut,
+) -> Result<R, PortError>
+where
+    T: Serialize + DeserializeOwned,
+    Fut: Future<Output = Result<Step<T, R>, PortError>>,
+{
+    for _ in 0..MAX_ATTEMPTS {
+        let (current, etag) = match read::<T>(store, key).await? {
+            Some(Versioned { value, etag }) => (Some(value), Some(etag)),
+            None => (None, None),
+        };
+        let etag = etag.as_ref();
+        let (done, result) = match decide(current).await? {
+            Step::Keep(result) => return Ok(result),
+            Step::Put(value, ttl, result) => (write(store, key, &value, etag, ttl).await, result),
+            Step::Delete(result) => (store.delete(key, etag).await, result),
+        };
+        match done {
+            Ok(()) => return Ok(result),
+            Err(PortError::Conflict) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(PortError::Unavailable(format!(
+        "`{key}` kept changing under concurrent writers; retrying later"
+    )))
 }
 
 /// Writes a document over `etag` (or as a new key when `None`).
