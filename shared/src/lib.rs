@@ -4,6 +4,7 @@
 //! - [`time`]: parsing due times and time zones, with defined DST behaviour.
 //! - [`recurrence`]: recurrence rules and `next_occurrence`.
 //! - [`reminder`]: reminder specifications.
+//! - [`listing`]: which tasks a listing selects and in what order.
 //! - [`snapshot`]: the task as tool results and event payloads show it.
 //! - [`events`]: lifecycle event payloads and their CloudEvents 1.0 envelopes.
 //! - [`incoming`]: events as a consumer receives them, and its answer ([`incoming::Disposition`]).
@@ -13,6 +14,7 @@
 pub mod error;
 pub mod events;
 pub mod incoming;
+pub mod listing;
 pub mod recurrence;
 pub mod reminder;
 pub mod snapshot;

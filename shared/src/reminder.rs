@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
-use crate::time::{DateOnly, parse_datetime};
+use crate::time::{DateOnly, TimeInput};
 
 /// At most this many reminders on one task.
 pub const MAX_REMINDERS_PER_TASK: usize = 10;
@@ -40,26 +40,25 @@ pub enum ReminderTrigger {
 /// A bare date in a reminder means this local time of day: a reminder at midnight is rarely wanted.
 const DATE_ONLY_REMINDER_TIME: &str = "09:00";
 
-impl ReminderTrigger {
-    /// Parses a reminder for a task due at `due` in `zone`; `field` names the argument in errors.
-    pub fn parse(
-        field: &'static str,
-        input: &ReminderInput,
-        zone: Tz,
-    ) -> Result<Self, ValidationError> {
+/// A reminder as the caller gave it, checked for form; [`ReminderSpec::resolve`] reads its time
+/// in the task's zone, which an update knows only once the task is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReminderSpec {
+    At(TimeInput),
+    BeforeDue { minutes: u32 },
+}
+
+impl ReminderSpec {
+    /// Checks the form of a reminder; `field` names the argument in errors.
+    pub fn parse(field: &'static str, input: &ReminderInput) -> Result<Self, ValidationError> {
         match (&input.at, input.minutes_before) {
             (Some(at), None) => {
                 let at = at.trim();
-                // A bare date means a time of day, resolved in the zone like any local time.
+                // A bare date means a time of day, read in the zone like any local time.
                 let at = if is_date_only(at) {
-                    parse_datetime(
-                        field,
-                        &format!("{at}T{DATE_ONLY_REMINDER_TIME}"),
-                        zone,
-                        DateOnly::StartOfDay,
-                    )?
+                    TimeInput::parse(field, &format!("{at}T{DATE_ONLY_REMINDER_TIME}"))?
                 } else {
-                    parse_datetime(field, at, zone, DateOnly::StartOfDay)?
+                    TimeInput::parse(field, at)?
                 };
                 Ok(Self::At(at))
             }
@@ -75,6 +74,52 @@ impl ReminderTrigger {
                 "give exactly one of `at` (a time) or `minutes_before` (minutes before the due time)",
             )),
         }
+    }
+
+    /// The trigger, with a time given as local time read in `zone`.
+    pub fn resolve(&self, zone: Tz) -> Result<ReminderTrigger, ValidationError> {
+        Ok(match self {
+            Self::At(at) => ReminderTrigger::At(at.resolve(zone, DateOnly::StartOfDay)?),
+            Self::BeforeDue { minutes } => ReminderTrigger::BeforeDue { minutes: *minutes },
+        })
+    }
+}
+
+/// Parses the reminders of a task due at `due` in `zone`: at most [`MAX_REMINDERS_PER_TASK`],
+/// each lying ahead of `now`. Returns each trigger with its first firing time.
+pub fn parse_reminders(
+    inputs: &[ReminderInput],
+    due: Option<DateTime<Utc>>,
+    zone: Tz,
+    now: DateTime<Utc>,
+) -> Result<Vec<(ReminderTrigger, DateTime<Utc>)>, ValidationError> {
+    if inputs.len() > MAX_REMINDERS_PER_TASK {
+        return Err(ValidationError::new(
+            "reminders",
+            format!(
+                "{} reminders given; a task has at most {MAX_REMINDERS_PER_TASK}",
+                inputs.len()
+            ),
+        ));
+    }
+    inputs
+        .iter()
+        .map(|input| {
+            let trigger = ReminderTrigger::parse("reminders", input, zone)?;
+            let at = trigger.check_future("reminders", due, now)?;
+            Ok((trigger, at))
+        })
+        .collect()
+}
+
+impl ReminderTrigger {
+    /// Parses a reminder for a task in `zone`; `field` names the argument in errors.
+    pub fn parse(
+        field: &'static str,
+        input: &ReminderInput,
+        zone: Tz,
+    ) -> Result<Self, ValidationError> {
+        ReminderSpec::parse(field, input)?.resolve(zone)
     }
 
     /// The instant the reminder fires for a task due at `due`; `None` for a relative reminder on a

@@ -4,7 +4,7 @@
 //! microsecond precision (the database's resolution), and wall-clock input is interpreted in the
 //! task's zone.
 //!
-//! # Accepted inputs ([`parse_datetime`])
+//! # Accepted inputs ([`TimeInput`], [`parse_datetime`])
 //!
 //! | Form | Example | Meaning |
 //! |------|---------|---------|
@@ -180,6 +180,12 @@ impl DateOnly {
     }
 }
 
+/// The current time at the precision times are kept in (whole microseconds, as both databases
+/// store them), so that what an operation returns equals what a later read returns.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
 /// Parses a due time (see the [module documentation](self) for the accepted forms) into a UTC
 /// instant truncated to whole microseconds. Wall-clock input is read in `zone` using
 /// [`resolve_local`].
@@ -189,84 +195,130 @@ pub fn parse_datetime(
     zone: Tz,
     date_only: DateOnly,
 ) -> Result<DateTime<Utc>, ValidationError> {
-    let s = input.trim();
-    if s.is_empty() {
-        return Err(ValidationError::new(
-            field,
-            format!("date/time is empty; {ACCEPTED_FORMATS}"),
-        ));
-    }
-
-    let (written_year, instant) = parse_any(s, zone, date_only).map_err(|found_impossible| {
-        let message = if let Some(year) = long_year(s) {
-            year_out_of_range(year)
-        } else if found_impossible {
-            format!(
-                "{} is not a real date or time: check that the day exists in that month \
-                 (February has 28 or 29 days), hours are 00-23, minutes 00-59 and any offset is \
-                 within ±23:59",
-                quote(s)
-            )
-        } else {
-            format!(
-                "cannot read {} as a date/time; {ACCEPTED_FORMATS}",
-                quote(s)
-            )
-        };
-        ValidationError::new(field, message)
-    })?;
-
-    if !(MIN_YEAR..=MAX_YEAR).contains(&written_year) {
-        return Err(ValidationError::new(
-            field,
-            year_out_of_range(&written_year.to_string()),
-        ));
-    }
-    // The year as written can be in range while the instant is not, once moved to the task's zone
-    // or to UTC (`9999-12-31T23:59:59-23:59` is in 10000 in UTC). Such a time would be shown in a
-    // form that neither this parser nor an RFC 3339 reader accepts back.
-    for (shown_year, place) in [
-        (instant.with_timezone(&zone).year(), zone.name()),
-        (instant.year(), "UTC"),
-    ] {
-        if !(MIN_YEAR..=MAX_YEAR).contains(&shown_year) {
-            return Err(ValidationError::new(
-                field,
-                format!(
-                    "{} falls in the year {shown_year} in {place}; use a time between \
-                     {MIN_YEAR} and {MAX_YEAR} in both the task's time zone and UTC",
-                    quote(s)
-                ),
-            ));
-        }
-    }
-    // chrono keeps a leap second (`23:59:60`) as a nanosecond value past one second; the
-    // database cannot store it, and no task needs it.
-    if instant.nanosecond() >= 1_000_000_000 {
-        return Err(ValidationError::new(
-            field,
-            format!("{} is a leap second, which is not supported", quote(s)),
-        ));
-    }
-    Ok(instant.trunc_subsecs(6))
+    TimeInput::parse(field, input)?.resolve(zone, date_only)
 }
 
-/// Tries each accepted form in turn, returning the year as written and the instant. On failure,
-/// says whether some form recognised the shape but met an impossible value (February 30th, hour
-/// 24): that is far more useful to report than the list of formats.
-fn parse_any(s: &str, zone: Tz, date_only: DateOnly) -> Result<(i32, DateTime<Utc>), bool> {
+/// A date or time as the caller wrote it, checked for form but not yet placed in a time zone: a
+/// local time names a different instant in each zone, and the zone may be known only later (the
+/// stored task's, when an update does not name one). [`TimeInput::resolve`] gives the instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimeInput {
+    /// The argument it came from, named in errors.
+    field: &'static str,
+    /// The input, trimmed; errors quote it.
+    text: String,
+    form: Form,
+}
+
+/// The accepted forms, as read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    Instant(DateTime<FixedOffset>),
+    Date(NaiveDate),
+    Local(NaiveDateTime),
+}
+
+impl TimeInput {
+    /// Reads one of the accepted forms, with its year as written in range.
+    pub fn parse(field: &'static str, input: &str) -> Result<Self, ValidationError> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(ValidationError::new(
+                field,
+                format!("date/time is empty; {ACCEPTED_FORMATS}"),
+            ));
+        }
+        let form = parse_form(s).map_err(|found_impossible| {
+            let message = if let Some(year) = long_year(s) {
+                year_out_of_range(year)
+            } else if found_impossible {
+                format!(
+                    "{} is not a real date or time: check that the day exists in that month \
+                     (February has 28 or 29 days), hours are 00-23, minutes 00-59 and any offset is \
+                     within ±23:59",
+                    quote(s)
+                )
+            } else {
+                format!(
+                    "cannot read {} as a date/time; {ACCEPTED_FORMATS}",
+                    quote(s)
+                )
+            };
+            ValidationError::new(field, message)
+        })?;
+        let written_year = match form {
+            Form::Instant(t) => t.year(),
+            Form::Date(d) => d.year(),
+            Form::Local(n) => n.year(),
+        };
+        if !(MIN_YEAR..=MAX_YEAR).contains(&written_year) {
+            return Err(ValidationError::new(
+                field,
+                year_out_of_range(&written_year.to_string()),
+            ));
+        }
+        Ok(Self {
+            field,
+            text: s.to_owned(),
+            form,
+        })
+    }
+
+    /// The instant, with wall-clock input read in `zone` ([`resolve_local`]) and a bare date as
+    /// `date_only` says, truncated to whole microseconds.
+    pub fn resolve(&self, zone: Tz, date_only: DateOnly) -> Result<DateTime<Utc>, ValidationError> {
+        let (field, s) = (self.field, self.text.as_str());
+        let instant = match self.form {
+            Form::Instant(t) => t.with_timezone(&Utc),
+            Form::Date(d) => resolve_local(d.and_time(date_only.time()), zone),
+            Form::Local(n) => resolve_local(n, zone),
+        };
+        // The year as written can be in range while the instant is not, once moved to the task's
+        // zone or to UTC (`9999-12-31T23:59:59-23:59` is in 10000 in UTC). Such a time would be
+        // shown in a form that neither this parser nor an RFC 3339 reader accepts back.
+        for (shown_year, place) in [
+            (instant.with_timezone(&zone).year(), zone.name()),
+            (instant.year(), "UTC"),
+        ] {
+            if !(MIN_YEAR..=MAX_YEAR).contains(&shown_year) {
+                return Err(ValidationError::new(
+                    field,
+                    format!(
+                        "{} falls in the year {shown_year} in {place}; use a time between \
+                         {MIN_YEAR} and {MAX_YEAR} in both the task's time zone and UTC",
+                        quote(s)
+                    ),
+                ));
+            }
+        }
+        // chrono keeps a leap second (`23:59:60`) as a nanosecond value past one second; the
+        // database cannot store it, and no task needs it.
+        if instant.nanosecond() >= 1_000_000_000 {
+            return Err(ValidationError::new(
+                field,
+                format!("{} is a leap second, which is not supported", quote(s)),
+            ));
+        }
+        Ok(instant.trunc_subsecs(6))
+    }
+}
+
+/// Tries each accepted form in turn. On failure, says whether some form recognised the shape but
+/// met an impossible value (February 30th, hour 24): that is far more useful to report than the
+/// list of formats.
+fn parse_form(s: &str) -> Result<Form, bool> {
     let mut impossible = false;
     let mut seen = |kind: ParseErrorKind| impossible |= kind == ParseErrorKind::OutOfRange;
     match parse_with_offset(s) {
-        Ok(t) => return Ok((t.year(), t.with_timezone(&Utc))),
+        Ok(t) => return Ok(Form::Instant(t)),
         Err(e) => seen(e.kind()),
     }
     match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        Ok(d) => return Ok((d.year(), resolve_local(d.and_time(date_only.time()), zone))),
+        Ok(d) => return Ok(Form::Date(d)),
         Err(e) => seen(e.kind()),
     }
     match parse_local(s) {
-        Ok(n) => return Ok((n.year(), resolve_local(n, zone))),
+        Ok(n) => return Ok(Form::Local(n)),
         Err(e) => seen(e),
     }
     Err(impossible)
