@@ -17,16 +17,15 @@ use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Datelike, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
-use mcp_server::db::{Db, Query};
+use mcp_server::app::commands::parse_limit;
+use mcp_server::app::notifications::NotificationService;
+use mcp_server::app::tasks::TaskService;
 use mcp_server::events::consumers::{NotificationConsumer, RecurrenceConsumer};
-use mcp_server::notifications::NotificationService;
-use mcp_server::tasks::commands::{NewTask, TaskPatch, parse_reminders};
-use mcp_server::tasks::list::{ListQuery, parse_limit};
-use mcp_server::tasks::service::TaskService;
-use mcp_server::tools::args::{
+use mcp_server::mcp::args::{
     AddTaskArgs, CancelReminderArgs, ListNotificationsArgs, ListTasksArgs, SetReminderArgs,
     TaskIdArgs, UpdateTaskArgs,
 };
+use mcp_server::store::{Db, Query};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use todo_scheduler::incoming::TaskChange;
@@ -35,7 +34,7 @@ use todo_scheduler::{Engine, Settings};
 use todo_shared::ValidationError;
 use todo_shared::incoming::Disposition;
 use todo_shared::recurrence::{Frequency, Recurrence, RecurrenceInput};
-use todo_shared::reminder::ReminderInput;
+use todo_shared::reminder::{ReminderInput, parse_reminders};
 use todo_shared::time::{DateOnly, MAX_YEAR, MIN_YEAR, Zone, format_in_zone, parse_datetime};
 
 /// Zones the string targets read local times in: no DST, northern and southern DST, a
@@ -145,7 +144,7 @@ pub fn tool_arguments(data: &[u8]) {
 /// tool's parsing; checks every accepted command and every rejection.
 pub fn check_arguments(o: &Map<String, Value>) {
     if let Some(args) = from_object::<AddTaskArgs>(o) {
-        match NewTask::parse(args, now()) {
+        match args.parse(now()) {
             Ok(task) => {
                 check_text(task.title.as_str(), 200, false);
                 if let Some(d) = &task.description {
@@ -169,21 +168,22 @@ pub fn check_arguments(o: &Map<String, Value>) {
         }
     }
     if let Some(args) = from_object::<ListTasksArgs>(o) {
-        match ListQuery::parse(args) {
+        match args.parse() {
             Ok(q) => {
                 assert!((1..=200).contains(&q.limit));
-                if let Some(s) = &q.search {
+                if let Some(s) = &q.filter.search {
                     check_text(s, 200, false);
                     assert_eq!(&s.to_lowercase(), s);
                 }
-                check_tags(q.tags.iter().map(|t| t.as_str()));
+                check_tags(q.filter.tags.iter().map(|t| t.as_str()));
             }
             Err(e) => check_rejection(&e),
         }
     }
     if let Some(args) = from_object::<UpdateTaskArgs>(o) {
         for zone in [Zone::UTC, Zone::from(chrono_tz::America::New_York)] {
-            match TaskPatch::parse(args.clone(), zone) {
+            // Parsed as the tool does, then read in the zone as the update does.
+            match args.parse().and_then(|p| p.in_zone(zone).map(|_| p)) {
                 Ok(p) => {
                     if let Some(t) = &p.title {
                         check_text(t.as_str(), 200, false);

@@ -15,22 +15,23 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::TokenVerifier;
-use crate::config::{Config, EventMode, Transport};
-use crate::db::Db;
-use crate::events::bus::EventBus;
-use crate::events::consumers::{NotificationConsumer, RecurrenceConsumer};
-use crate::events::relay::{OutboxRelay, RelaySettings};
-use crate::events::sink::Sink;
-use crate::events::subscriptions::{self, Consumers};
-use crate::http::{HttpSettings, router};
-use crate::notifications::NotificationService;
-use crate::scheduling::{EmbeddedScheduler, SchedulerSubscriber};
-use crate::secrets::{self, Secrets};
-use crate::tasks::service::TaskService;
-use crate::tools::TodoServer;
 use todo_dapr::DaprClient;
 use todo_dapr::shutdown::shutdown_signal;
+
+use crate::app::notifications::NotificationService;
+use crate::app::tasks::TaskService;
+use crate::config::{Config, EventMode, Transport};
+use crate::events::bus::EventBus;
+use crate::events::consumers::Consumers;
+use crate::events::relay::{OutboxRelay, RelaySettings};
+use crate::events::sink::Sink;
+use crate::events::subscriptions;
+use crate::http::auth::TokenVerifier;
+use crate::http::{HttpSettings, router};
+use crate::mcp::TodoServer;
+use crate::scheduling::{EmbeddedScheduler, SchedulerSubscriber};
+use crate::secrets::{self, Secrets};
+use crate::store::Db;
 
 /// What every transport serves from.
 pub struct Core {
@@ -81,14 +82,7 @@ impl Core {
     /// Starts the outbox relay and, with a sidecar, the Dapr app port, or without one the
     /// embedded scheduler.
     pub async fn start_background(&mut self, config: &Config) -> anyhow::Result<()> {
-        let consumers = Arc::new(Consumers {
-            recurrence: RecurrenceConsumer {
-                tasks: self.tasks.clone(),
-            },
-            notifications: NotificationConsumer {
-                notifications: self.notifications.clone(),
-            },
-        });
+        let consumers = Consumers::new(self.tasks.clone(), self.notifications.clone());
         let sink = match &self.dapr {
             Some(client) => {
                 let listener = TcpListener::bind(config.app_listen)
@@ -97,7 +91,7 @@ impl Core {
                         format!("cannot listen on the app port {}", config.app_listen)
                     })?;
                 tracing::info!(addr = %config.app_listen, "serving Dapr subscriptions");
-                let app = subscriptions::router(consumers, config.app_api_token.clone());
+                let app = subscriptions::router(Arc::new(consumers), config.app_api_token.clone());
                 let stop = self.shutdown.clone();
                 self.background.spawn(async move {
                     let served = axum::serve(listener, app)
@@ -115,15 +109,9 @@ impl Core {
                     EmbeddedScheduler::new(self.db.clone(), self.tasks.events_committed());
                 let engine = scheduler.engine.clone();
                 scheduler.start(&mut self.background, &self.shutdown);
-                Sink::InProcess(EventBus::new(vec![
-                    Arc::new(RecurrenceConsumer {
-                        tasks: self.tasks.clone(),
-                    }),
-                    Arc::new(NotificationConsumer {
-                        notifications: self.notifications.clone(),
-                    }),
-                    Arc::new(SchedulerSubscriber { engine }),
-                ]))
+                let mut subscribers = consumers.subscribers();
+                subscribers.push(Arc::new(SchedulerSubscriber { engine }));
+                Sink::InProcess(EventBus::new(subscribers))
             }
         };
         let settings = RelaySettings {
@@ -249,7 +237,7 @@ pub async fn run_stdio(config: &Config, stop: impl Future<Output = ()>) -> anyho
         .context("MCP initialisation over stdio failed");
     let outcome = match service {
         Ok(service) => {
-            let _pusher = tokio::spawn(crate::push::push_notifications(
+            let _pusher = tokio::spawn(crate::mcp::push::push_notifications(
                 feed,
                 service.peer().clone(),
                 user,

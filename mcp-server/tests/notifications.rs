@@ -4,7 +4,7 @@ mod common;
 
 use chrono::{Duration, TimeZone, Utc};
 use common::{TestDb, user};
-use mcp_server::notifications::{NewNotification, NotificationService};
+use mcp_server::app::notifications::{NewNotification, NotificationService};
 use uuid::Uuid;
 
 on_both_backends!(

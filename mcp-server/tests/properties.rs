@@ -10,23 +10,25 @@
 mod common;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use mcp_server::db::Db;
+use mcp_server::app::commands::{NewTask, TaskPatch};
+use mcp_server::app::listing::{ListQuery, RowKey};
+use mcp_server::app::notifications::NotificationService;
+use mcp_server::app::tasks::TaskService;
 use mcp_server::events::bus::Disposition;
 use mcp_server::events::consumers::{NotificationConsumer, RecurrenceConsumer};
-use mcp_server::notifications::NotificationService;
-use mcp_server::tasks::commands::{NewTask, TaskPatch};
-use mcp_server::tasks::list::{ListQuery, RowKey, like_pattern, parse_search};
-use mcp_server::tasks::service::TaskService;
-use mcp_server::tools::args::{
+use mcp_server::mcp::args::{
     AddTaskArgs, CancelReminderArgs, ListNotificationsArgs, ListTasksArgs, SetReminderArgs,
     TaskIdArgs, UpdateTaskArgs,
 };
+use mcp_server::store::Db;
+use mcp_server::store::tasks::like_pattern;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use todo_shared::ValidationError;
 use todo_shared::events::{EventType, occurrence_task_id};
+use todo_shared::listing::parse_search;
 use todo_shared::time::Zone;
 use uuid::Uuid;
 
@@ -439,11 +441,11 @@ fn check_new_task(task: &NewTask) -> Result<(), TestCaseError> {
 
 fn check_list_query(q: &ListQuery) -> Result<(), TestCaseError> {
     prop_assert!((1..=200).contains(&q.limit));
-    if let Some(s) = &q.search {
+    if let Some(s) = &q.filter.search {
         check_text(s, 200, false)?;
         prop_assert_eq!(&s.to_lowercase(), s);
     }
-    check_tags(q.tags.iter().map(|t| t.as_str()))?;
+    check_tags(q.filter.tags.iter().map(|t| t.as_str()))?;
     prop_assert!(q.after.is_none(), "a cursor from nowhere was accepted");
     Ok(())
 }
@@ -493,7 +495,7 @@ impl Reached {
 /// tool's parsing; checks the result.
 fn check_arguments(o: &Map<String, Value>, reached: &Reached) -> Result<(), TestCaseError> {
     if let Some(args) = deserialize::<AddTaskArgs>(o) {
-        let r = NewTask::parse(args, now());
+        let r = AddTaskArgs::parse(args, now());
         reached.count(&r);
         match r {
             Ok(task) => check_new_task(&task)?,
@@ -501,7 +503,7 @@ fn check_arguments(o: &Map<String, Value>, reached: &Reached) -> Result<(), Test
         }
     }
     if let Some(args) = deserialize::<ListTasksArgs>(o) {
-        let r = ListQuery::parse(args);
+        let r = ListTasksArgs::parse(args);
         reached.count(&r);
         match r {
             Ok(q) => check_list_query(&q)?,
@@ -510,7 +512,8 @@ fn check_arguments(o: &Map<String, Value>, reached: &Reached) -> Result<(), Test
     }
     if let Some(args) = deserialize::<UpdateTaskArgs>(o) {
         for zone in [Zone::UTC, Zone::from(chrono_tz::America::New_York)] {
-            let r = TaskPatch::parse(args.clone(), zone);
+            // Parsed as the tool does, then read in the zone as the update does.
+            let r = args.parse().and_then(|p| p.in_zone(zone).map(|_| p));
             reached.count(&r);
             match r {
                 Ok(p) => check_patch(&p)?,
@@ -524,7 +527,7 @@ fn check_arguments(o: &Map<String, Value>, reached: &Reached) -> Result<(), Test
             minutes_before: args.minutes_before,
         };
         let due = Some(now() + TimeDelta::days(30));
-        match mcp_server::tasks::commands::parse_reminders(
+        match todo_shared::reminder::parse_reminders(
             std::slice::from_ref(&input),
             due,
             chrono_tz::UTC,
@@ -535,7 +538,7 @@ fn check_arguments(o: &Map<String, Value>, reached: &Reached) -> Result<(), Test
         }
     }
     if let Some(args) = deserialize::<ListNotificationsArgs>(o) {
-        match mcp_server::tasks::list::parse_limit(args.limit) {
+        match mcp_server::app::commands::parse_limit(args.limit) {
             Ok(limit) => prop_assert!((1..=200).contains(&limit)),
             Err(e) => check_rejection(&e)?,
         }
@@ -756,22 +759,22 @@ fn cursors_are_checked() {
                 prop::option::of("[a-z%_]{1,5}"),
             ),
             |(sort, other_sort, key, garbage, search)| {
-                let query = ListQuery::parse(list_args(sort, search.clone())).expect("valid");
+                let query = ListTasksArgs::parse(list_args(sort, search.clone())).expect("valid");
                 let cursor = query.encode_cursor(&build_row_key(key));
                 let mut args = list_args(sort, search.clone());
                 args.cursor = Some(cursor.clone());
-                let resumed = ListQuery::parse(args).expect("its own cursor");
+                let resumed = ListTasksArgs::parse(args).expect("its own cursor");
                 prop_assert!(resumed.after.is_some());
 
                 let mut other =
                     list_args(other_sort, Some(format!("{}x", search.unwrap_or_default())));
                 other.cursor = Some(cursor);
-                let e = ListQuery::parse(other).expect_err("another listing's cursor");
+                let e = ListTasksArgs::parse(other).expect_err("another listing's cursor");
                 prop_assert_eq!(e.field, "cursor");
 
                 let mut args = list_args(sort, None);
                 args.cursor = Some(garbage);
-                if let Err(e) = ListQuery::parse(args) {
+                if let Err(e) = ListTasksArgs::parse(args) {
                     prop_assert_eq!(e.field, "cursor");
                     check_rejection(&e)?;
                 }
@@ -797,7 +800,7 @@ fn megabyte_inputs_are_refused_with_short_messages() {
     ];
     for case in cases {
         let args: AddTaskArgs = serde_json::from_value(case).expect("the right shape");
-        let e = NewTask::parse(args, now()).expect_err("too large");
+        let e = AddTaskArgs::parse(args, now()).expect_err("too large");
         assert!(
             e.message.len() < 1_000,
             "{}: {} bytes",
@@ -807,12 +810,12 @@ fn megabyte_inputs_are_refused_with_short_messages() {
     }
     let search: ListTasksArgs = serde_json::from_value(json!({"search": huge})).expect("shape");
     assert_eq!(
-        ListQuery::parse(search).expect_err("too long").field,
+        ListTasksArgs::parse(search).expect_err("too long").field,
         "search"
     );
     let cursor: ListTasksArgs = serde_json::from_value(json!({"cursor": huge})).expect("shape");
     assert_eq!(
-        ListQuery::parse(cursor).expect_err("garbage").field,
+        ListTasksArgs::parse(cursor).expect_err("garbage").field,
         "cursor"
     );
 }
@@ -1028,7 +1031,7 @@ fn consumers_classify_every_envelope_and_write_only_for_their_own_events() {
             let task = tasks
                 .create(
                     &common::user("alice"),
-                    NewTask::parse(args, now()).expect("valid"),
+                    AddTaskArgs::parse(args, now()).expect("valid"),
                     now(),
                 )
                 .await
@@ -1164,7 +1167,7 @@ async fn list_with_cursor(
 ) -> Result<usize, mcp_server::error::AppError> {
     let mut args = list_args(sort, search);
     args.cursor = Some(cursor);
-    let query = ListQuery::parse(args)?;
+    let query = ListTasksArgs::parse(args)?;
     Ok(tasks
         .list(&common::user("alice"), &query, now())
         .await?
@@ -1192,7 +1195,7 @@ fn listing_from_any_well_formed_cursor_answers() {
                 tasks
                     .create(
                         &common::user("alice"),
-                        NewTask::parse(args, now()).expect("valid"),
+                        AddTaskArgs::parse(args, now()).expect("valid"),
                         now(),
                     )
                     .await
@@ -1205,7 +1208,7 @@ fn listing_from_any_well_formed_cursor_answers() {
             .run(
                 &(sorts, row_key(), prop::option::of(hostile_text())),
                 |(sort, key, search)| {
-                    let query = match ListQuery::parse(list_args(sort, search.clone())) {
+                    let query = match ListTasksArgs::parse(list_args(sort, search.clone())) {
                         Ok(q) => q,
                         Err(e) => return check_rejection(&e),
                     };
@@ -1239,7 +1242,7 @@ fn listing_from_any_well_formed_cursor_answers() {
 fn a_cursor_with_nul_in_its_title_key_is_refused() {
     on_each_backend(|rt, db| {
         let tasks = TaskService::new(db.clone());
-        let query = ListQuery::parse(list_args("title", None)).expect("valid");
+        let query = ListTasksArgs::parse(list_args("title", None)).expect("valid");
         let cursor = query.encode_cursor(&build_row_key((1, 0, None, 2, "a\u{0}b".into())));
         let e = rt
             .block_on(list_with_cursor(&tasks, "title", None, cursor))
@@ -1259,7 +1262,7 @@ fn cron_errors_stay_short_however_long_the_expression() {
         "recurrence": {"frequency": "cron", "cron": format!("{long_field} * * * *")},
     }))
     .expect("the right shape");
-    let e = NewTask::parse(args, now()).expect_err("invalid cron");
+    let e = AddTaskArgs::parse(args, now()).expect_err("invalid cron");
     assert_eq!(e.field, "recurrence.cron");
     assert!(
         e.message.len() < 1_000,
@@ -1282,7 +1285,7 @@ fn poison_events_are_dropped_not_retried() {
             }))
             .expect("valid");
             let task = tasks
-                .create(&common::user("alice"), NewTask::parse(args, now()).expect("valid"), now())
+                .create(&common::user("alice"), AddTaskArgs::parse(args, now()).expect("valid"), now())
                 .await
                 .expect("created");
             (task.id, task.recurrence.expect("recurring").series_id)

@@ -9,18 +9,19 @@ use chrono::{Duration, TimeZone, Utc};
 use common::{TestDb, args, count, outbox, user};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use mcp_server::db::Db;
+use mcp_server::app::notifications::NotificationService;
+use mcp_server::app::tasks::TaskService;
 use mcp_server::events::bus::{Disposition, EventBus, Subscriber};
 use mcp_server::events::consumers::{NotificationConsumer, RecurrenceConsumer};
 use mcp_server::events::relay::{OutboxRelay, RelaySettings};
 use mcp_server::events::sink::Sink;
-use mcp_server::notifications::NotificationService;
-use mcp_server::tasks::commands::NewTask;
-use mcp_server::tasks::service::TaskService;
+use mcp_server::mcp::args::AddTaskArgs;
+use mcp_server::store::Db;
 use serde_json::{Value, json};
 use todo_shared::events::{
     EventType, OutgoingEvent, RecurringScheduled, ReminderTriggered, occurrence_task_id,
 };
+use todo_shared::time::now;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -77,10 +78,10 @@ fn relay(db: &Db, recorder: Arc<Recorder>) -> OutboxRelay {
 }
 
 async fn add(svc: &TaskService, title: &str) -> Uuid {
-    let now = mcp_server::db::now();
+    let now = now();
     svc.create(
         &user("alice"),
-        NewTask::parse(args(json!({"title": title})), now).unwrap(),
+        AddTaskArgs::parse(args(json!({"title": title})), now).unwrap(),
         now,
     )
     .await
@@ -102,20 +103,21 @@ async fn relays_every_event_once_in_order(t: TestDb) {
     let a = add(&svc, "a").await;
     let b = add(&svc, "b").await;
     for i in 0..3 {
-        svc.update(
+        common::update(
+            &svc,
             &user("alice"),
-            args(json!({"task_id": a, "title": format!("a{i}")})),
-            mcp_server::db::now(),
+            json!({"task_id": a, "title": format!("a{i}")}),
+            now(),
         )
         .await
         .unwrap();
     }
-    svc.complete(&user("alice"), b, mcp_server::db::now())
-        .await
-        .unwrap();
+    svc.complete(&user("alice"), b, now()).await.unwrap();
     let recorder = Arc::new(Recorder::default());
     let relay = relay(&t.db, recorder.clone());
-    let backlog = OutboxRelay::backlog(&t.db, Utc::now()).await.unwrap();
+    let backlog = mcp_server::store::outbox::backlog(&t.db, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(backlog.pending, 6);
     drain(&relay).await;
 
@@ -143,7 +145,7 @@ async fn relays_every_event_once_in_order(t: TestDb) {
         "one task's events in commit order"
     );
     assert_eq!(
-        OutboxRelay::backlog(&t.db, Utc::now())
+        mcp_server::store::outbox::backlog(&t.db, Utc::now())
             .await
             .unwrap()
             .pending,
@@ -165,10 +167,11 @@ async fn relays_every_event_once_in_order(t: TestDb) {
 async fn a_failing_subscriber_holds_back_only_its_task(t: TestDb) {
     let svc = TaskService::new(t.db.clone());
     let a = add(&svc, "a").await;
-    svc.update(
+    common::update(
+        &svc,
         &user("alice"),
-        args(json!({"task_id": a, "title": "a2"})),
-        mcp_server::db::now(),
+        json!({"task_id": a, "title": "a2"}),
+        now(),
     )
     .await
     .unwrap();
@@ -180,7 +183,7 @@ async fn a_failing_subscriber_holds_back_only_its_task(t: TestDb) {
     assert_eq!((round.published, round.failed), (1, 1));
     assert_eq!(recorder.seen.lock().unwrap()[0]["subject"], b.to_string());
     assert_eq!(
-        OutboxRelay::backlog(&t.db, Utc::now())
+        mcp_server::store::outbox::backlog(&t.db, Utc::now())
             .await
             .unwrap()
             .pending,
@@ -217,11 +220,11 @@ fn envelope(event_type: EventType, data: Value) -> Value {
 
 async fn recurring_scheduled_creates_one_occurrence(t: TestDb) {
     let svc = TaskService::new(t.db.clone());
-    let now = mcp_server::db::now();
+    let now = now();
     let first = svc
         .create(
             &user("alice"),
-            NewTask::parse(
+            AddTaskArgs::parse(
                 args(json!({"title": "Water plants", "due": "2030-01-01T09:00", "tags": ["home"],
                             "recurrence": {"frequency": "daily"}, "reminders": [{"minutes_before": 10}]})),
                 now,
@@ -369,9 +372,7 @@ async fn two_relays_share_the_work_without_doubles(t: TestDb) {
         ids.push(add(&svc, &format!("t{i}")).await);
     }
     for id in &ids {
-        svc.complete(&user("alice"), *id, mcp_server::db::now())
-            .await
-            .unwrap();
+        svc.complete(&user("alice"), *id, now()).await.unwrap();
     }
     let recorder = Arc::new(Recorder::default());
     let (one, two) = (
@@ -440,7 +441,9 @@ async fn consumers_write_while_the_relay_delivers(t: TestDb) {
     )
     .unwrap();
     let mut tx = t.db.begin().await.unwrap();
-    mcp_server::outbox::enqueue(&mut tx, &event).await.unwrap();
+    mcp_server::store::outbox::enqueue(&mut tx, &event)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 
     let consumer = Arc::new(NotificationConsumer {

@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::{TestDb, args, user};
-use mcp_server::db::Query;
-use mcp_server::events::processed::EventKey;
-use mcp_server::notifications::NotificationService;
+use mcp_server::app::notifications::NotificationService;
+use mcp_server::app::tasks::TaskService;
+use mcp_server::mcp::args::AddTaskArgs;
 use mcp_server::scheduling::EmbeddedScheduler;
-use mcp_server::tasks::commands::NewTask;
-use mcp_server::tasks::service::TaskService;
+use mcp_server::store::Query;
+use mcp_server::store::processed::EventKey;
 use serde_json::{Value, json};
 use sqlx::types::Json;
 use todo_scheduler::Engine;
@@ -71,7 +71,7 @@ impl World {
     }
 
     async fn add(&self, at: DateTime<Utc>, task: Value) -> TaskSnapshot {
-        let new = NewTask::parse(args(task), at).expect("valid task");
+        let new = AddTaskArgs::parse(args(task), at).expect("valid task");
         self.tasks
             .create(&user("alice"), new, at)
             .await
@@ -388,14 +388,14 @@ async fn moving_the_due_time_moves_relative_reminders(t: TestDb) {
         )
         .await;
     w.run_until_idle(t0()).await;
-    w.tasks
-        .update(
-            &user("alice"),
-            args(json!({"task_id": task.id, "due": "2026-06-01T17:00:00Z", "title": "Dentist (moved)"})),
-            t0(),
-        )
-        .await
-        .unwrap();
+    common::update(
+        &w.tasks,
+        &user("alice"),
+        json!({"task_id": task.id, "due": "2026-06-01T17:00:00Z", "title": "Dentist (moved)"}),
+        t0(),
+    )
+    .await
+    .unwrap();
     w.run_until_idle(t0()).await;
     let moved = Utc.with_ymd_and_hms(2026, 6, 1, 16, 0, 0).unwrap();
     assert_eq!(
@@ -532,7 +532,7 @@ async fn tasks_with_nothing_to_schedule_leave_no_state(t: TestDb) {
     let at = t0() + Duration::hours(1);
     let reminder: ReminderInput = args(json!({"at": at.to_rfc3339()}));
     w.tasks
-        .set_reminder(&user("alice"), task.id, &reminder, t0())
+        .set_reminder(&user("alice"), task.id, &common::spec(&reminder), t0())
         .await
         .unwrap();
     w.run_until_idle(at).await;

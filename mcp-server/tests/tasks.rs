@@ -4,10 +4,9 @@ mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::{TestDb, args, count, outbox, user};
+use mcp_server::app::tasks::TaskService;
 use mcp_server::error::AppError;
-use mcp_server::tasks::commands::NewTask;
-use mcp_server::tasks::list::ListQuery;
-use mcp_server::tasks::service::TaskService;
+use mcp_server::mcp::args::{AddTaskArgs, ListTasksArgs};
 use serde_json::{Value, json};
 use todo_shared::reminder::ReminderInput;
 use todo_shared::snapshot::TaskSnapshot;
@@ -38,7 +37,7 @@ fn now() -> DateTime<Utc> {
 async fn add(svc: &TaskService, owner: &str, a: Value) -> TaskSnapshot {
     svc.create(
         &user(owner),
-        NewTask::parse(args(a), now()).expect("valid task"),
+        AddTaskArgs::parse(args(a), now()).expect("valid task"),
         now(),
     )
     .await
@@ -46,7 +45,7 @@ async fn add(svc: &TaskService, owner: &str, a: Value) -> TaskSnapshot {
 }
 
 async fn list(svc: &TaskService, owner: &str, a: Value) -> (Vec<String>, i64, Option<String>) {
-    let q = ListQuery::parse(args(a)).expect("valid query");
+    let q = ListTasksArgs::parse(args(a)).expect("valid query");
     let page = svc.list(&user(owner), &q, now()).await.expect("list");
     (
         page.tasks.into_iter().map(|t| t.title).collect(),
@@ -116,9 +115,10 @@ async fn get_and_every_write_are_scoped_to_the_owner(t: TestDb) {
 
     assert!(not_found(svc.get(&bob, task.id).await.map(drop)));
     assert!(not_found(
-        svc.update(
+        common::update(
+            &svc,
             &bob,
-            args(json!({"task_id": task.id, "title": "mine"})),
+            json!({"task_id": task.id, "title": "mine"}),
             now()
         )
         .await
@@ -134,7 +134,7 @@ async fn get_and_every_write_are_scoped_to_the_owner(t: TestDb) {
         minutes_before: Some(5),
     };
     assert!(not_found(
-        svc.set_reminder(&bob, task.id, &reminder, now())
+        svc.set_reminder(&bob, task.id, &common::spec(&reminder), now())
             .await
             .map(drop)
     ));
@@ -163,25 +163,20 @@ async fn update_is_partial_and_null_clears(t: TestDb) {
                "recurrence": {"frequency": "daily"}}),
     )
     .await;
-    let out = svc
-        .update(
-            &user("alice"),
-            args(json!({"task_id": task.id, "priority": "low"})),
-            now(),
-        )
-        .await
-        .unwrap();
+    let out = common::update(
+        &svc,
+        &user("alice"),
+        json!({"task_id": task.id, "priority": "low"}),
+        now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.changed, ["priority"]);
     assert_eq!(out.task.title, "Draft");
     assert_eq!(out.task.description.as_deref(), Some("notes"));
     assert_eq!(out.task.tags, ["a"]);
 
-    let out = svc
-        .update(
-            &user("alice"),
-            args(json!({"task_id": task.id, "description": null, "recurrence": null, "due": null, "tags": []})),
-            now(),
-        )
+    let out = common::update(&svc, &user("alice"), json!({"task_id": task.id, "description": null, "recurrence": null, "due": null, "tags": []}), now())
         .await
         .unwrap();
     assert_eq!(out.changed, ["description", "due", "recurrence", "tags"]);
@@ -218,14 +213,14 @@ async fn moving_due_moves_relative_reminders_and_keeps_the_series(t: TestDb) {
                "reminders": [{"minutes_before": 15}, {"at": "2026-06-30T18:00"}]}),
     )
     .await;
-    let out = svc
-        .update(
-            &user("alice"),
-            args(json!({"task_id": task.id, "due": "2026-07-08T10:00"})),
-            now(),
-        )
-        .await
-        .unwrap();
+    let out = common::update(
+        &svc,
+        &user("alice"),
+        json!({"task_id": task.id, "due": "2026-07-08T10:00"}),
+        now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.task.due.as_deref(), Some("2026-07-08T10:00:00-04:00"));
     let at: Vec<_> = out.task.reminders.iter().map(|r| r.at.as_str()).collect();
     assert_eq!(
@@ -244,14 +239,14 @@ async fn moving_due_moves_relative_reminders_and_keeps_the_series(t: TestDb) {
 async fn an_update_that_changes_nothing_emits_nothing(t: TestDb) {
     let svc = TaskService::new(t.db.clone());
     let task = add(&svc, "alice", json!({"title": "Same", "priority": "high"})).await;
-    let out = svc
-        .update(
-            &user("alice"),
-            args(json!({"task_id": task.id, "title": " Same ", "priority": "high"})),
-            now(),
-        )
-        .await
-        .unwrap();
+    let out = common::update(
+        &svc,
+        &user("alice"),
+        json!({"task_id": task.id, "title": " Same ", "priority": "high"}),
+        now(),
+    )
+    .await
+    .unwrap();
     assert!(out.changed.is_empty());
     assert_eq!(out.task, task);
     assert_eq!(outbox(&t.db).await.len(), 1);
@@ -272,14 +267,14 @@ async fn due_cannot_be_removed_from_under_its_dependents(t: TestDb) {
     )
     .await;
     for id in [recurring.id, reminded.id] {
-        let err = svc
-            .update(
-                &user("alice"),
-                args(json!({"task_id": id, "due": null})),
-                now(),
-            )
-            .await
-            .unwrap_err();
+        let err = common::update(
+            &svc,
+            &user("alice"),
+            json!({"task_id": id, "due": null}),
+            now(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, AppError::Conflict(_)), "{err}");
     }
     assert_eq!(
@@ -372,7 +367,7 @@ async fn reminders_are_bounded_and_must_lie_ahead(t: TestDb) {
             minutes_before: Some(m),
         };
         let (out, id) = svc
-            .set_reminder(&alice, task.id, &input, now())
+            .set_reminder(&alice, task.id, &common::spec(&input), now())
             .await
             .unwrap();
         assert_eq!(out.changed, ["reminders"]);
@@ -383,7 +378,8 @@ async fn reminders_are_bounded_and_must_lie_ahead(t: TestDb) {
         minutes_before: Some(11),
     };
     assert!(matches!(
-        svc.set_reminder(&alice, task.id, &eleventh, now()).await,
+        svc.set_reminder(&alice, task.id, &common::spec(&eleventh), now())
+            .await,
         Err(AppError::Conflict(_))
     ));
 
@@ -402,7 +398,8 @@ async fn reminders_are_bounded_and_must_lie_ahead(t: TestDb) {
         minutes_before: None,
     };
     assert!(matches!(
-        svc.set_reminder(&alice, task.id, &past, now()).await,
+        svc.set_reminder(&alice, task.id, &common::spec(&past), now())
+            .await,
         Err(AppError::Validation(_))
     ));
 
@@ -412,7 +409,8 @@ async fn reminders_are_bounded_and_must_lie_ahead(t: TestDb) {
         minutes_before: None,
     };
     assert!(matches!(
-        svc.set_reminder(&alice, task.id, &later, now()).await,
+        svc.set_reminder(&alice, task.id, &common::spec(&later), now())
+            .await,
         Err(AppError::Conflict(_))
     ));
     assert_eq!(count(&t.db, "reminders").await, 9);
@@ -431,7 +429,7 @@ async fn failed_operations_leave_no_trace(t: TestDb) {
     ];
     for update in bad_updates {
         assert!(
-            svc.update(&alice, args(update.clone()), now())
+            common::update(&svc, &alice, update.clone(), now())
                 .await
                 .is_err(),
             "{update}"
@@ -617,7 +615,7 @@ async fn list_pages_stay_correct_while_tasks_are_added(t: TestDb) {
     assert_eq!(unique.len(), seen.len(), "no duplicates");
 
     assert!(
-        ListQuery::parse(args(json!({"sort": "due", "cursor": a["cursor"]}))).is_err(),
+        ListTasksArgs::parse(args(json!({"sort": "due", "cursor": a["cursor"]}))).is_err(),
         "cursor bound to its query"
     );
 }
@@ -633,7 +631,7 @@ async fn concurrent_writes_lose_nothing(t: TestDb) {
                     at: None,
                     minutes_before: Some(i + 1),
                 };
-                svc.set_reminder(&user("alice"), task.id, &input, now())
+                svc.set_reminder(&user("alice"), task.id, &common::spec(&input), now())
                     .await
                     .map(drop)
             })
@@ -672,18 +670,18 @@ async fn what_a_write_returns_is_what_a_read_returns(t: TestDb) {
     // The real clock has nanoseconds; the databases keep microseconds.
     let svc = TaskService::new(t.db.clone());
     let alice = user("alice");
-    let now = mcp_server::db::now();
+    let now = todo_shared::time::now();
     let created = svc
         .create(
             &alice,
-            NewTask::parse(args(json!({"title": "Now"})), now).unwrap(),
+            AddTaskArgs::parse(args(json!({"title": "Now"})), now).unwrap(),
             now,
         )
         .await
         .unwrap();
     assert_eq!(svc.get(&alice, created.id).await.unwrap(), created);
     let done = svc
-        .complete(&alice, created.id, mcp_server::db::now())
+        .complete(&alice, created.id, todo_shared::time::now())
         .await
         .unwrap();
     assert_eq!(svc.get(&alice, created.id).await.unwrap(), done.task);

@@ -9,6 +9,7 @@
 //! failure may pass (the database is down), drop when the event can never be processed.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -18,13 +19,13 @@ use todo_shared::events::{
     EventType, RecurringScheduled, ReminderTriggered, TOPIC_NOTIFICATIONS, TOPIC_TASKS,
 };
 use todo_shared::incoming::Incoming;
+use todo_shared::time::now;
 
 use super::bus::{Disposition, Subscriber};
-use super::processed::EventKey;
-use crate::db::now;
+use crate::app::notifications::NotificationService;
+use crate::app::tasks::TaskService;
 use crate::error::AppError;
-use crate::notifications::NotificationService;
-use crate::tasks::service::TaskService;
+use crate::store::processed::EventKey;
 
 /// Handles one envelope: events of other types are acknowledged and ignored, malformed ones
 /// dropped, and a well-formed one is handed to `effect` with its id (for idempotency).
@@ -131,5 +132,25 @@ impl Subscriber for NotificationConsumer {
 
     fn handle<'a>(&'a self, _topic: &'a str, envelope: &'a Value) -> BoxFuture<'a, Disposition> {
         self.handle_envelope(envelope).boxed()
+    }
+}
+
+/// The server's consumers, built once and served by Dapr's app port or the in-process bus.
+pub struct Consumers {
+    pub recurrence: Arc<RecurrenceConsumer>,
+    pub notifications: Arc<NotificationConsumer>,
+}
+
+impl Consumers {
+    pub fn new(tasks: TaskService, notifications: NotificationService) -> Self {
+        Self {
+            recurrence: Arc::new(RecurrenceConsumer { tasks }),
+            notifications: Arc::new(NotificationConsumer { notifications }),
+        }
+    }
+
+    /// The consumers as subscribers of the in-process bus.
+    pub fn subscribers(&self) -> Vec<Arc<dyn Subscriber>> {
+        vec![self.recurrence.clone(), self.notifications.clone()]
     }
 }

@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
-use sqlx::types::Json;
+use todo_shared::time::now;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::sink::Sink;
-use crate::db::{Backend, Db, Query, now};
+use crate::store::outbox::{self, Pending};
+use crate::store::{Backend, Db};
 
 /// How the relay paces itself.
 #[derive(Debug, Clone)]
@@ -51,61 +51,14 @@ impl Default for RelaySettings {
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct Claimed {
-    seq: i64,
-    topic: String,
-    subject: Uuid,
-    envelope: Json<Value>,
-    traceparent: Option<String>,
-}
-
-#[derive(sqlx::FromRow)]
-struct Head {
-    subject: Uuid,
-}
-
-/// The unpublished events of the `heads`' tasks, oldest first.
-fn claimed_query(backend: Backend, heads: &[Head]) -> Query {
-    let mut q = Query::new(
-        "SELECT seq, topic, subject, envelope, traceparent FROM outbox WHERE published_at IS NULL AND subject",
-    );
-    q.push_in(backend, heads.iter().map(|h| h.subject).collect())
-        .push(" ORDER BY seq");
-    q
-}
-
 /// What publishing a batch did.
 #[derive(Default)]
-struct Outcome {
+struct Attempts {
     published: Vec<i64>,
     failed: Vec<(i64, String)>,
 }
 
-impl Outcome {
-    /// The statements that record it.
-    fn updates(&self, backend: Backend) -> Vec<Query> {
-        let mut updates: Vec<Query> = self
-            .failed
-            .iter()
-            .map(|(seq, error)| {
-                Query::new(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE seq = $2",
-                )
-                .bind(error.clone())
-                .bind(*seq)
-            })
-            .collect();
-        if !self.published.is_empty() {
-            let mut q = Query::new("UPDATE outbox SET published_at = ");
-            q.push_bind(now())
-                .push(" WHERE seq")
-                .push_in(backend, self.published.clone());
-            updates.push(q);
-        }
-        updates
-    }
-
+impl Attempts {
     fn round(&self) -> Round {
         Round {
             published: self.published.len(),
@@ -119,21 +72,6 @@ impl Outcome {
 pub struct Round {
     pub published: usize,
     pub failed: usize,
-}
-
-/// What `/readyz` reports about the outbox.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Backlog {
-    /// Events not yet published.
-    pub pending: i64,
-    /// Age of the oldest of them, in seconds.
-    pub oldest_age_seconds: Option<i64>,
-}
-
-#[derive(sqlx::FromRow)]
-struct BacklogRow {
-    pending: i64,
-    oldest: Option<DateTime<Utc>>,
 }
 
 /// Relays the outbox of one database to one sink.
@@ -215,66 +153,42 @@ impl OutboxRelay {
     /// then marked in a short transaction (one relay per database file is assumed; a second one
     /// could publish an event twice, which idempotent consumers absorb).
     pub async fn relay_once(&self) -> Result<Round, sqlx::Error> {
+        let tasks = self.settings.batch;
         match self.db.backend() {
             Backend::Postgres => {
                 let mut tx = self.db.begin().await?;
                 // Marking rows published need not wait for its own disk flush: if a crash loses
                 // the mark, the events are published again, which idempotent consumers absorb.
                 // Spares every change a second synchronous commit.
-                if let Some(sql) = tx.relaxed_durability_statement() {
-                    tx.execute(&Query::new(sql)).await?;
-                }
-                let heads: Vec<Head> = tx
-                    .fetch_all(&self.heads_query(tx.skip_locked_clause()))
-                    .await?;
-                if heads.is_empty() {
+                tx.relax_durability().await?;
+                let pending = outbox::claim(&mut tx, tasks).await?;
+                if pending.is_empty() {
                     return Ok(Round::default());
                 }
-                let claimed: Vec<Claimed> = tx
-                    .fetch_all(&claimed_query(Backend::Postgres, &heads))
-                    .await?;
-                let outcome = self.publish(&claimed).await;
-                for q in outcome.updates(Backend::Postgres) {
-                    tx.execute(&q).await?;
-                }
+                let attempts = self.publish(&pending).await;
+                outbox::mark(&mut tx, &attempts.published, &attempts.failed, now()).await?;
                 tx.commit().await?;
-                Ok(outcome.round())
+                Ok(attempts.round())
             }
             Backend::Sqlite => {
-                let heads: Vec<Head> = self.db.fetch_all(&self.heads_query("")).await?;
-                if heads.is_empty() {
+                let pending = outbox::unpublished(&self.db, tasks).await?;
+                if pending.is_empty() {
                     return Ok(Round::default());
                 }
-                let claimed: Vec<Claimed> = self
-                    .db
-                    .fetch_all(&claimed_query(Backend::Sqlite, &heads))
-                    .await?;
-                let outcome = self.publish(&claimed).await;
+                let attempts = self.publish(&pending).await;
                 let mut tx = self.db.begin().await?;
-                for q in outcome.updates(Backend::Sqlite) {
-                    tx.execute(&q).await?;
-                }
+                outbox::mark(&mut tx, &attempts.published, &attempts.failed, now()).await?;
                 tx.commit().await?;
-                Ok(outcome.round())
+                Ok(attempts.round())
             }
         }
     }
 
-    /// The oldest unpublished event of each task, `lock` appended.
-    fn heads_query(&self, lock: &str) -> Query {
-        Query::new(format!(
-            "SELECT o.subject FROM outbox o WHERE o.published_at IS NULL AND NOT EXISTS \
-             (SELECT 1 FROM outbox p WHERE p.subject = o.subject AND p.published_at IS NULL AND p.seq < o.seq) \
-             ORDER BY o.seq LIMIT $1{lock}"
-        ))
-        .bind(self.settings.batch)
-    }
-
     /// Publishes in order; after a failure, the rest of that task's events wait for a later round.
-    async fn publish(&self, claimed: &[Claimed]) -> Outcome {
-        let mut outcome = Outcome::default();
+    async fn publish(&self, pending: &[Pending]) -> Attempts {
+        let mut attempts = Attempts::default();
         let mut blocked: Vec<Uuid> = Vec::new();
-        for event in claimed {
+        for event in pending {
             if blocked.contains(&event.subject) {
                 continue;
             }
@@ -287,40 +201,19 @@ impl OutboxRelay {
                 )
                 .await;
             match sent {
-                Ok(()) => outcome.published.push(event.seq),
+                Ok(()) => attempts.published.push(event.seq),
                 Err(e) => {
                     blocked.push(event.subject);
                     tracing::warn!(seq = event.seq, topic = %event.topic, error = %e, "publishing an event failed; will retry");
-                    outcome.failed.push((event.seq, e.to_string()));
+                    attempts.failed.push((event.seq, e.to_string()));
                 }
             }
         }
-        outcome
+        attempts
     }
 
     /// Deletes published rows older than the retention period.
     pub async fn prune(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-        let cutoff = now - self.settings.retention;
-        self.db
-            .execute(
-                &Query::new(
-                    "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1",
-                )
-                .bind(cutoff),
-            )
-            .await
-    }
-
-    /// How many events wait, and for how long the oldest has.
-    pub async fn backlog(db: &Db, now: DateTime<Utc>) -> Result<Backlog, sqlx::Error> {
-        let row: BacklogRow = db
-            .fetch_one(&Query::new(
-                "SELECT COUNT(*) AS pending, MIN(created_at) AS oldest FROM outbox WHERE published_at IS NULL",
-            ))
-            .await?;
-        Ok(Backlog {
-            pending: row.pending,
-            oldest_age_seconds: row.oldest.map(|t| (now - t).num_seconds().max(0)),
-        })
+        outbox::prune(&self.db, now - self.settings.retention).await
     }
 }

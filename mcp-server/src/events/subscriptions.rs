@@ -15,13 +15,7 @@ use todo_dapr::app::{DEAD_LETTER_TOPIC, PUBSUB_NAME, answer, parse_body, with_ap
 use todo_shared::events::{EventType, TOPIC_NOTIFICATIONS, TOPIC_TASKS};
 use todo_shared::incoming::Disposition;
 
-use super::consumers::{NotificationConsumer, RecurrenceConsumer};
-
-/// The consumers the app port serves.
-pub struct Consumers {
-    pub recurrence: RecurrenceConsumer,
-    pub notifications: NotificationConsumer,
-}
+use super::consumers::Consumers;
 
 /// Builds the app-port router; `api_token` is `APP_API_TOKEN`.
 pub fn router(consumers: Arc<Consumers>, api_token: Option<String>) -> Router {

@@ -1,60 +1,36 @@
 //! The scheduler, embedded: with no Dapr sidecar, `todo-mcp` runs the same engine as
 //! `todo-scheduler` ([`todo_scheduler::Engine`]) on its own database.
 //!
-//! - [`state`]: the state store, a table of versioned keys.
-//! - [`jobs`]: durable jobs in a table, run by an in-process timer.
+//! - The engine's ports are tables of this database: its state store and durable jobs
+//!   (`crate::store::scheduler_state`, `crate::store::scheduler_jobs`), run by an in-process
+//!   [`timer`].
 //! - The engine's events go into the outbox (so they are as durable as task changes) and the
 //!   relay hands them to the in-process subscribers; task events reach the engine through
 //!   [`SchedulerSubscriber`] on the same bus.
 
-pub mod jobs;
-pub mod state;
+pub mod timer;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::Value;
-use todo_scheduler::ports::{PortError, Publisher};
 use todo_scheduler::{Engine, Settings};
-use todo_shared::events::{OutgoingEvent, TOPIC_TASKS};
+use todo_shared::events::TOPIC_TASKS;
+use todo_shared::time::now;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{Db, now};
 use crate::events::bus::{Disposition, Subscriber};
-use crate::outbox;
-use jobs::SqlJobs;
-use state::SqlStateStore;
+use crate::store::Db;
+use crate::store::outbox::OutboxPublisher;
+use crate::store::scheduler_jobs::SqlJobs;
+use crate::store::scheduler_state::SqlStateStore;
 
 /// How often the embedded sweep runs (its jobs are durable, so it is only a safety net).
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-
-/// Publishes the engine's events through the outbox.
-struct OutboxPublisher {
-    db: Db,
-    /// Wakes the relay after a commit.
-    wake: Arc<Notify>,
-}
-
-#[async_trait]
-impl Publisher for OutboxPublisher {
-    async fn publish(&self, event: &OutgoingEvent) -> Result<(), PortError> {
-        let unavailable = |e: sqlx::Error| PortError::Unavailable(format!("database: {e}"));
-        let mut tx = self.db.begin().await.map_err(unavailable)?;
-        let added = outbox::enqueue_once(&mut tx, event)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        if added {
-            self.wake.notify_one();
-        }
-        Ok(())
-    }
-}
 
 /// Hands task events from the in-process bus to the engine.
 pub struct SchedulerSubscriber {
@@ -106,7 +82,7 @@ impl EmbeddedScheduler {
 
     /// Starts the job timer and the periodic sweep (which also expires old state).
     pub fn start(self, background: &mut JoinSet<()>, shutdown: &CancellationToken) {
-        background.spawn(self.jobs.run(self.engine.clone(), shutdown.clone()));
+        background.spawn(timer::run(self.jobs, self.engine.clone(), shutdown.clone()));
         let (engine, state, shutdown) = (self.engine, self.state, shutdown.clone());
         background.spawn(async move {
             let mut every = tokio::time::interval(SWEEP_EVERY);

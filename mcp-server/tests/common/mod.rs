@@ -7,11 +7,16 @@
 
 #![allow(dead_code)]
 
-use mcp_server::db::{Db, Query};
+use chrono::{DateTime, Utc};
+use mcp_server::app::tasks::{Applied, TaskService};
+use mcp_server::error::AppResult;
+use mcp_server::mcp::args::UpdateTaskArgs;
+use mcp_server::store::{Db, Query};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::types::Json;
 use tempfile::TempDir;
+use todo_shared::reminder::{ReminderInput, ReminderSpec};
 use todo_shared::task::UserId;
 use uuid::Uuid;
 
@@ -54,6 +59,23 @@ pub async fn postgres() -> TestDb {
 /// Builds tool arguments from JSON, as a client would send them.
 pub fn args<T: DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).expect("test arguments deserialize")
+}
+
+/// `update_task` as the tool runs it: the arguments parsed, then the update applied.
+pub async fn update(
+    svc: &TaskService,
+    user: &UserId,
+    arguments: Value,
+    now: DateTime<Utc>,
+) -> AppResult<Applied> {
+    let arguments: UpdateTaskArgs = args(arguments);
+    svc.update(user, arguments.task_id, &arguments.parse()?, now)
+        .await
+}
+
+/// A reminder as `set_reminder` parses it.
+pub fn spec(input: &ReminderInput) -> ReminderSpec {
+    ReminderSpec::parse("reminder", input).expect("a reminder of the right form")
 }
 
 pub fn user(name: &str) -> UserId {

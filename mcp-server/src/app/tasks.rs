@@ -11,24 +11,23 @@ use sqlx::types::Json;
 use todo_shared::events::{
     EventType, OutgoingEvent, RecurringScheduled, TaskEventData, occurrence_task_id,
 };
-use todo_shared::reminder::{MAX_REMINDERS_PER_TASK, ReminderInput, ReminderTrigger};
+use todo_shared::reminder::{MAX_REMINDERS_PER_TASK, ReminderSpec, ReminderTrigger};
 use todo_shared::snapshot::TaskSnapshot;
 use todo_shared::task::{TaskStatus, UserId};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::commands::{NewTask, TaskPatch};
-use super::list::{ListQuery, RowKey};
-use super::row::{ReminderRow, TASK_COLUMNS, TaskRow, load, load_for_update, reminders_query};
-use crate::db::{Db, Query, Tx};
+use super::listing::{ListQuery, RowKey};
 use crate::error::{AppError, AppResult};
-use crate::events::processed::{self, EventKey};
-use crate::outbox;
-use crate::tools::args::UpdateTaskArgs;
+use crate::store::processed::{self, EventKey};
+use crate::store::reminders::{self, ReminderRow};
+use crate::store::tasks::{self, TaskRow};
+use crate::store::{Db, Tx, outbox};
 
-/// The result of an operation that may have found nothing to do.
+/// A task after an operation, and what the operation changed.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct Applied {
     pub task: TaskSnapshot,
     /// The names of the fields that changed; empty when the call changed nothing.
     pub changed: Vec<String>,
@@ -41,17 +40,6 @@ pub struct Page {
     /// How many tasks match the filters, on all pages.
     pub total: i64,
     pub next_cursor: Option<String>,
-}
-
-#[derive(sqlx::FromRow)]
-struct Exists {
-    #[allow(dead_code)]
-    one: i32,
-}
-
-#[derive(sqlx::FromRow)]
-struct Count {
-    total: i64,
 }
 
 /// Task operations for one database. Cheap to clone.
@@ -79,10 +67,6 @@ impl TaskService {
         tx.commit().await?;
         self.events_committed.notify_one();
         Ok(())
-    }
-
-    pub fn db(&self) -> &Db {
-        &self.db
     }
 
     pub async fn create(
@@ -134,7 +118,7 @@ impl TaskService {
         row.insert(&mut tx).await?;
         row.write_tags(&mut tx, false).await?;
         for r in &reminders {
-            insert_reminder(&mut tx, row, r, now).await?;
+            reminders::insert(&mut tx, row, r, now).await?;
         }
         let snapshot = row.snapshot(&sorted(reminders))?;
         let event = OutgoingEvent::task(
@@ -148,7 +132,7 @@ impl TaskService {
     }
 
     pub async fn get(&self, owner: &UserId, id: Uuid) -> AppResult<TaskSnapshot> {
-        let (row, reminders) = load(&self.db, owner.as_str(), id).await?;
+        let (row, reminders) = tasks::load(&self.db, owner.as_str(), id).await?;
         row.snapshot(&reminders)
     }
 
@@ -158,11 +142,21 @@ impl TaskService {
         query: &ListQuery,
         now: DateTime<Utc>,
     ) -> AppResult<Page> {
+        let owner = owner.as_str();
         // Two independent reads: on two pooled connections they overlap instead of queueing.
-        let count_q = query.count_query(owner.as_str(), now);
-        let page_q = query.page_query(TASK_COLUMNS, owner.as_str(), now);
-        let (Count { total }, mut rows): (Count, Vec<TaskRow>) =
-            tokio::try_join!(self.db.fetch_one(&count_q), self.db.fetch_all(&page_q))?;
+        let (total, mut rows) = tokio::try_join!(
+            tasks::count(&self.db, owner, &query.filter, now),
+            tasks::page(
+                &self.db,
+                owner,
+                &query.filter,
+                query.sort,
+                query.order,
+                query.limit,
+                query.after.as_ref(),
+                now
+            ),
+        )?;
         let more = rows.len() > query.limit as usize;
         rows.truncate(query.limit as usize);
         let next_cursor = match rows.last() {
@@ -179,9 +173,7 @@ impl TaskService {
             Vec::new()
         } else {
             let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-            self.db
-                .fetch_all(&reminders_query(self.db.backend(), &ids))
-                .await?
+            reminders::of_tasks(&self.db, &ids).await?
         };
         let tasks = rows
             .iter()
@@ -204,13 +196,13 @@ impl TaskService {
     pub async fn update(
         &self,
         owner: &UserId,
-        args: UpdateTaskArgs,
+        id: Uuid,
+        patch: &TaskPatch,
         now: DateTime<Utc>,
-    ) -> AppResult<Outcome> {
-        let id = args.task_id;
+    ) -> AppResult<Applied> {
         let mut tx = self.db.begin().await?;
-        let (mut row, mut reminders) = load_for_update(&mut tx, owner.as_str(), id).await?;
-        let patch = TaskPatch::parse(args, row.zone()?)?;
+        let (mut row, mut reminders) = tasks::load_for_update(&mut tx, owner.as_str(), id).await?;
+        let zoned = patch.in_zone(row.zone()?)?;
         let before = row.snapshot(&reminders)?;
 
         if let Some(title) = &patch.title {
@@ -228,11 +220,11 @@ impl TaskService {
         if let Some(zone) = patch.zone {
             row.time_zone = zone.name().to_owned();
         }
-        let due_changed = matches!(patch.due, Some(due) if due != row.due_at);
-        if let Some(due) = patch.due {
+        let due_changed = matches!(zoned.due, Some(due) if due != row.due_at);
+        if let Some(due) = zoned.due {
             row.due_at = due;
         }
-        match patch.recurrence {
+        match zoned.recurrence {
             Some(rule) => row.set_recurrence(rule),
             // A new due time is where the series now starts: it goes on from there.
             None if due_changed && row.recurrence.is_some() => {
@@ -251,7 +243,7 @@ impl TaskService {
         let after = row.snapshot(&sorted(reminders))?;
         let data = TaskEventData::change(&before, after);
         if data.changes.is_empty() {
-            return Ok(Outcome {
+            return Ok(Applied {
                 task: before,
                 changed: Vec::new(),
             });
@@ -268,7 +260,7 @@ impl TaskService {
         owner: &UserId,
         id: Uuid,
         now: DateTime<Utc>,
-    ) -> AppResult<Outcome> {
+    ) -> AppResult<Applied> {
         self.set_status(
             owner,
             id,
@@ -279,7 +271,7 @@ impl TaskService {
         .await
     }
 
-    pub async fn reopen(&self, owner: &UserId, id: Uuid, now: DateTime<Utc>) -> AppResult<Outcome> {
+    pub async fn reopen(&self, owner: &UserId, id: Uuid, now: DateTime<Utc>) -> AppResult<Applied> {
         self.set_status(owner, id, TaskStatus::Pending, EventType::TaskUpdated, now)
             .await
     }
@@ -291,12 +283,12 @@ impl TaskService {
         status: TaskStatus,
         event: EventType,
         now: DateTime<Utc>,
-    ) -> AppResult<Outcome> {
+    ) -> AppResult<Applied> {
         let mut tx = self.db.begin().await?;
-        let (mut row, reminders) = load_for_update(&mut tx, owner.as_str(), id).await?;
+        let (mut row, reminders) = tasks::load_for_update(&mut tx, owner.as_str(), id).await?;
         let before = row.snapshot(&reminders)?;
         if row.status()? == status {
-            return Ok(Outcome {
+            return Ok(Applied {
                 task: before,
                 changed: Vec::new(),
             });
@@ -316,19 +308,9 @@ impl TaskService {
         now: DateTime<Utc>,
     ) -> AppResult<TaskSnapshot> {
         let mut tx = self.db.begin().await?;
-        let (row, reminders) = load_for_update(&mut tx, owner.as_str(), id).await?;
+        let (row, reminders) = tasks::load_for_update(&mut tx, owner.as_str(), id).await?;
         let snapshot = row.snapshot(&reminders)?;
-        // Children first: SQLite enforces the foreign keys only when its pragma is on.
-        for table in ["reminders", "task_tags"] {
-            tx.execute(&Query::new(format!("DELETE FROM {table} WHERE task_id = $1")).bind(id))
-                .await?;
-        }
-        tx.execute(
-            &Query::new("DELETE FROM tasks WHERE id = $1 AND owner = $2")
-                .bind(id)
-                .bind(owner.as_str()),
-        )
-        .await?;
+        tasks::delete(&mut tx, owner.as_str(), id).await?;
         let event = OutgoingEvent::task(
             EventType::TaskDeleted,
             &TaskEventData::snapshot(snapshot.clone()),
@@ -344,11 +326,11 @@ impl TaskService {
         &self,
         owner: &UserId,
         id: Uuid,
-        input: &ReminderInput,
+        spec: &ReminderSpec,
         now: DateTime<Utc>,
-    ) -> AppResult<(Outcome, Uuid)> {
+    ) -> AppResult<(Applied, Uuid)> {
         let mut tx = self.db.begin().await?;
-        let (mut row, mut reminders) = load_for_update(&mut tx, owner.as_str(), id).await?;
+        let (mut row, mut reminders) = tasks::load_for_update(&mut tx, owner.as_str(), id).await?;
         if row.status()? == TaskStatus::Completed {
             return Err(AppError::Conflict(format!(
                 "task {id} is completed; reopen_task it before setting a reminder"
@@ -359,18 +341,18 @@ impl TaskService {
                 "task {id} already has {MAX_REMINDERS_PER_TASK} reminders, the most a task can have; cancel_reminder one first"
             )));
         }
-        let trigger = ReminderTrigger::parse("reminder", input, row.zone()?.tz())?;
+        let trigger = spec.resolve(row.zone()?.tz())?;
         let at = trigger.check_future("reminder", row.due_at, now)?;
         let before = row.snapshot(&reminders)?;
         let reminder = new_reminder(id, trigger, at);
-        insert_reminder(&mut tx, &row, &reminder, now).await?;
+        reminders::insert(&mut tx, &row, &reminder, now).await?;
         let reminder_id = reminder.id;
         reminders.push(reminder);
         row.updated_at = now;
         row.update(&mut tx).await?;
         let data = TaskEventData::change(&before, row.snapshot(&sorted(reminders))?);
-        let outcome = self.finish(tx, EventType::TaskUpdated, data, now).await?;
-        Ok((outcome, reminder_id))
+        let applied = self.finish(tx, EventType::TaskUpdated, data, now).await?;
+        Ok((applied, reminder_id))
     }
 
     pub async fn cancel_reminder(
@@ -379,18 +361,11 @@ impl TaskService {
         id: Uuid,
         reminder_id: Uuid,
         now: DateTime<Utc>,
-    ) -> AppResult<Outcome> {
+    ) -> AppResult<Applied> {
         let mut tx = self.db.begin().await?;
-        let (mut row, mut reminders) = load_for_update(&mut tx, owner.as_str(), id).await?;
+        let (mut row, mut reminders) = tasks::load_for_update(&mut tx, owner.as_str(), id).await?;
         let before = row.snapshot(&reminders)?;
-        let deleted = tx
-            .execute(
-                &Query::new("DELETE FROM reminders WHERE id = $1 AND task_id = $2")
-                    .bind(reminder_id)
-                    .bind(id),
-            )
-            .await?;
-        if deleted == 0 {
+        if !reminders::delete(&mut tx, id, reminder_id).await? {
             return Err(AppError::ReminderNotFound {
                 task: id,
                 reminder: reminder_id,
@@ -426,18 +401,13 @@ impl TaskService {
         }
         // Lock the template first: a concurrent delivery of the same occurrence (under another
         // event id) waits here, and then sees the task the first one committed.
-        let template = match load_for_update(&mut tx, owner.as_str(), event.previous_task_id).await
-        {
-            Ok(found) => Some(found),
-            Err(AppError::TaskNotFound(_)) => None,
-            Err(e) => return Err(e),
-        };
-        let exists = tx
-            .fetch_optional::<Exists>(
-                &Query::new("SELECT 1 AS one FROM tasks WHERE id = $1").bind(event.task_id),
-            )
-            .await?
-            .is_some();
+        let template =
+            match tasks::load_for_update(&mut tx, owner.as_str(), event.previous_task_id).await {
+                Ok(found) => Some(found),
+                Err(AppError::TaskNotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+        let exists = tasks::exists(&mut tx, event.task_id).await?;
         let Some((template, reminders)) =
             template.filter(|(t, _)| !exists && t.series_id == Some(event.series_id))
         else {
@@ -474,11 +444,11 @@ impl TaskService {
         event: EventType,
         data: TaskEventData,
         now: DateTime<Utc>,
-    ) -> AppResult<Outcome> {
+    ) -> AppResult<Applied> {
         let outgoing = OutgoingEvent::task(event, &data, now)?;
         outbox::enqueue(&mut tx, &outgoing).await?;
         self.commit(tx).await?;
-        Ok(Outcome {
+        Ok(Applied {
             changed: data.changes.into_keys().collect(),
             task: data.task,
         })
@@ -497,25 +467,6 @@ fn new_reminder(task_id: Uuid, trigger: ReminderTrigger, at: DateTime<Utc>) -> R
 fn sorted(mut reminders: Vec<ReminderRow>) -> Vec<ReminderRow> {
     reminders.sort_by_key(|r| (r.fire_at, r.id));
     reminders
-}
-
-async fn insert_reminder(
-    tx: &mut Tx,
-    task: &TaskRow,
-    r: &ReminderRow,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    let q = Query::new(
-        "INSERT INTO reminders (id, task_id, owner, fire_at, minutes_before, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(r.id)
-    .bind(task.id)
-    .bind(task.owner.clone())
-    .bind(r.fire_at)
-    .bind(r.minutes_before.map(i64::from))
-    .bind(now);
-    tx.execute(&q).await.map(drop)
 }
 
 /// A due time cannot be removed from under what depends on it.
@@ -549,12 +500,7 @@ async fn move_relative_reminders(
             continue;
         };
         r.fire_at = due - chrono::Duration::minutes(i64::from(minutes));
-        tx.execute(
-            &Query::new("UPDATE reminders SET fire_at = $1 WHERE id = $2")
-                .bind(r.fire_at)
-                .bind(r.id),
-        )
-        .await?;
+        reminders::reschedule(tx, r.id, r.fire_at).await?;
     }
     Ok(())
 }

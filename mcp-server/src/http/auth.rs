@@ -15,12 +15,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use todo_shared::task::UserId;
 
+use crate::mcp::AuthenticatedUser;
+
 /// The shortest accepted HS256 secret: RFC 7518 asks for a key at least as long as the hash.
 pub const MIN_SECRET_BYTES: usize = 32;
-
-/// The user a request was authenticated as; put in the request's extensions for the tools.
-#[derive(Debug, Clone)]
-pub struct AuthenticatedUser(pub UserId);
 
 /// Why a secret cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -1,10 +1,10 @@
-//! Idempotent consumers: each consumer records the ids of the events it has processed in the same
-//! transaction as the event's effect (the design's `processed:{service}:{event_id}`), so a
-//! redelivered event finds its id and changes nothing.
+//! The `processed_events` table: each consumer records the ids of the events it has processed in
+//! the same transaction as the event's effect, so a redelivered event finds its id and changes
+//! nothing.
 
 use chrono::{DateTime, Utc};
 
-use crate::db::{Query, Tx};
+use super::{Query, Tx};
 
 /// One consumer's view of one event.
 #[derive(Debug, Clone, Copy)]

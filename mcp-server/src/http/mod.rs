@@ -1,28 +1,30 @@
-//! The HTTP transport: streamable HTTP at `/mcp` behind bearer authentication, and the probes.
+//! The HTTP transport: streamable HTTP at `/mcp` behind bearer authentication ([`auth`]), and
+//! the probes ([`probes`]).
 //!
 //! `/mcp` runs without sessions: every request builds its handler from shared state and carries
 //! its own user, so any replica behind a Service can answer any request. Responses stream as
 //! server-sent events, as the streamable HTTP transport specifies. Host and Origin headers are
 //! checked against allow-lists to stop DNS-rebinding attacks from browsers.
 
+pub mod auth;
+mod probes;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{TokenVerifier, require_bearer};
-use crate::db::{Db, now};
-use crate::events::relay::OutboxRelay;
-use crate::tools::TodoServer;
+use self::auth::{TokenVerifier, require_bearer};
+use crate::mcp::TodoServer;
+use crate::store::Db;
 
 /// What the HTTP routes need.
 pub struct HttpSettings {
@@ -59,8 +61,8 @@ pub fn router(
         ))
         .layer(axum::middleware::from_fn(refuse_repeated_headers));
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
         .with_state(db)
         .merge(mcp)
 }
@@ -75,35 +77,4 @@ async fn refuse_repeated_headers(request: Request, next: Next) -> Response {
         }
     }
     next.run(request).await
-}
-
-/// Alive: the process serves HTTP.
-async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
-}
-
-/// Ready: the database answers. The outbox backlog is reported beside it: a growing backlog
-/// means events are not getting out, which the relay's logs explain.
-async fn readyz(State(db): State<Db>) -> impl IntoResponse {
-    let check = async {
-        db.ping().await?;
-        OutboxRelay::backlog(&db, now()).await
-    };
-    match tokio::time::timeout(Duration::from_secs(2), check).await {
-        Ok(Ok(outbox)) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "database": "ok", "outbox": outbox })),
-        ),
-        outcome => {
-            let reason = match outcome {
-                Ok(Err(e)) => e.to_string(),
-                _ => "timed out".to_owned(),
-            };
-            tracing::warn!(%reason, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "database": "unreachable" })),
-            )
-        }
-    }
 }

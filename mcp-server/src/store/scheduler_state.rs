@@ -1,5 +1,6 @@
-//! The scheduler's state store on this server's database: one row per key, whose `version` is
-//! the ETag, so conditional writes behave as with Dapr's first-write concurrency.
+//! The `scheduler_state` table: the embedded scheduler's state store (the engine's [`StateStore`]
+//! port on this database). One row per key, whose `version` is the ETag, so conditional writes
+//! behave as with Dapr's first-write concurrency; `expires_at` is the TTL.
 
 use std::time::Duration;
 
@@ -9,7 +10,9 @@ use serde_json::Value;
 use sqlx::types::Json;
 use todo_scheduler::ports::{Etag, PortError, StateStore};
 
-use crate::db::{Db, Query, now};
+use todo_shared::time::now;
+
+use super::{Db, Query, port_error};
 
 #[derive(Clone)]
 pub struct SqlStateStore {
@@ -21,10 +24,6 @@ struct Entry {
     key: String,
     value: Json<Value>,
     version: i64,
-}
-
-fn unavailable(e: sqlx::Error) -> PortError {
-    PortError::Unavailable(format!("database: {e}"))
 }
 
 fn version_of(etag: &Etag) -> Result<i64, PortError> {
@@ -55,7 +54,7 @@ impl StateStore for SqlStateStore {
         )
         .bind(key)
         .bind(now());
-        let row: Option<Entry> = self.db.fetch_optional(&q).await.map_err(unavailable)?;
+        let row: Option<Entry> = self.db.fetch_optional(&q).await.map_err(port_error)?;
         Ok(row.map(|e| (e.value.0, Etag(e.version.to_string()))))
     }
 
@@ -63,17 +62,12 @@ impl StateStore for SqlStateStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q = Query::new("SELECT key, value, version FROM scheduler_state WHERE key IN (");
-        for (i, key) in keys.iter().enumerate() {
-            if i > 0 {
-                q.push(", ");
-            }
-            q.push_bind(key.as_str());
-        }
-        q.push(") AND (expires_at IS NULL OR expires_at > ")
+        let mut q = Query::new("SELECT key, value, version FROM scheduler_state WHERE key");
+        q.push_in(self.db.backend(), keys.to_vec())
+            .push(" AND (expires_at IS NULL OR expires_at > ")
             .push_bind(now())
             .push(")");
-        let rows: Vec<Entry> = self.db.fetch_all(&q).await.map_err(unavailable)?;
+        let rows: Vec<Entry> = self.db.fetch_all(&q).await.map_err(port_error)?;
         let mut found: std::collections::HashMap<String, (Value, Etag)> = rows
             .into_iter()
             .map(|e| (e.key, (e.value.0, Etag(e.version.to_string()))))
@@ -111,7 +105,7 @@ impl StateStore for SqlStateStore {
             .bind(expiry(ttl, now))
             .bind(now),
         };
-        match self.db.execute(&q).await.map_err(unavailable)? {
+        match self.db.execute(&q).await.map_err(port_error)? {
             0 => Err(PortError::Conflict),
             _ => Ok(()),
         }
@@ -120,12 +114,12 @@ impl StateStore for SqlStateStore {
     async fn delete(&self, key: &str, etag: Option<&Etag>) -> Result<(), PortError> {
         let Some(etag) = etag else {
             let q = Query::new("DELETE FROM scheduler_state WHERE key = $1").bind(key);
-            return self.db.execute(&q).await.map(drop).map_err(unavailable);
+            return self.db.execute(&q).await.map(drop).map_err(port_error);
         };
         let q = Query::new("DELETE FROM scheduler_state WHERE key = $1 AND version = $2")
             .bind(key)
             .bind(version_of(etag)?);
-        if self.db.execute(&q).await.map_err(unavailable)? == 1 {
+        if self.db.execute(&q).await.map_err(port_error)? == 1 {
             return Ok(());
         }
         // Nothing deleted: a conflict if the key is there at another version.

@@ -1,14 +1,20 @@
-//! Tasks as stored: the row types, the SQL that reads and writes them, and their snapshots.
+//! The `tasks` table with its `task_tags`: the row type, its snapshot, and every statement that
+//! reads or writes tasks, `list_tasks`' queries included.
+//!
+//! `list_tasks` pages with a keyset (the last row's sort value and id) rather than an offset, so
+//! a page boundary stays put while tasks are added or removed before it.
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
+use todo_shared::listing::{SortKey, SortOrder, TaskFilter};
 use todo_shared::recurrence::Recurrence;
 use todo_shared::snapshot::{ReminderSnapshot, SeriesSnapshot, TaskSnapshot};
 use todo_shared::task::{Priority, Tags, TaskDescription, TaskStatus, TaskTitle};
 use todo_shared::time::{Zone, format_in_zone};
 use uuid::Uuid;
 
-use crate::db::{Backend, Db, Query, Tx};
+use super::reminders::{self, ReminderRow};
+use super::{Arg, Backend, Db, Query, Tx};
 use crate::error::{AppError, AppResult};
 
 /// The columns of [`TaskRow`], qualified by the alias `t`.
@@ -36,15 +42,6 @@ pub struct TaskRow {
     pub completed_at: Option<DateTime<Utc>>,
     /// Derived from the title; kept for sorting and for the cursor.
     pub title_key: String,
-}
-
-/// One row of `reminders`.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ReminderRow {
-    pub id: Uuid,
-    pub task_id: Uuid,
-    pub fire_at: DateTime<Utc>,
-    pub minutes_before: Option<i32>,
 }
 
 /// The lower-cased text `list_tasks` searches.
@@ -245,7 +242,9 @@ pub async fn load_for_update(
         .fetch_optional(&Query::new(sql).bind(id).bind(owner))
         .await?
         .ok_or(AppError::TaskNotFound(id))?;
-    let reminders = tx.fetch_all(&reminders_query(tx.backend(), &[id])).await?;
+    let reminders = tx
+        .fetch_all(&reminders::of_tasks_query(tx.backend(), &[id]))
+        .await?;
     Ok((row, reminders))
 }
 
@@ -256,15 +255,194 @@ pub async fn load(db: &Db, owner: &str, id: Uuid) -> AppResult<(TaskRow, Vec<Rem
         .fetch_optional(&Query::new(sql).bind(id).bind(owner))
         .await?
         .ok_or(AppError::TaskNotFound(id))?;
-    let reminders = db.fetch_all(&reminders_query(db.backend(), &[id])).await?;
+    let reminders = reminders::of_tasks(db, &[id]).await?;
     Ok((row, reminders))
 }
 
-/// The reminders of the given tasks, earliest first.
-pub fn reminders_query(backend: Backend, task_ids: &[Uuid]) -> Query {
-    let mut q =
-        Query::new("SELECT id, task_id, fire_at, minutes_before FROM reminders WHERE task_id");
-    q.push_in(backend, task_ids.to_vec())
-        .push(" ORDER BY fire_at, id");
-    q
+/// Whether a task with this id exists, whoever owns it.
+pub async fn exists(tx: &mut Tx, id: Uuid) -> Result<bool, sqlx::Error> {
+    let q = Query::new("SELECT COUNT(*) AS total FROM tasks WHERE id = $1").bind(id);
+    Ok(tx.fetch_one::<Count>(&q).await?.total > 0)
+}
+
+/// Deletes the user's task with its reminders and tags.
+pub async fn delete(tx: &mut Tx, owner: &str, id: Uuid) -> Result<(), sqlx::Error> {
+    // Children first: SQLite enforces the foreign keys only when its pragma is on.
+    for table in ["reminders", "task_tags"] {
+        tx.execute(&Query::new(format!("DELETE FROM {table} WHERE task_id = $1")).bind(id))
+            .await?;
+    }
+    tx.execute(
+        &Query::new("DELETE FROM tasks WHERE id = $1 AND owner = $2")
+            .bind(id)
+            .bind(owner),
+    )
+    .await
+    .map(drop)
+}
+
+/// A sort value of a page's last row, where the next page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortValue {
+    /// A creation or due time.
+    Time(DateTime<Utc>),
+    /// A priority rank.
+    Rank(i16),
+    /// A title key.
+    Text(String),
+    /// No due time: such tasks come last.
+    Null,
+}
+
+/// Where a page starts: strictly after the row with this sort value and id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keyset {
+    pub value: SortValue,
+    pub id: Uuid,
+}
+
+#[derive(sqlx::FromRow)]
+struct Count {
+    total: i64,
+}
+
+/// How many of the user's tasks the filter selects.
+pub async fn count(
+    db: &Db,
+    owner: &str,
+    filter: &TaskFilter,
+    now: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    let mut q = Query::new("SELECT COUNT(*) AS total FROM tasks t");
+    push_filter(&mut q, db.backend(), filter, owner, now);
+    db.fetch_one::<Count>(&q).await.map(|c| c.total)
+}
+
+/// One page of the user's tasks the filter selects: up to `limit + 1` rows (an extra row says
+/// there is more) after `after`, in the given order.
+#[allow(clippy::too_many_arguments)]
+pub async fn page(
+    db: &Db,
+    owner: &str,
+    filter: &TaskFilter,
+    sort: SortKey,
+    order: SortOrder,
+    limit: u32,
+    after: Option<&Keyset>,
+    now: DateTime<Utc>,
+) -> Result<Vec<TaskRow>, sqlx::Error> {
+    let mut q = Query::new(format!("SELECT {TASK_COLUMNS} FROM tasks t"));
+    push_filter(&mut q, db.backend(), filter, owner, now);
+    let col = column(sort);
+    let (dir, cmp) = match order {
+        SortOrder::Asc => ("ASC", ">"),
+        SortOrder::Desc => ("DESC", "<"),
+    };
+    if let Some(after) = after {
+        // Rows strictly after the keyset in this order, with NULL keys last.
+        let value = match &after.value {
+            SortValue::Time(t) => Some(Arg::from(*t)),
+            SortValue::Rank(r) => Some(Arg::from(*r)),
+            SortValue::Text(t) => Some(Arg::from(t.as_str())),
+            SortValue::Null => None,
+        };
+        match value {
+            Some(value) => {
+                q.push(&format!(" AND (({col}, t.id) {cmp} ("))
+                    .push_bind(value)
+                    .push(", ")
+                    .push_bind(after.id)
+                    .push(&format!(") OR {col} IS NULL)"));
+            }
+            None => {
+                q.push(&format!(" AND {col} IS NULL AND t.id {cmp} "))
+                    .push_bind(after.id);
+            }
+        }
+    }
+    // Tasks without a due time come last in both directions. Only `due` can be NULL, and the
+    // clause is left off the other keys so that their ORDER BY matches an index exactly.
+    let nulls = if sort == SortKey::Due {
+        " NULLS LAST"
+    } else {
+        ""
+    };
+    q.push(&format!(" ORDER BY {col} {dir}{nulls}, t.id {dir} LIMIT "))
+        .push_bind(i64::from(limit) + 1);
+    db.fetch_all(&q).await
+}
+
+fn column(sort: SortKey) -> &'static str {
+    match sort {
+        SortKey::Created => "t.created_at",
+        SortKey::Due => "t.due_at",
+        SortKey::Priority => "t.priority",
+        SortKey::Title => "t.title_key",
+    }
+}
+
+/// Appends the `WHERE` conditions shared by the page query and the count.
+fn push_filter(
+    q: &mut Query,
+    backend: Backend,
+    filter: &TaskFilter,
+    owner: &str,
+    now: DateTime<Utc>,
+) {
+    q.push(" WHERE t.owner = ").push_bind(owner);
+    if let Some(status) = filter.status {
+        q.push(" AND t.status = ").push_bind(status.as_str());
+    }
+    if let Some(priority) = filter.priority {
+        q.push(" AND t.priority = ").push_bind(priority.rank());
+    }
+    if let Some(search) = &filter.search {
+        q.push(" AND t.search_text LIKE ")
+            .push_bind(like_pattern(search))
+            .push(" ESCAPE '\\'");
+    }
+    if let Some(t) = filter.due_before {
+        q.push(" AND t.due_at < ").push_bind(t);
+    }
+    if let Some(t) = filter.due_after {
+        q.push(" AND t.due_at > ").push_bind(t);
+    }
+    if filter.overdue {
+        q.push(" AND t.status = 'pending' AND t.due_at < ")
+            .push_bind(now);
+    }
+    if !filter.tags.is_empty() {
+        q.push(" AND t.id IN (SELECT tt.task_id FROM task_tags tt WHERE tt.owner = ")
+            .push_bind(owner)
+            .push(" AND tt.tag")
+            .push_in(
+                backend,
+                filter.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+            )
+            .push(" GROUP BY tt.task_id HAVING COUNT(*) = ")
+            .push_bind(filter.tags.len() as i64)
+            .push(")");
+    }
+}
+
+/// Escapes `%`, `_` and the escape character itself so that search text matches literally.
+pub fn like_pattern(search: &str) -> String {
+    let mut out = String::with_capacity(search.len() + 2);
+    out.push('%');
+    for c in search.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_pattern_escapes_wildcards() {
+        assert_eq!(super::like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
 }

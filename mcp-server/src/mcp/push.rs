@@ -13,7 +13,7 @@ use todo_shared::task::UserId;
 /// Pushes the user's new notifications to the client as MCP log messages (logger
 /// `todo.reminders`), the notification every client displays or records.
 pub async fn push_notifications(
-    mut feed: tokio::sync::broadcast::Receiver<crate::notifications::Announcement>,
+    mut feed: tokio::sync::broadcast::Receiver<crate::app::notifications::Announcement>,
     peer: rmcp::Peer<rmcp::RoleServer>,
     user: UserId,
 ) {

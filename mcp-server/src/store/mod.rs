@@ -1,11 +1,28 @@
-//! Storage: one handle over PostgreSQL or the embedded SQLite file.
+//! The store: every SQL statement of the server, over PostgreSQL or the embedded SQLite file.
 //!
 //! [`Db`] is a pool and [`Tx`] a transaction on either backend. Both run a [`Query`] and decode
-//! rows into any type that derives `sqlx::FromRow`, so repository code is written once. The
-//! schema lives in `migrations/postgres` and `migrations/sqlite`, numbered alike, and is applied
-//! at start-up.
+//! rows into any type that derives `sqlx::FromRow`, so each statement is written once for both.
+//! One module per table or aggregate holds its statements:
+//!
+//! - [`tasks`]: tasks with their tags, and the `list_tasks` queries;
+//!   [`reminders`]: the reminders of tasks;
+//! - [`notifications`]: fired reminders kept for `list_notifications`;
+//! - [`outbox`]: lifecycle events, from the transaction that writes them to the relay that
+//!   publishes them; [`processed`]: the events each consumer has handled;
+//! - [`scheduler_state`] and [`scheduler_jobs`]: the embedded scheduler's state store and
+//!   durable jobs (the engine's ports on this database).
+//!
+//! The schema lives in `migrations/postgres` and `migrations/sqlite`, numbered alike, and is
+//! applied at start-up.
 
+pub mod notifications;
+pub mod outbox;
+pub mod processed;
 mod query;
+pub mod reminders;
+pub mod scheduler_jobs;
+pub mod scheduler_state;
+pub mod tasks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -17,17 +34,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
-pub use query::{Arg, Query, sqlite_time};
+pub use query::{Arg, Query};
 
 /// Prepared statements kept per PostgreSQL connection (sqlx's default is 100).
 const STATEMENT_CACHE_CAPACITY: usize = 400;
-
-/// The current time at the precision both backends store (microseconds), so that what an
-/// operation returns equals what a later read returns.
-pub fn now() -> chrono::DateTime<chrono::Utc> {
-    use chrono::SubsecRound;
-    chrono::Utc::now().trunc_subsecs(6)
-}
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +180,11 @@ impl Db {
     }
 }
 
+/// A database failure as the scheduler's ports report it: unavailable for now, retried later.
+fn port_error(e: sqlx::Error) -> todo_scheduler::ports::PortError {
+    todo_scheduler::ports::PortError::Unavailable(format!("database: {e}"))
+}
+
 fn create_dir(dir: &Path) -> Result<(), ConnectError> {
     if dir.as_os_str().is_empty() {
         return Ok(());
@@ -196,7 +211,7 @@ impl Tx {
 
     /// What to append to a `SELECT` that reads a row this transaction will write. SQLite needs
     /// nothing: its `BEGIN IMMEDIATE` already holds the database's single write lock.
-    pub fn row_lock_clause(&self) -> &'static str {
+    fn row_lock_clause(&self) -> &'static str {
         match self {
             Tx::Postgres(_) => " FOR UPDATE",
             Tx::Sqlite(_) => "",
@@ -205,21 +220,21 @@ impl Tx {
 
     /// What to append to a `SELECT … FOR UPDATE` that should pass over rows other transactions
     /// hold, so that concurrent workers take disjoint rows.
-    pub fn skip_locked_clause(&self) -> &'static str {
+    fn skip_locked_clause(&self) -> &'static str {
         match self {
             Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             Tx::Sqlite(_) => "",
         }
     }
 
-    /// A statement that lets this transaction commit without waiting for its disk flush, for
-    /// writes that may be lost in a crash without harm; `None` where the backend has no such
-    /// setting per transaction.
-    pub fn relaxed_durability_statement(&self) -> Option<&'static str> {
-        match self {
-            Tx::Postgres(_) => Some("SET LOCAL synchronous_commit = off"),
-            Tx::Sqlite(_) => None,
+    /// Lets this transaction commit without waiting for its disk flush, for writes that may be
+    /// lost in a crash without harm. SQLite has no such setting per transaction.
+    pub async fn relax_durability(&mut self) -> Result<(), sqlx::Error> {
+        if let Tx::Postgres(_) = self {
+            self.execute(&Query::new("SET LOCAL synchronous_commit = off"))
+                .await?;
         }
+        Ok(())
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {

@@ -7,7 +7,8 @@ use todo_shared::snapshot::TaskSnapshot;
 use todo_shared::task::TaskStatus;
 use uuid::Uuid;
 
-use crate::notifications::NotificationView;
+use crate::app::notifications::NotificationView;
+use crate::app::tasks::Applied;
 
 /// The result of `add_task` and `get_task`.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -22,6 +23,15 @@ pub struct ChangeOutput {
     pub task: TaskSnapshot,
     /// The fields that changed; empty when the task already was as asked.
     pub changed: Vec<String>,
+}
+
+impl From<Applied> for ChangeOutput {
+    fn from(applied: Applied) -> Self {
+        Self {
+            task: applied.task,
+            changed: applied.changed,
+        }
+    }
 }
 
 /// The result of `list_tasks`.

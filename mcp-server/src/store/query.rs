@@ -32,6 +32,8 @@ pub enum Arg {
     Uuids(Vec<Uuid>),
     /// An array, as [`Arg::Uuids`].
     Ints(Vec<i64>),
+    /// An array, as [`Arg::Uuids`].
+    Texts(Vec<String>),
 }
 
 macro_rules! arg_from {
@@ -60,10 +62,11 @@ arg_from! {
     Option<Value> => OptJson,
     Vec<Uuid> => Uuids,
     Vec<i64> => Ints,
+    Vec<String> => Texts,
 }
 
 /// The SQLite text form of an instant: always six fractional digits, so text order is time order.
-pub fn sqlite_time(t: &DateTime<Utc>) -> String {
+fn sqlite_time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
@@ -148,6 +151,7 @@ impl Query {
                 Arg::OptJson(v) => out.add(v.as_ref().map(Json)),
                 Arg::Uuids(v) => out.add(v),
                 Arg::Ints(v) => out.add(v),
+                Arg::Texts(v) => out.add(v),
             };
             added.map_err(sqlx::Error::Encode)?;
         }
@@ -168,7 +172,7 @@ impl Query {
                 Arg::OptTime(v) => out.add(v.as_ref().map(sqlite_time)),
                 Arg::Json(v) => out.add(v.to_string()),
                 Arg::OptJson(v) => out.add(v.as_ref().map(Value::to_string)),
-                Arg::Uuids(_) | Arg::Ints(_) => {
+                Arg::Uuids(_) | Arg::Ints(_) | Arg::Texts(_) => {
                     Err("SQLite has no arrays: bind the values one by one".into())
                 }
             };

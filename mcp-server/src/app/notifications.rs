@@ -8,16 +8,17 @@
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use todo_shared::events::{ReminderTriggered, notification_id};
 use todo_shared::task::UserId;
 use todo_shared::time::format_in_zone;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use todo_shared::events::{ReminderTriggered, notification_id};
-
-use crate::db::{Db, Query, Tx};
 use crate::error::AppResult;
-use crate::events::processed::{self, EventKey};
+use crate::store::Db;
+pub use crate::store::notifications::NewNotification;
+use crate::store::notifications::{self, NotificationRow};
+use crate::store::processed::{self, EventKey};
 
 /// A notification as `list_notifications` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -36,57 +37,27 @@ pub struct NotificationView {
     pub read: bool,
 }
 
-/// A notification to record.
-#[derive(Debug, Clone)]
-pub struct NewNotification {
-    pub id: Uuid,
-    pub owner: UserId,
-    pub task_id: Uuid,
-    pub reminder_id: Option<Uuid>,
-    pub title: String,
-    pub message: String,
-    pub fire_at: DateTime<Utc>,
-}
-
-async fn insert(tx: &mut Tx, n: &NewNotification, now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
-    let q = Query::new(
-        "INSERT INTO notifications (id, owner, task_id, reminder_id, title, message, fire_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(n.id)
-    .bind(n.owner.as_str())
-    .bind(n.task_id)
-    .bind(n.reminder_id)
-    .bind(n.title.clone())
-    .bind(n.message.clone())
-    .bind(n.fire_at)
-    .bind(now);
-    Ok(tx.execute(&q).await? == 1)
-}
-
-#[derive(sqlx::FromRow)]
-struct NotificationRow {
-    id: Uuid,
-    task_id: Uuid,
-    reminder_id: Option<Uuid>,
-    title: String,
-    message: String,
-    fire_at: DateTime<Utc>,
-    created_at: DateTime<Utc>,
-    read_at: Option<DateTime<Utc>>,
-}
-
-#[derive(sqlx::FromRow)]
-struct Unread {
-    unread: i64,
-}
-
 /// One answer of `list_notifications`.
 #[derive(Debug, Clone)]
 pub struct NotificationPage {
     pub notifications: Vec<NotificationView>,
     /// Unread notifications in total, after any marking.
     pub unread: i64,
+}
+
+impl From<NotificationRow> for NotificationView {
+    fn from(r: NotificationRow) -> Self {
+        Self {
+            id: r.id,
+            task_id: r.task_id,
+            reminder_id: r.reminder_id,
+            title: r.title,
+            message: r.message,
+            fire_at: r.fire_at.to_rfc3339(),
+            created_at: r.created_at.to_rfc3339(),
+            read: r.read_at.is_some(),
+        }
+    }
 }
 
 /// A notification just recorded, for the user it belongs to.
@@ -123,7 +94,7 @@ impl NotificationService {
     /// Records a notification once: recording the same id again changes nothing.
     pub async fn record(&self, n: &NewNotification, now: DateTime<Utc>) -> AppResult<bool> {
         let mut tx = self.db.begin().await?;
-        let inserted = insert(&mut tx, n, now).await?;
+        let inserted = notifications::insert(&mut tx, n, now).await?;
         tx.commit().await?;
         Ok(inserted)
     }
@@ -157,7 +128,7 @@ impl NotificationService {
             message,
             fire_at: event.fire_at,
         };
-        let inserted = insert(&mut tx, &n, now).await?;
+        let inserted = notifications::insert(&mut tx, &n, now).await?;
         tx.commit().await?;
         if !inserted {
             return Ok(None);
@@ -165,16 +136,16 @@ impl NotificationService {
         // Nobody listening is fine: the notification is stored either way.
         let _ = self.feed.send(Announcement {
             owner: n.owner.clone(),
-            notification: NotificationView {
+            notification: NotificationView::from(NotificationRow {
                 id: n.id,
                 task_id: n.task_id,
                 reminder_id: n.reminder_id,
                 title: n.title.clone(),
                 message: n.message.clone(),
-                fire_at: n.fire_at.to_rfc3339(),
-                created_at: now.to_rfc3339(),
-                read: false,
-            },
+                fire_at: n.fire_at,
+                created_at: now,
+                read_at: None,
+            }),
         });
         Ok(Some(n))
     }
@@ -188,60 +159,19 @@ impl NotificationService {
         mark_read: bool,
         now: DateTime<Utc>,
     ) -> AppResult<NotificationPage> {
-        let mut q = Query::new(
-            "SELECT id, task_id, reminder_id, title, message, fire_at, created_at, read_at \
-             FROM notifications WHERE owner = ",
-        );
-        q.push_bind(owner.as_str());
-        if unread_only {
-            q.push(" AND read_at IS NULL");
-        }
-        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(limit));
-        let rows: Vec<NotificationRow> = self.db.fetch_all(&q).await?;
-
+        let rows = notifications::newest(&self.db, owner.as_str(), unread_only, limit).await?;
         if mark_read {
-            let unread: Vec<Uuid> = rows
-                .iter()
-                .filter(|r| r.read_at.is_none())
-                .map(|r| r.id)
-                .collect();
-            if !unread.is_empty() {
-                let mut q = Query::new("UPDATE notifications SET read_at = ");
-                q.push_bind(now)
-                    .push(" WHERE owner = ")
-                    .push_bind(owner.as_str())
-                    .push(" AND id IN (");
-                for (i, id) in unread.iter().enumerate() {
-                    if i > 0 {
-                        q.push(", ");
-                    }
-                    q.push_bind(*id);
-                }
-                q.push(")");
-                self.db.execute(&q).await?;
-            }
+            let unread = rows.iter().filter(|r| r.read_at.is_none()).map(|r| r.id);
+            notifications::mark_read(&self.db, owner.as_str(), unread.collect(), now).await?;
         }
-
-        let Unread { unread } = self
-            .db
-            .fetch_one(
-                &Query::new("SELECT COUNT(*) AS unread FROM notifications WHERE owner = $1 AND read_at IS NULL")
-                    .bind(owner.as_str()),
-            )
-            .await?;
+        let unread = notifications::unread(&self.db, owner.as_str()).await?;
         let notifications = rows
             .into_iter()
-            .map(|r| NotificationView {
-                id: r.id,
-                task_id: r.task_id,
-                reminder_id: r.reminder_id,
-                title: r.title,
-                message: r.message,
-                fire_at: r.fire_at.to_rfc3339(),
-                created_at: r.created_at.to_rfc3339(),
+            .map(|row| {
+                let mut view = NotificationView::from(row);
                 // Shown as read when this call marked it, so the answer matches the stored state.
-                read: r.read_at.is_some() || mark_read,
+                view.read |= mark_read;
+                view
             })
             .collect();
         Ok(NotificationPage {

@@ -1,0 +1,123 @@
+//! The one path every tool call takes: parse the arguments (naming any that do not fit), resolve
+//! the calling user, run the tool's operation, and answer with structured content (described by
+//! the tool's `outputSchema`) plus a text summary.
+//!
+//! Failures are tool results with `isError: true` and a message that says what to change, never
+//! protocol errors: a model can read and act on them.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use rmcp::handler::server::common::schema_for_input;
+use rmcp::handler::server::router::tool::ToolRoute;
+use rmcp::handler::server::tool::{ToolCallContext, schema_for_output};
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, ToolAnnotations};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use todo_shared::error::{MAX_MESSAGE_CHARS, elide_middle};
+use todo_shared::task::UserId;
+
+use super::TodoServer;
+use crate::error::{AppError, AppResult};
+
+/// A tool: what the model reads about it, the shapes of its arguments and result, and the
+/// operation it runs for the calling user.
+pub trait Tool: Send + Sync + 'static {
+    const NAME: &'static str;
+    const TITLE: &'static str;
+    const DESCRIPTION: &'static str;
+    type Args: DeserializeOwned + JsonSchema + Send + 'static;
+    type Output: Serialize + JsonSchema + Send + 'static;
+
+    /// Whether the tool reads only, destroys, or can be repeated harmlessly.
+    fn annotations() -> ToolAnnotations;
+
+    fn run(
+        server: &TodoServer,
+        args: Self::Args,
+        user: UserId,
+    ) -> impl Future<Output = AppResult<Self::Output>> + Send;
+
+    /// One line for clients that show only text.
+    fn summary(output: &Self::Output) -> String;
+}
+
+/// The route of tool `T` in the server's router.
+pub fn route<T: Tool>() -> ToolRoute<TodoServer> {
+    let attr = rmcp::model::Tool::new(T::NAME, T::DESCRIPTION, input_schema::<T::Args>())
+        .with_title(T::TITLE)
+        .with_raw_output_schema(schema_for_output::<T::Output>())
+        .with_annotations(T::annotations());
+    ToolRoute::new_dyn(attr, |ctx: ToolCallContext<'_, TodoServer>| {
+        Box::pin(async move {
+            let server = ctx.service;
+            let args = parse_args::<T::Args>(ctx.arguments.unwrap_or_default());
+            let result = match (args, server.user(&ctx.request_context)) {
+                (Ok(args), Ok(user)) => T::run(server, args, user).await,
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+            Ok(respond(result, T::summary).into())
+        })
+    })
+}
+
+/// The input schema of a tool whose arguments are `T`.
+fn input_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    // The argument types are fixed at compile time; a failure here is a programming error
+    // caught by the first test that lists the tools.
+    schema_for_input::<T>().unwrap_or_else(|e| {
+        panic!(
+            "invalid input schema for {}: {e}",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// Parses tool arguments, naming the argument at fault when one does not fit (rmcp's own
+/// extraction reports serde's message without the field).
+fn parse_args<T: DeserializeOwned>(raw: JsonObject) -> AppResult<T> {
+    serde_path_to_error::deserialize(serde_json::Value::Object(raw)).map_err(|e| {
+        // serde repeats an unexpected value whole; the path too can be as long as the input.
+        let path = elide_middle(e.path().to_string(), 120);
+        let message = elide_middle(e.into_inner().to_string(), MAX_MESSAGE_CHARS);
+        if path == "." {
+            AppError::Arguments(format!("invalid arguments: {message}"))
+        } else {
+            AppError::Arguments(format!("invalid `{path}`: {message}"))
+        }
+    })
+}
+
+/// Turns an operation's result into a tool result: structured content plus `summary` on
+/// success, an `isError` result with an actionable message on failure.
+fn respond<T: Serialize>(
+    result: AppResult<T>,
+    summary: impl FnOnce(&T) -> String,
+) -> CallToolResult {
+    match result {
+        Ok(out) => match serde_json::to_value(&out) {
+            Ok(value) => {
+                // The JSON text too, for clients that read only `content`.
+                let json = value.to_string();
+                let mut r = CallToolResult::success(vec![
+                    ContentBlock::text(summary(&out)),
+                    ContentBlock::text(json),
+                ]);
+                r.structured_content = Some(value);
+                r
+            }
+            Err(e) => failure(&AppError::Internal(format!("serialising the result: {e}"))),
+        },
+        Err(e) => failure(&e),
+    }
+}
+
+fn failure(e: &AppError) -> CallToolResult {
+    if e.is_caller_error() {
+        tracing::debug!(error = %e, "tool call rejected");
+    } else {
+        tracing::error!(error = %e, "tool call failed");
+    }
+    CallToolResult::error(vec![ContentBlock::text(e.public_message())])
+}

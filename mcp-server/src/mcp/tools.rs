@@ -1,0 +1,336 @@
+//! The ten tools. Each names its argument and result types, says in words what it does (the
+//! model reads `DESCRIPTION`), and runs one operation of the application for the calling user;
+//! [`super::route`] does the rest, the same way for all of them.
+
+use rmcp::model::ToolAnnotations;
+use todo_shared::task::UserId;
+use todo_shared::time::now;
+
+use super::TodoServer;
+use super::args::{
+    AddTaskArgs, CancelReminderArgs, ListNotificationsArgs, ListTasksArgs, SetReminderArgs,
+    TaskIdArgs, UpdateTaskArgs,
+};
+use super::output::{
+    ChangeOutput, DeleteOutput, ListOutput, NotificationsOutput, ReminderOutput, TaskOutput,
+    describe_change, describe_list, describe_notifications, describe_task,
+};
+use super::route::Tool;
+use crate::app::commands::parse_limit;
+use crate::error::AppResult;
+
+/// A tool that only reads the user's tasks.
+fn reads() -> ToolAnnotations {
+    ToolAnnotations::new().read_only(true).open_world(false)
+}
+
+/// A tool that changes the user's tasks, and nothing outside them.
+fn writes(destructive: bool, idempotent: bool) -> ToolAnnotations {
+    ToolAnnotations::new()
+        .read_only(false)
+        .destructive(destructive)
+        .idempotent(idempotent)
+        .open_world(false)
+}
+
+pub struct AddTask;
+
+impl Tool for AddTask {
+    const NAME: &'static str = "add_task";
+    const TITLE: &'static str = "Add a task";
+    const DESCRIPTION: &'static str = "Create a task for the user. Only `title` is required. `due` accepts RFC 3339, a \
+        local date-time or a date (end of that day) in `time_zone`. Returns the new task with its id.";
+    type Args = AddTaskArgs;
+    type Output = TaskOutput;
+
+    fn annotations() -> ToolAnnotations {
+        writes(false, false)
+    }
+
+    async fn run(server: &TodoServer, args: AddTaskArgs, user: UserId) -> AppResult<TaskOutput> {
+        let now = now();
+        let task = server.tasks.create(&user, args.parse(now)?, now).await?;
+        Ok(TaskOutput { task })
+    }
+
+    fn summary(output: &TaskOutput) -> String {
+        format!("Created {}", describe_task(&output.task))
+    }
+}
+
+pub struct ListTasks;
+
+impl Tool for ListTasks {
+    const NAME: &'static str = "list_tasks";
+    const TITLE: &'static str = "List and search tasks";
+    const DESCRIPTION: &'static str = "List the user's tasks, pending ones by default. Filter by status, priority, tags \
+        (all must match), search text (title and description, case-insensitive), due_before/due_after \
+        and overdue; sort by created, due, priority or title. Returns a page of at most `limit` tasks, \
+        the total count, and `next_cursor` for the next page.";
+    type Args = ListTasksArgs;
+    type Output = ListOutput;
+
+    fn annotations() -> ToolAnnotations {
+        reads()
+    }
+
+    async fn run(server: &TodoServer, args: ListTasksArgs, user: UserId) -> AppResult<ListOutput> {
+        let page = server.tasks.list(&user, &args.parse()?, now()).await?;
+        Ok(ListOutput {
+            tasks: page.tasks,
+            total: page.total,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    fn summary(output: &ListOutput) -> String {
+        describe_list(output)
+    }
+}
+
+pub struct GetTask;
+
+impl Tool for GetTask {
+    const NAME: &'static str = "get_task";
+    const TITLE: &'static str = "Get a task";
+    const DESCRIPTION: &'static str = "Get one task by id, with its reminders and recurrence.";
+    type Args = TaskIdArgs;
+    type Output = TaskOutput;
+
+    fn annotations() -> ToolAnnotations {
+        reads()
+    }
+
+    async fn run(server: &TodoServer, args: TaskIdArgs, user: UserId) -> AppResult<TaskOutput> {
+        let task = server.tasks.get(&user, args.task_id).await?;
+        Ok(TaskOutput { task })
+    }
+
+    fn summary(output: &TaskOutput) -> String {
+        describe_task(&output.task)
+    }
+}
+
+pub struct UpdateTask;
+
+impl Tool for UpdateTask {
+    const NAME: &'static str = "update_task";
+    const TITLE: &'static str = "Update a task";
+    const DESCRIPTION: &'static str = "Change some fields of a task; fields not given stay as they are, and null clears \
+        `description`, `due` or `recurrence`. Moving `due` moves reminders set in minutes_before and \
+        keeps the recurrence, which continues from the new due time.";
+    type Args = UpdateTaskArgs;
+    type Output = ChangeOutput;
+
+    fn annotations() -> ToolAnnotations {
+        writes(false, true)
+    }
+
+    async fn run(
+        server: &TodoServer,
+        args: UpdateTaskArgs,
+        user: UserId,
+    ) -> AppResult<ChangeOutput> {
+        let patch = args.parse()?;
+        let applied = server.tasks.update(&user, args.task_id, &patch, now());
+        Ok(applied.await?.into())
+    }
+
+    fn summary(output: &ChangeOutput) -> String {
+        describe_change("Updated", output)
+    }
+}
+
+pub struct CompleteTask;
+
+impl Tool for CompleteTask {
+    const NAME: &'static str = "complete_task";
+    const TITLE: &'static str = "Complete a task";
+    const DESCRIPTION: &'static str = "Mark a task completed. For a recurring task this completes this occurrence; the \
+        series goes on and its next occurrence appears as a new task.";
+    type Args = TaskIdArgs;
+    type Output = ChangeOutput;
+
+    fn annotations() -> ToolAnnotations {
+        writes(false, true)
+    }
+
+    async fn run(server: &TodoServer, args: TaskIdArgs, user: UserId) -> AppResult<ChangeOutput> {
+        Ok(server
+            .tasks
+            .complete(&user, args.task_id, now())
+            .await?
+            .into())
+    }
+
+    fn summary(output: &ChangeOutput) -> String {
+        describe_change("Completed", output)
+    }
+}
+
+pub struct ReopenTask;
+
+impl Tool for ReopenTask {
+    const NAME: &'static str = "reopen_task";
+    const TITLE: &'static str = "Reopen a task";
+    const DESCRIPTION: &'static str = "Mark a completed task pending again.";
+    type Args = TaskIdArgs;
+    type Output = ChangeOutput;
+
+    fn annotations() -> ToolAnnotations {
+        writes(false, true)
+    }
+
+    async fn run(server: &TodoServer, args: TaskIdArgs, user: UserId) -> AppResult<ChangeOutput> {
+        Ok(server
+            .tasks
+            .reopen(&user, args.task_id, now())
+            .await?
+            .into())
+    }
+
+    fn summary(output: &ChangeOutput) -> String {
+        describe_change("Reopened", output)
+    }
+}
+
+pub struct DeleteTask;
+
+impl Tool for DeleteTask {
+    const NAME: &'static str = "delete_task";
+    const TITLE: &'static str = "Delete a task";
+    const DESCRIPTION: &'static str =
+        "Delete a task with its reminders and recurrence. This cannot be undone.";
+    type Args = TaskIdArgs;
+    type Output = DeleteOutput;
+
+    fn annotations() -> ToolAnnotations {
+        writes(true, true)
+    }
+
+    async fn run(server: &TodoServer, args: TaskIdArgs, user: UserId) -> AppResult<DeleteOutput> {
+        let deleted = server.tasks.delete(&user, args.task_id, now()).await?;
+        Ok(DeleteOutput { deleted })
+    }
+
+    fn summary(output: &DeleteOutput) -> String {
+        format!("Deleted {}", describe_task(&output.deleted))
+    }
+}
+
+pub struct SetReminder;
+
+impl Tool for SetReminder {
+    const NAME: &'static str = "set_reminder";
+    const TITLE: &'static str = "Set a reminder";
+    const DESCRIPTION: &'static str = "Add a reminder to a pending task, either `at` a time or `minutes_before` its due \
+        time. It must lie in the future; a task has at most 10 reminders.";
+    type Args = SetReminderArgs;
+    type Output = ReminderOutput;
+
+    fn annotations() -> ToolAnnotations {
+        writes(false, false)
+    }
+
+    async fn run(
+        server: &TodoServer,
+        args: SetReminderArgs,
+        user: UserId,
+    ) -> AppResult<ReminderOutput> {
+        let reminder = args.parse()?;
+        let (applied, reminder_id) = server
+            .tasks
+            .set_reminder(&user, args.task_id, &reminder, now())
+            .await?;
+        Ok(ReminderOutput {
+            reminder_id,
+            task: applied.task,
+        })
+    }
+
+    fn summary(output: &ReminderOutput) -> String {
+        let at = output
+            .task
+            .reminders
+            .iter()
+            .find(|r| r.id == output.reminder_id)
+            .map(|r| r.at.as_str());
+        format!(
+            "Reminder {} set for {} on {}",
+            output.reminder_id,
+            at.unwrap_or("?"),
+            describe_task(&output.task)
+        )
+    }
+}
+
+pub struct CancelReminder;
+
+impl Tool for CancelReminder {
+    const NAME: &'static str = "cancel_reminder";
+    const TITLE: &'static str = "Cancel a reminder";
+    const DESCRIPTION: &'static str = "Remove a reminder from a task.";
+    type Args = CancelReminderArgs;
+    type Output = ChangeOutput;
+
+    fn annotations() -> ToolAnnotations {
+        writes(true, true)
+    }
+
+    async fn run(
+        server: &TodoServer,
+        args: CancelReminderArgs,
+        user: UserId,
+    ) -> AppResult<ChangeOutput> {
+        let applied = server
+            .tasks
+            .cancel_reminder(&user, args.task_id, args.reminder_id, now())
+            .await?;
+        Ok(applied.into())
+    }
+
+    fn summary(output: &ChangeOutput) -> String {
+        describe_change("Cancelled a reminder of", output)
+    }
+}
+
+pub struct ListNotifications;
+
+impl Tool for ListNotifications {
+    const NAME: &'static str = "list_notifications";
+    const TITLE: &'static str = "List notifications";
+    const DESCRIPTION: &'static str = "List reminder notifications that have fired for the user, newest first. \
+        `unread_only` filters; `mark_read` marks the returned ones read.";
+    type Args = ListNotificationsArgs;
+    type Output = NotificationsOutput;
+
+    fn annotations() -> ToolAnnotations {
+        writes(false, true)
+    }
+
+    async fn run(
+        server: &TodoServer,
+        args: ListNotificationsArgs,
+        user: UserId,
+    ) -> AppResult<NotificationsOutput> {
+        let limit = parse_limit(args.limit)?;
+        let page = server
+            .notifications
+            .list(
+                &user,
+                args.unread_only.unwrap_or(false),
+                limit,
+                args.mark_read.unwrap_or(false),
+                now(),
+            )
+            .await?;
+        Ok(NotificationsOutput {
+            notifications: page.notifications,
+            unread: page.unread,
+        })
+    }
+
+    fn summary(output: &NotificationsOutput) -> String {
+        describe_notifications(output)
+    }
+}
