@@ -1,4 +1,4 @@
-"""Security of the HTTP transport, attacked as an adversary would (issue 6, "Security").
+"""Security of the HTTP transport, attacked as an adversary would.
 
 What `test_http.py` and `test_isolation.py` already check is not repeated; this file adds:
 
