@@ -1,6 +1,6 @@
-//! Property tests of what reaches the MCP server from outside: tool arguments (their wire shape in
-//! `tools::args` and their parsing in `tasks::commands`), list cursors and search text, and the
-//! events its consumers receive.
+//! Property tests of what reaches the MCP server from outside: tool arguments (their wire shape and
+//! their parsing into commands, `mcp::args`), list cursors and search text, and the events its
+//! consumers receive.
 //!
 //! Pure parsing runs without a database. The consumer and cursor properties run against a fresh
 //! SQLite file, and against PostgreSQL too when `TODO_TEST_DATABASE_URL` is set (as

@@ -1,15 +1,15 @@
 //! `todo-scheduler`: drives reminders and recurring series from task lifecycle events.
 //!
-//! Layout:
+//! Layers, each importing only from those below it:
+//! - [`startup`] wires the service from [`config`]; [`app`]: the HTTP routes Dapr calls.
 //! - [`engine`]: applies task events to the scheduler's state and fires due reminders and
 //!   occurrences; [`sweep`]: the reconciliation sweep and the index it reads.
 //! - [`incoming`]: task events parsed into what the engine needs; [`records`]: the documents the
-//!   engine keeps, one per state key.
+//!   engine keeps, one per state key, and [`records::update`], the one way they change.
 //! - [`ports`]: the state store, durable jobs and publisher the engine runs on. [`dapr`]
 //!   implements them on the sidecar (this service); embedded `todo-mcp` implements them on its
 //!   own database, so the same engine runs there without Dapr.
 //!   [`memory`] implements them in memory, for property tests and fuzzing.
-//! - [`app`]: the HTTP routes Dapr calls; [`startup`]: wiring and graceful shutdown.
 
 pub mod app;
 pub mod config;

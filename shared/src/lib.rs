@@ -1,4 +1,8 @@
-//! Types shared by `todo-mcp` and `todo-scheduler`.
+//! `todo-shared`: the domain of `todo-mcp` and `todo-scheduler`.
+//!
+//! Values, rules and event shapes only: this crate does no I/O and depends on no I/O crate (no
+//! tokio, axum, reqwest or sqlx), so anything that only wants a `TaskTitle` (the fuzz targets,
+//! the benchmark) gets just that. The Dapr sidecar is `todo-dapr`'s business.
 //!
 //! - [`task`]: the task and its parts as validated domain values (`TaskTitle::parse`, …).
 //! - [`time`]: parsing due times and time zones, with defined DST behaviour.
@@ -10,6 +14,7 @@
 //! - [`incoming`]: events as a consumer receives them, and its answer ([`incoming::Disposition`]).
 //!
 //! Nothing outside this crate sees unvalidated input: each boundary parses into these types.
+//! [`error`] holds the one error of parsing, [`ValidationError`], written for a model to act on.
 
 pub mod error;
 pub mod events;

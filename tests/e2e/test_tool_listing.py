@@ -6,7 +6,7 @@ import pytest
 
 pytestmark = pytest.mark.anyio
 
-# (readOnly, destructive, idempotent, openWorld) as declared in mcp-server/src/tools/mod.rs.
+# (readOnly, destructive, idempotent, openWorld) as declared in mcp-server/src/mcp/tools.rs.
 ANNOTATIONS = {
     "add_task": (False, False, False, False),
     "list_tasks": (True, None, None, False),
