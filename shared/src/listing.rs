@@ -1,5 +1,5 @@
 //! Listing tasks: which of a user's tasks a listing selects ([`TaskFilter`]) and in what order
-//! ([`SortKey`], [`SortOrder`]).
+//! ([`Sort`]).
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -36,6 +36,24 @@ impl SortKey {
 pub enum SortOrder {
     Asc,
     Desc,
+}
+
+/// The order of a listing: by a key, in one direction. Ties are broken by task id, in the same
+/// direction, so that the order is total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub key: SortKey,
+    pub order: SortOrder,
+}
+
+impl Sort {
+    /// By `key`, in `order` when given, else in the order a person usually wants.
+    pub fn new(key: SortKey, order: Option<SortOrder>) -> Self {
+        Self {
+            key,
+            order: order.unwrap_or(key.default_order()),
+        }
+    }
 }
 
 /// Which of a user's tasks a listing shows.

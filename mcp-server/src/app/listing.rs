@@ -12,7 +12,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use todo_shared::ValidationError;
-use todo_shared::listing::{SortKey, SortOrder, TaskFilter};
+use todo_shared::listing::{Sort, SortKey, SortOrder, TaskFilter};
 use uuid::Uuid;
 
 use crate::store::tasks::{Keyset, SortValue};
@@ -21,8 +21,7 @@ use crate::store::tasks::{Keyset, SortValue};
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListQuery {
     pub filter: TaskFilter,
-    pub sort: SortKey,
-    pub order: SortOrder,
+    pub sort: Sort,
     pub limit: u32,
     /// Where the previous page ended.
     pub after: Option<Keyset>,
@@ -59,15 +58,13 @@ impl ListQuery {
     /// must come from a page of this same listing).
     pub fn new(
         filter: TaskFilter,
-        sort: SortKey,
-        order: SortOrder,
+        sort: Sort,
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Self, ValidationError> {
         let mut query = Self {
             filter,
             sort,
-            order,
             limit,
             after: None,
         };
@@ -89,8 +86,8 @@ impl ListQuery {
             f.due_before,
             f.due_after,
             f.overdue,
-            self.sort,
-            self.order
+            self.sort.key,
+            self.sort.order
         );
         let mut hasher = fnv::FnvHasher::default();
         hasher.write(canonical.as_bytes());
@@ -108,8 +105,8 @@ impl ListQuery {
         let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| invalid())?;
         let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
         if cursor.filters != self.fingerprint()
-            || cursor.sort != self.sort
-            || cursor.order != self.order
+            || cursor.sort != self.sort.key
+            || cursor.order != self.sort.order
         {
             return Err(ValidationError::new(
                 "cursor",
@@ -122,7 +119,7 @@ impl ListQuery {
                 .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                 .map(|t| SortValue::Time(t.with_timezone(&Utc)))
         };
-        let value = match self.sort {
+        let value = match self.sort.key {
             SortKey::Created => instant(&cursor.key),
             SortKey::Due if cursor.key.is_null() => Some(SortValue::Null),
             SortKey::Due => instant(&cursor.key),
@@ -149,15 +146,15 @@ impl ListQuery {
     pub fn encode_cursor(&self, last: &RowKey) -> String {
         let instant =
             |t: DateTime<Utc>| Value::String(t.to_rfc3339_opts(SecondsFormat::Micros, true));
-        let key = match self.sort {
+        let key = match self.sort.key {
             SortKey::Created => instant(last.created_at),
             SortKey::Due => last.due_at.map_or(Value::Null, instant),
             SortKey::Priority => Value::from(last.priority),
             SortKey::Title => Value::String(last.title_key.clone()),
         };
         let cursor = Cursor {
-            sort: self.sort,
-            order: self.order,
+            sort: self.sort.key,
+            order: self.sort.order,
             key,
             id: last.id,
             filters: self.fingerprint(),
@@ -179,8 +176,7 @@ mod tests {
                 status: Some(TaskStatus::Pending),
                 ..TaskFilter::default()
             },
-            sort: SortKey::Created,
-            order: SortOrder::Desc,
+            sort: Sort::new(SortKey::Created, None),
             limit: 50,
             after: None,
         }

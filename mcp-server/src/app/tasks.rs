@@ -118,7 +118,7 @@ impl TaskService {
         row.insert(&mut tx).await?;
         row.write_tags(&mut tx, false).await?;
         for r in &reminders {
-            reminders::insert(&mut tx, row, r, now).await?;
+            reminders::insert(&mut tx, &row.owner, r, now).await?;
         }
         let snapshot = row.snapshot(&sorted(reminders))?;
         let event = OutgoingEvent::task(
@@ -151,7 +151,6 @@ impl TaskService {
                 owner,
                 &query.filter,
                 query.sort,
-                query.order,
                 query.limit,
                 query.after.as_ref(),
                 now
@@ -345,7 +344,7 @@ impl TaskService {
         let at = trigger.check_future("reminder", row.due_at, now)?;
         let before = row.snapshot(&reminders)?;
         let reminder = new_reminder(id, trigger, at);
-        reminders::insert(&mut tx, &row, &reminder, now).await?;
+        reminders::insert(&mut tx, &row.owner, &reminder, now).await?;
         let reminder_id = reminder.id;
         reminders.push(reminder);
         row.updated_at = now;

@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use todo_shared::ValidationError;
-use todo_shared::listing::{SortKey, SortOrder, TaskFilter, parse_search};
+use todo_shared::listing::{Sort, SortKey, SortOrder, TaskFilter, parse_search};
 use todo_shared::recurrence::{Recurrence, RecurrenceInput};
 use todo_shared::reminder::{ReminderInput, ReminderSpec, parse_reminders};
 use todo_shared::task::{Priority, Tag, Tags, TaskDescription, TaskStatus, TaskTitle};
@@ -216,7 +216,6 @@ impl AddTaskArgs {
 impl ListTasksArgs {
     pub fn parse(self) -> Result<ListQuery, ValidationError> {
         let zone = parse_zone(self.time_zone.as_deref())?.tz();
-        let sort = self.sort.unwrap_or(SortKey::Created);
         // Normalised like a task's tags: trimmed, lower-cased, de-duplicated, at most ten.
         let tags: Vec<Tag> = Tags::parse(self.tags.as_deref().unwrap_or_default())?
             .iter()
@@ -250,8 +249,7 @@ impl ListTasksArgs {
         };
         ListQuery::new(
             filter,
-            sort,
-            self.order.unwrap_or(sort.default_order()),
+            Sort::new(self.sort.unwrap_or(SortKey::Created), self.order),
             parse_limit(self.limit)?,
             self.cursor.as_deref(),
         )

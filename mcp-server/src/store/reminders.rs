@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::tasks::TaskRow;
 use super::{Backend, Db, Query, Tx};
 
 /// One row of `reminders`.
@@ -31,10 +30,10 @@ pub(super) fn of_tasks_query(backend: Backend, task_ids: &[Uuid]) -> Query {
     q
 }
 
-/// Adds a reminder to `task`.
+/// Adds a reminder to a task of `owner`.
 pub async fn insert(
     tx: &mut Tx,
-    task: &TaskRow,
+    owner: &str,
     r: &ReminderRow,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
@@ -43,8 +42,8 @@ pub async fn insert(
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(r.id)
-    .bind(task.id)
-    .bind(task.owner.clone())
+    .bind(r.task_id)
+    .bind(owner)
     .bind(r.fire_at)
     .bind(r.minutes_before.map(i64::from))
     .bind(now);

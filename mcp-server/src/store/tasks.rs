@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use todo_shared::listing::{SortKey, SortOrder, TaskFilter};
+use todo_shared::listing::{Sort, SortKey, SortOrder, TaskFilter};
 use todo_shared::recurrence::Recurrence;
 use todo_shared::snapshot::{ReminderSnapshot, SeriesSnapshot, TaskSnapshot};
 use todo_shared::task::{Priority, Tags, TaskDescription, TaskStatus, TaskTitle};
@@ -320,21 +320,19 @@ pub async fn count(
 
 /// One page of the user's tasks the filter selects: up to `limit + 1` rows (an extra row says
 /// there is more) after `after`, in the given order.
-#[allow(clippy::too_many_arguments)]
 pub async fn page(
     db: &Db,
     owner: &str,
     filter: &TaskFilter,
-    sort: SortKey,
-    order: SortOrder,
+    sort: Sort,
     limit: u32,
     after: Option<&Keyset>,
     now: DateTime<Utc>,
 ) -> Result<Vec<TaskRow>, sqlx::Error> {
     let mut q = Query::new(format!("SELECT {TASK_COLUMNS} FROM tasks t"));
     push_filter(&mut q, db.backend(), filter, owner, now);
-    let col = column(sort);
-    let (dir, cmp) = match order {
+    let col = column(sort.key);
+    let (dir, cmp) = match sort.order {
         SortOrder::Asc => ("ASC", ">"),
         SortOrder::Desc => ("DESC", "<"),
     };
@@ -362,7 +360,7 @@ pub async fn page(
     }
     // Tasks without a due time come last in both directions. Only `due` can be NULL, and the
     // clause is left off the other keys so that their ORDER BY matches an index exactly.
-    let nulls = if sort == SortKey::Due {
+    let nulls = if sort.key == SortKey::Due {
         " NULLS LAST"
     } else {
         ""
