@@ -114,25 +114,8 @@ started_at=$SECONDS
 
 # --- helpers ----------------------------------------------------------------------------------
 
-# Busy and total CPU ticks of the machine (all cores) from /proc/stat.
-cpu_ticks() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }
-# Before a measurement, waits up to $PIPELINE_QUIET_WAIT s for the machine to settle (< 15% busy
-# over 2 s: our own idle processes stay running); warns and goes on after that.
-wait_quiet() {
-    ((PIPELINE_QUIET_WAIT > 0)) || return 0
-    local deadline=$((SECONDS + PIPELINE_QUIET_WAIT)) b1 t1 b2 t2 pct
-    while :; do
-        read -r b1 t1 < <(cpu_ticks)
-        sleep 2
-        read -r b2 t2 < <(cpu_ticks)
-        pct=$((100 * (b2 - b1) / (t2 - t1 > 0 ? t2 - t1 : 1)))
-        ((pct < 15)) && return 0
-        if ((SECONDS >= deadline)); then
-            warn "the machine is ${pct}% busy; measuring anyway"
-            return 0
-        fi
-    done
-}
+# Before a measurement: settled = < 15% busy, as our own idle processes stay running.
+wait_quiet() { wait_for_idle "$PIPELINE_QUIET_WAIT" 15; }
 
 # http_code URL: the HTTP status of a GET (000 when nothing answers).
 http_code() {
@@ -148,9 +131,6 @@ except Exception:
 EOF
 }
 http_get() { python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1"; }
-
-# json_num LINE KEY: a top-level number of a one-line JSON object.
-json_num() { grep -o "\"$2\":-\?[0-9.eE+-]*" <<<"$1" | head -1 | cut -d: -f2; }
 
 record() {
     printf '%s\n' "$1" >>"$RESULTS"

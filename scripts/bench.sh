@@ -64,25 +64,8 @@ BENCH_QUIET_WAIT="${BENCH_QUIET_WAIT:-30}"
 [[ "$BENCH_WARMUP" =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be a whole number of seconds"
 [[ "$BENCH_QUIET_WAIT" =~ ^[0-9]+$ ]] || die "BENCH_QUIET_WAIT must be a whole number of seconds"
 
-# Busy and total CPU ticks of the machine (all cores) from /proc/stat.
-cpu_ticks() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }
-# Before a measured run, waits up to $BENCH_QUIET_WAIT s for the machine to be idle (< 10% busy
-# over 2 s): other work on the shared cores would be measured as ours. Warns and goes on after.
-wait_quiet() {
-    ((BENCH_QUIET_WAIT > 0)) || return 0
-    local deadline=$((SECONDS + BENCH_QUIET_WAIT)) b1 t1 b2 t2 pct
-    while :; do
-        read -r b1 t1 < <(cpu_ticks)
-        sleep 2
-        read -r b2 t2 < <(cpu_ticks)
-        pct=$((100 * (b2 - b1) / (t2 - t1 > 0 ? t2 - t1 : 1)))
-        ((pct < 10)) && return 0
-        if ((SECONDS >= deadline)); then
-            warn "the machine is ${pct}% busy with other work; measuring anyway"
-            return 0
-        fi
-    done
-}
+# Before a measured run: idle = < 10% busy (lib.sh's wait_for_idle).
+wait_quiet() { wait_for_idle "$BENCH_QUIET_WAIT" 10; }
 
 cd "$REPO"
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
@@ -152,9 +135,6 @@ record() {
         die "errors in the run above; results so far in $RESULTS"
     fi
 }
-
-# json_num LINE KEY: a number field of a one-line JSON object.
-json_num() { grep -o "\"$2\":[0-9.eE+-]*" <<<"$1" | head -1 | cut -d: -f2; }
 
 http_run() { # clients token tool args label [more todo-bench args]
     local clients="$1" token="$2" tool="$3" args="$4" label="$5"

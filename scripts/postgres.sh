@@ -42,6 +42,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PG_USER_OS=postgres  # OS user the server runs as when we are root
 PG_SUPERUSER=postgres # bootstrap superuser created by initdb
+PORT_VAR=TODO_PG_PORT # for lib.sh's pick_port, current_port, note_running
 DEFAULT_PORT=54329
 APP_ROLE=todo
 APP_PASSWORD=todo
@@ -56,11 +57,6 @@ DATA=""
 SOCKDIR=""
 LOGFILE=""
 CONF_NAME="todo-test.conf"
-
-usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-    exit "${1:-2}"
-}
 
 repo_hash() {
     printf '%s' "$REPO" | sha256sum | cut -c1-12
@@ -262,21 +258,11 @@ is_running() {
 }
 
 running_pid() {
-    sed -n 1p "$DATA/postmaster.pid" 2>/dev/null
+    read_line "$DATA/postmaster.pid" 1
 }
 
 running_port() {
-    sed -n 4p "$DATA/postmaster.pid" 2>/dev/null
-}
-
-# The running server's port, else the one `start` will try first.
-current_port() {
-    local p=""
-    if is_running; then
-        p="$(running_port)"
-    fi
-    [[ -n "$p" ]] || p="${TODO_PG_PORT:-$DEFAULT_PORT}"
-    echo "$p"
+    read_line "$DATA/postmaster.pid" 4
 }
 
 discard_cluster() {
@@ -286,8 +272,7 @@ discard_cluster() {
         if [[ -n "$BINDIR" ]]; then
             pg_ctl stop -D "$DATA" -m immediate -w -t 30 >/dev/null 2>&1 || true
         fi
-        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null \
-            && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == postgres* ]]; then
+        if pid_is "$pid" postgres; then
             kill -QUIT "$pid" 2>/dev/null || true
             sleep 2
         fi
@@ -347,32 +332,9 @@ EOF
     chmod 0644 "$f"
 }
 
-pick_port() {
-    local port="${TODO_PG_PORT:-$DEFAULT_PORT}"
-    if ! [[ "$port" =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
-        die "bad TODO_PG_PORT: $port"
-    fi
-    if port_is_open 127.0.0.1 "$port"; then
-        if [[ -n "${TODO_PG_PORT:-}" ]]; then
-            die "TODO_PG_PORT=$port is already in use on 127.0.0.1 by another program"
-        fi
-        local alt
-        alt="$(free_port)"
-        warn "port $port is in use by another program; using free port $alt (set TODO_PG_PORT to choose)"
-        port="$alt"
-    fi
-    echo "$port"
-}
-
 wait_ready() {
-    local port="$1" deadline=$((SECONDS + 60))
-    until "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$port" -t 2; do
-        if ((SECONDS >= deadline)); then
-            tail -n 30 "$LOGFILE" >&2 2>/dev/null || true
-            die "server did not become ready on 127.0.0.1:$port within 60s (log: $LOGFILE)"
-        fi
-        sleep 0.2
-    done
+    wait_until 60 0.2 "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$1" -t 2 \
+        || die_with_log "$LOGFILE" "server did not become ready on 127.0.0.1:$1 within 60s (log: $LOGFILE)"
 }
 
 psql_admin() {
@@ -403,12 +365,6 @@ database_url() {
     echo "postgres://$APP_ROLE:$APP_PASSWORD@127.0.0.1:$1/$APP_DB"
 }
 
-take_lock() {
-    # Serialises concurrent start/stop of this cluster.
-    exec 9>>"$BASE/lock"
-    flock -w 300 9 || die "timed out waiting for $BASE/lock"
-}
-
 # --- commands ---------------------------------------------------------------
 
 cmd_start() {
@@ -416,7 +372,7 @@ cmd_start() {
     ensure_pg_os_user     # e.g. binaries present but user removed / minimal install
     choose_dirs
     prepare_dirs
-    take_lock
+    take_lock "$BASE/lock" 300 # one start/stop at a time
     check_out_of_repo_token
     fix_data_owner
     ensure_bindir install # re-pick the bindir now that PG_VERSION may be gone
@@ -424,19 +380,14 @@ cmd_start() {
     local port
     if is_running; then
         port="$(running_port)"
-        log "already running (pid $(running_pid), port $port, data $DATA)"
-        if [[ -n "${TODO_PG_PORT:-}" && "$TODO_PG_PORT" != "$port" ]]; then
-            warn "running on port $port, not TODO_PG_PORT=$TODO_PG_PORT; run '$0 stop' first to change it"
-        fi
+        note_running "$(running_pid)" "$port" "data $DATA"
     else
         initdb_if_needed
         port="$(pick_port)"
         write_conf "$port"
         log "starting PostgreSQL $(major_of_bindir "$BINDIR") on 127.0.0.1:$port (data $DATA, fsync $([[ "${TODO_PG_FAST:-0}" == 1 ]] && echo off || echo on))"
-        if ! pg_ctl start -D "$DATA" -l "$LOGFILE" -w -t 90 -s >&2; then
-            tail -n 30 "$LOGFILE" >&2 2>/dev/null || true
-            die "pg_ctl start failed (log: $LOGFILE)"
-        fi
+        pg_ctl start -D "$DATA" -l "$LOGFILE" -w -t 90 -s >&2 \
+            || die_with_log "$LOGFILE" "pg_ctl start failed (log: $LOGFILE)"
     fi
     wait_ready "$port"
     ensure_role_and_db "$port"
@@ -450,7 +401,7 @@ cmd_stop() {
         log "not running (no cluster at $BASE)"
         return 0
     fi
-    take_lock
+    take_lock "$BASE/lock" 300
     if is_running; then
         log "stopping (pid $(running_pid), data $DATA)"
         pg_ctl stop -D "$DATA" -m fast -w -t 120 -s >&2 || die "pg_ctl stop failed (log: $LOGFILE)"
@@ -462,22 +413,15 @@ cmd_stop() {
 cmd_status() {
     choose_dirs
     ensure_bindir no-install
-    if is_running; then
-        echo "running pid=$(running_pid) port=$(running_port) data=$DATA log=$LOGFILE"
-        return 0
-    fi
-    echo "stopped data=$DATA"
-    return 3
+    server_status data "$DATA" "$LOGFILE"
 }
 
 cmd_env() {
-    local prefix=""
-    [[ "${1:-}" == --export ]] && prefix="export "
     choose_dirs
     ensure_bindir install
     local port
     port="$(current_port)"
-    print_env "$prefix" \
+    print_env "${1:-}" \
         "DATABASE_URL=$(database_url "$port")" \
         "TODO_PG_BINDIR=$BINDIR" \
         "PGBENCH=$BINDIR/pgbench" \
@@ -491,21 +435,4 @@ cmd_env() {
         "PGDATABASE=$APP_DB"
 }
 
-main() {
-    [[ $# -ge 1 ]] || usage
-    local cmd="$1"
-    shift
-    case "$cmd" in
-        start) cmd_start "$@" ;;
-        stop) cmd_stop "$@" ;;
-        status) cmd_status "$@" ;;
-        env) cmd_env "$@" ;;
-        -h | --help | help) usage 0 ;;
-        *)
-            log "unknown command: $cmd"
-            usage
-            ;;
-    esac
-}
-
-main "$@"
+dispatch "start stop status env" "$@"

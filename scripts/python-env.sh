@@ -80,8 +80,7 @@ main() {
     write_default_requirements
     [[ -f "$REQ" ]] || die "$REQ is missing"
 
-    exec 9>>"$CACHE_DIR/venv.lock"
-    flock -w 900 9 || die "timed out waiting for $CACHE_DIR/venv.lock"
+    take_lock "$CACHE_DIR/venv.lock" 900
 
     local py want have_id venv_py="$VENV/bin/python"
     py="$(base_python)"

@@ -29,6 +29,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+PORT_VAR=TODO_REDIS_PORT # for lib.sh's pick_port, current_port, note_running
 DEFAULT_PORT=56379
 SYSTEM_PORT=6379 # where Debian's packaged service listens
 
@@ -40,11 +41,6 @@ PORTFILE="$BASE/port"
 REDIS_SERVER=""
 REDIS_CLI=""
 REDIS_BENCHMARK=""
-
-usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-    exit "${1:-2}"
-}
 
 # --- binaries ---------------------------------------------------------------
 
@@ -73,9 +69,8 @@ stop_packaged_service() {
         have update-rc.d && { as_root update-rc.d redis-server disable >&2 || true; }
     fi
     local pid
-    pid="$(cat /run/redis/redis-server.pid 2>/dev/null || true)"
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null \
-        && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == redis-server* ]]; then
+    pid="$(read_line /run/redis/redis-server.pid)"
+    if pid_is "$pid" redis-server; then
         as_root kill -TERM "$pid" || true
     fi
     local deadline=$((SECONDS + 15))
@@ -106,21 +101,10 @@ ensure_bins() {
 
 # --- server state -----------------------------------------------------------
 
-# True while pid exists and is not a zombie (a daemon's exit status is reaped
-# by init, which may take a moment).
-pid_alive() {
-    kill -0 "$1" 2>/dev/null || return 1
-    local state
-    state="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null || true)"
-    [[ "$state" != Z ]]
-}
-
 running_pid() {
     local pid
-    pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    pid_alive "$pid" || return 1
-    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == redis-server* ]] || return 1
+    pid="$(read_line "$PIDFILE")"
+    pid_is "$pid" redis-server || return 1
     # ours: redis chdirs into its `dir`, which is $BASE
     [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$(cd "$BASE" && pwd -P)" ]] || return 1
     echo "$pid"
@@ -131,32 +115,7 @@ is_running() {
 }
 
 running_port() {
-    cat "$PORTFILE" 2>/dev/null || true
-}
-
-# The running server's port, else the one `start` will try first.
-current_port() {
-    local p=""
-    is_running && p="$(running_port)"
-    [[ -n "$p" ]] || p="${TODO_REDIS_PORT:-$DEFAULT_PORT}"
-    echo "$p"
-}
-
-pick_port() {
-    local port="${TODO_REDIS_PORT:-$DEFAULT_PORT}"
-    if ! [[ "$port" =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
-        die "bad TODO_REDIS_PORT: $port"
-    fi
-    if port_is_open 127.0.0.1 "$port"; then
-        if [[ -n "${TODO_REDIS_PORT:-}" ]]; then
-            die "TODO_REDIS_PORT=$port is already in use on 127.0.0.1 by another program"
-        fi
-        local alt
-        alt="$(free_port)"
-        warn "port $port is in use by another program; using free port $alt (set TODO_REDIS_PORT to choose)"
-        port="$alt"
-    fi
-    echo "$port"
+    read_line "$PORTFILE"
 }
 
 ping_ok() {
@@ -164,20 +123,8 @@ ping_ok() {
 }
 
 wait_ready() {
-    local port="$1" deadline=$((SECONDS + 30))
-    until ping_ok "$port"; do
-        if ((SECONDS >= deadline)); then
-            tail -n 30 "$LOGFILE" >&2 2>/dev/null || true
-            die "redis did not answer PING on 127.0.0.1:$port within 30s (log: $LOGFILE)"
-        fi
-        sleep 0.1
-    done
-}
-
-take_lock() {
-    # Serialises concurrent start/stop of this server.
-    exec 9>>"$BASE/lock"
-    flock -w 120 9 || die "timed out waiting for $BASE/lock"
+    wait_until 30 0.1 ping_ok "$1" \
+        || die_with_log "$LOGFILE" "redis did not answer PING on 127.0.0.1:$1 within 30s (log: $LOGFILE)"
 }
 
 # --- commands ---------------------------------------------------------------
@@ -185,14 +132,11 @@ take_lock() {
 cmd_start() {
     ensure_bins install
     mkdir -p "$BASE"
-    take_lock
+    take_lock "$BASE/lock" 120 # one start/stop at a time
     local port pid
     if pid="$(running_pid)"; then
         port="$(running_port)"
-        log "already running (pid $pid, port $port, dir $BASE)"
-        if [[ -n "${TODO_REDIS_PORT:-}" && "$TODO_REDIS_PORT" != "$port" ]]; then
-            warn "running on port $port, not TODO_REDIS_PORT=$TODO_REDIS_PORT; run '$0 stop' first to change it"
-        fi
+        note_running "$pid" "$port" "dir $BASE"
     else
         rm -f "$PIDFILE"
         port="$(pick_port)"
@@ -208,10 +152,7 @@ cmd_start() {
             --logfile "$LOGFILE" \
             --save '' \
             --appendonly no \
-            9>&-) >&2 || {
-            tail -n 30 "$LOGFILE" >&2 2>/dev/null || true
-            die "redis-server failed to start (log: $LOGFILE)"
-        }
+            9>&-) >&2 || die_with_log "$LOGFILE" "redis-server failed to start (log: $LOGFILE)"
         echo "$port" >"$PORTFILE"
     fi
     wait_ready "$port"
@@ -224,7 +165,7 @@ cmd_stop() {
         return 0
     fi
     find_bins
-    take_lock
+    take_lock "$BASE/lock" 120
     local pid port
     if ! pid="$(running_pid)"; then
         log "not running (dir $BASE)"
@@ -233,42 +174,23 @@ cmd_stop() {
     fi
     port="$(running_port)"
     log "stopping (pid $pid, port $port)"
+    local shutdown=()
     if [[ -n "$REDIS_CLI" && -n "$port" ]]; then
-        "$REDIS_CLI" -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
+        shutdown=("$REDIS_CLI" -h 127.0.0.1 -p "$port" shutdown nosave)
     fi
-    local start=$SECONDS termed=0
-    while pid_alive "$pid"; do
-        if ((SECONDS - start >= 20)); then
-            warn "pid $pid still alive after 20s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        if ((SECONDS - start >= 5 && !termed)); then
-            kill -TERM "$pid" 2>/dev/null || true
-            termed=1
-        fi
-        sleep 0.2
-    done
+    stop_process "$pid" "${shutdown[@]}"
     rm -f "$PIDFILE"
 }
 
 cmd_status() {
-    local pid
-    if [[ -d "$BASE" ]] && pid="$(running_pid)"; then
-        echo "running pid=$pid port=$(running_port) dir=$BASE log=$LOGFILE"
-        return 0
-    fi
-    echo "stopped dir=$BASE"
-    return 3
+    server_status dir "$BASE" "$LOGFILE"
 }
 
 cmd_env() {
-    local prefix=""
-    [[ "${1:-}" == --export ]] && prefix="export "
     ensure_bins install
     local port
     port="$(current_port)"
-    print_env "$prefix" \
+    print_env "${1:-}" \
         "REDIS_HOST=127.0.0.1:$port" \
         "REDIS_PORT=$port" \
         "REDIS_URL=redis://127.0.0.1:$port" \
@@ -279,21 +201,4 @@ cmd_env() {
         "TODO_REDIS_LOG=$LOGFILE"
 }
 
-main() {
-    [[ $# -ge 1 ]] || usage
-    local cmd="$1"
-    shift
-    case "$cmd" in
-        start) cmd_start "$@" ;;
-        stop) cmd_stop "$@" ;;
-        status) cmd_status "$@" ;;
-        env) cmd_env "$@" ;;
-        -h | --help | help) usage 0 ;;
-        *)
-            log "unknown command: $cmd"
-            usage
-            ;;
-    esac
-}
-
-main "$@"
+dispatch "start stop status env" "$@"

@@ -20,18 +20,12 @@ log "fetching helm (cached)"
 TODO_HELM="$(bash scripts/helm.sh)"
 export TODO_HELM
 
-log "starting Redis and building daprd (cached)"
-bash scripts/redis.sh start >/dev/null
-bash scripts/daprd.sh build >/dev/null
-
-log "preparing the Python environment"
-PYTHON="$(bash scripts/python-env.sh)"
+prepare_test_deps # sets PYTHON
 REQ="tests/deploy/requirements.txt"
 VENV="$(dirname "$(dirname "$PYTHON")")"
 STAMP="$VENV/.todo-deploy-requirements.sha256"
 # Same lock as scripts/python-env.sh: one pip at a time in the venv.
-exec 9>>"$CACHE_DIR/venv.lock"
-flock -w 900 9 || die "timed out waiting for $CACHE_DIR/venv.lock"
+take_lock "$CACHE_DIR/venv.lock" 900
 # Also keyed on python-env.sh's own stamp: when it reinstalls, so do we.
 want="$(cat "$REQ" "$VENV/.todo-requirements.sha256" 2>/dev/null | sha256sum | cut -d' ' -f1)"
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want" ]]; then
@@ -44,7 +38,4 @@ fi
 exec 9>&-
 
 log "deployment tests"
-status=0
-"$PYTHON" -m pytest tests/deploy -q -p no:cacheprovider "$@" || status=$?
-# A selection given to the whole suite (`scripts/test.sh -k faults`) may match nothing here.
-[[ "$status" == 0 || ("$status" == 5 && $# -gt 0) ]] || exit "$status"
+pytest_in tests/deploy "$@"

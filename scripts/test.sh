@@ -34,19 +34,7 @@ unset DATABASE_URL
     "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%' OR datname LIKE 'e2e\_%'" |
     while read -r db; do "$PSQL" -d "$TODO_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
 
-log "starting Redis and building daprd (cached)"
-bash scripts/redis.sh start >/dev/null
-bash scripts/daprd.sh build >/dev/null
-
-log "preparing the Python environment"
-PYTHON="$(bash scripts/python-env.sh)"
-
-# pytest, where a selection (`-k faults`) that leaves a directory with nothing to run is fine.
-pytest_in() {
-    local status=0
-    "$PYTHON" -m pytest "$1" -q -p no:cacheprovider "${@:2}" || status=$?
-    [[ "$status" == 0 || ("$status" == 5 && $# -gt 1) ]] || return "$status"
-}
+prepare_test_deps # sets PYTHON
 
 if [[ "${TODO_SKIP_LINT:-0}" != 1 ]]; then
     log "cargo fmt --check"
