@@ -63,7 +63,15 @@ impl TaskService {
         self.events_committed.clone()
     }
 
-    async fn commit(&self, tx: Tx) -> Result<(), sqlx::Error> {
+    /// Adds the operation's event to the outbox and commits: the change and its event together.
+    async fn commit_with(
+        &self,
+        mut tx: Tx,
+        event: EventType,
+        data: &TaskEventData,
+        now: DateTime<Utc>,
+    ) -> AppResult<()> {
+        outbox::enqueue(&mut tx, &OutgoingEvent::task(event, data, now)?).await?;
         tx.commit().await?;
         self.events_committed.notify_one();
         Ok(())
@@ -120,15 +128,10 @@ impl TaskService {
         for r in &reminders {
             reminders::insert(&mut tx, &row.owner, r, now).await?;
         }
-        let snapshot = row.snapshot(&sorted(reminders))?;
-        let event = OutgoingEvent::task(
-            EventType::TaskCreated,
-            &TaskEventData::snapshot(snapshot.clone()),
-            now,
-        )?;
-        outbox::enqueue(&mut tx, &event).await?;
-        self.commit(tx).await?;
-        Ok(snapshot)
+        let data = TaskEventData::snapshot(row.snapshot(&sorted(reminders))?);
+        self.commit_with(tx, EventType::TaskCreated, &data, now)
+            .await?;
+        Ok(data.task)
     }
 
     pub async fn get(&self, owner: &UserId, id: Uuid) -> AppResult<TaskSnapshot> {
@@ -308,16 +311,11 @@ impl TaskService {
     ) -> AppResult<TaskSnapshot> {
         let mut tx = self.db.begin().await?;
         let (row, reminders) = tasks::load_for_update(&mut tx, owner.as_str(), id).await?;
-        let snapshot = row.snapshot(&reminders)?;
+        let data = TaskEventData::snapshot(row.snapshot(&reminders)?);
         tasks::delete(&mut tx, owner.as_str(), id).await?;
-        let event = OutgoingEvent::task(
-            EventType::TaskDeleted,
-            &TaskEventData::snapshot(snapshot.clone()),
-            now,
-        )?;
-        outbox::enqueue(&mut tx, &event).await?;
-        self.commit(tx).await?;
-        Ok(snapshot)
+        self.commit_with(tx, EventType::TaskDeleted, &data, now)
+            .await?;
+        Ok(data.task)
     }
 
     /// Adds a reminder; returns the task and the new reminder's id.
@@ -436,17 +434,15 @@ impl TaskService {
         self.insert_new(tx, &row, reminders, now).await.map(Some)
     }
 
-    /// Writes the event and commits.
+    /// Commits a change with its event; returns what it applied.
     async fn finish(
         &self,
-        mut tx: Tx,
+        tx: Tx,
         event: EventType,
         data: TaskEventData,
         now: DateTime<Utc>,
     ) -> AppResult<Applied> {
-        let outgoing = OutgoingEvent::task(event, &data, now)?;
-        outbox::enqueue(&mut tx, &outgoing).await?;
-        self.commit(tx).await?;
+        self.commit_with(tx, event, &data, now).await?;
         Ok(Applied {
             changed: data.changes.into_keys().collect(),
             task: data.task,
