@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark of the event pipeline through real Dapr sidecars (issues 3 and 4). Not a test: it
-# measures and reports; only a lost event (or a failed start) makes it fail.
+# Benchmark of the event pipeline through real Dapr sidecars, the outbox relay and the scheduler.
+# Not a test: it measures and reports; only a lost event (or a failed start) makes it fail.
 #
 # Usage: scripts/bench-pipeline.sh
 #
@@ -15,7 +15,7 @@
 #      and this run cannot disturb each other. Resources are generated from components/ (the
 #      Redis address, a secrets file with `jwt-secret` and `database-url`, app-id `bench-sink`
 #      added to the pub/sub scopes; resiliency and the cron bindings, `@every 1m`, as they are);
-#   3. issue 3, the outbox relay: `todo-mcp --transport http --events dapr` beside its daprd
+#   3. the outbox relay: `todo-mcp --transport http --events dapr` beside its daprd
 #      (app-id mcp-server) relays its outbox to topic `tasks`; `todo-bench pipeline sink` beside
 #      its own daprd (app-id bench-sink) records when each event arrives.
 #        a. commit-to-delivery latency at $PIPELINE_RATE events/s for $PIPELINE_DURATION s, for
@@ -26,7 +26,7 @@
 #           all have arrived;
 #        c. `redis-benchmark` XADD on the same Redis (tiny value, and a value the size of the
 #           relay's events), the ceiling the relay's rate is put against;
-#   4. issue 4, the scheduler: the Dapr scheduler service (`dapr-scheduler`, fresh etcd), then
+#   4. the scheduler: the Dapr scheduler service (`dapr-scheduler`, fresh etcd), then
 #      `todo-scheduler` beside its daprd (app-id scheduler, --scheduler-host-address) and the sink
 #      (topic `notifications`) beside its daprd. First each kind of sidecar call the scheduler
 #      makes is timed on its own (latency and CPU per call: what arming is made of). Then
@@ -301,9 +301,9 @@ for f in sorted(pathlib.Path(src).glob("*.yaml")):
     (dest / f.name).write_text(text)
 EOF
 
-# --- issue 3: the relay --------------------------------------------------------------------------
+# --- the outbox relay ---------------------------------------------------------------------------
 if phase_on relay; then
-    log "issue 3: starting the sink, todo-mcp --events dapr and their sidecars"
+    log "relay: starting the sink, todo-mcp --events dapr and their sidecars"
     start_sink sink-relay tasks
     MCP_APP_PORT="$(free_port)"
     start_daprd mcp-server "$MCP_APP_PORT" "$RUN/daprd-mcp.log"
@@ -347,15 +347,15 @@ if phase_on relay; then
             --payload-bytes "$payload" --label "xadd-$payload")" || die "redis-benchmark failed"
         record "$line"
     done
-    log "issue 3 done; stopping its processes"
+    log "relay done; stopping its processes"
     stop_all
 fi
 
-# --- issue 4: the scheduler ------------------------------------------------------------------------
+# --- the scheduler ------------------------------------------------------------------------------
 if phase_on scheduler; then
     # The relay's streams are not the scheduler's business: start from an empty Redis again.
     [[ "$(redis_cmd FLUSHALL)" == OK ]] || die "FLUSHALL failed"
-    log "issue 4: starting dapr-scheduler, todo-scheduler, the sink and their sidecars"
+    log "scheduler: starting dapr-scheduler, todo-scheduler, the sink and their sidecars"
     SCHED_PORT="$(free_port)"
     start dapr-scheduler "$RUN/dapr-scheduler.log" -- "$DAPR_SCHEDULER" \
         --listen-address 127.0.0.1 --port "$SCHED_PORT" \
@@ -472,7 +472,7 @@ if phase_on scheduler; then
 
     batch_at_one_instant "$PIPELINE_PENDING" bench-batch-large
     memory "$PIPELINE_PENDING pending, after the batch" "$PIPELINE_PENDING"
-    log "issue 4 done; stopping its processes"
+    log "scheduler done; stopping its processes"
     stop_all
 fi
 
@@ -487,5 +487,5 @@ header="## Event pipeline benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $
 - release builds; RUST_LOG=$PIPELINE_LOG for todo-mcp and todo-scheduler
 - settings: PIPELINE_RATE=$PIPELINE_RATE PIPELINE_DURATION=$PIPELINE_DURATION PIPELINE_PRODUCERS=\"$PIPELINE_PRODUCERS\" PIPELINE_DRAIN_EVENTS=$PIPELINE_DRAIN_EVENTS PIPELINE_REMINDERS=$PIPELINE_REMINDERS PIPELINE_WINDOW=$PIPELINE_WINDOW PIPELINE_PENDING=$PIPELINE_PENDING PIPELINE_PENDING_PER_TASK=$PIPELINE_PENDING_PER_TASK PIPELINE_BATCH=$PIPELINE_BATCH
 - wall time of the run: $((SECONDS - started_at)) s"
-"$TB" pipeline report --results "$RESULTS" --md "$OUT/pipeline.md" --header "$header"
+"$TB" report --results "$RESULTS" --md "$OUT/pipeline.md" --header "$header"
 log "report written to $OUT/pipeline.md"

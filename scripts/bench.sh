@@ -9,9 +9,7 @@
 #      recreates the database $BENCH_DB from scratch. Both are LEFT in place at the end: the
 #      cluster may be shared with the tests, and the data can be inspected; stop the cluster with
 #      `scripts/postgres.sh stop`. Only todo-mcp, which this script starts, is stopped (trap);
-#   3. checks that bench/sql/*.sql still send what the server sends (one add_task and one
-#      list_tasks on a probe database logging every statement; `todo-bench sql-check`), then
-#      seeds user `bench-list` with $BENCH_LIST_TASKS tasks through the server (add_task);
+#   3. seeds user `bench-list` with $BENCH_LIST_TASKS tasks through the server (add_task);
 #   4. for add_task, then list_tasks, and for each client count in $BENCH_CLIENTS: runs pgbench
 #      with the same SQL transaction (bench/sql/<tool>.sql, -M prepared, -c N -j min(N,2)), then
 #      todo-bench with N concurrent HTTP clients against `todo-mcp --transport http --events
@@ -177,31 +175,6 @@ server_load_run() { # clients token tool args
         'BEGIN { if (n > 0) printf "%.3f", (b - a) / n; else print "null" }')}"
     record "$line"
 }
-
-# --- the pgbench scripts still mirror the server? ---------------------------------------------
-# One add_task and one list_tasks against a probe database that logs every statement; the check
-# compares what PostgreSQL received with bench/sql/*.sql and stops the run on any difference.
-PROBE_DB="${BENCH_DB}_probe"
-log "checking bench/sql/*.sql against the statements the server sends (database $PROBE_DB)"
-[[ -f "${TODO_PG_LOG:-}" ]] || die "PostgreSQL log not found (scripts/postgres.sh env gave '${TODO_PG_LOG:-}')"
-psql_admin -c "DROP DATABASE IF EXISTS $PROBE_DB WITH (FORCE)" -c "CREATE DATABASE $PROBE_DB" \
-    -c "ALTER DATABASE $PROBE_DB SET log_statement = 'all'"
-bench_url_saved="$BENCH_URL"
-BENCH_URL="${DATABASE_URL%/*}/$PROBE_DB"
-start_server
-log_offset="$(stat -c %s "$TODO_PG_LOG")"
-probe_token="$("$TB" token --sub bench-probe)"
-for probe in "add_task:$ADD_ARGS" 'list_tasks:{}'; do
-    out="$(http_run 1 "$probe_token" "${probe%%:*}" "${probe#*:}" probe --calls 1)"
-    grep -q '"errors":0[,}]' <<<"$out" || die "probe call failed: $out"
-done
-sleep 0.5 # the relay's round after the add; and let the log reach the disk
-stop_server
-BENCH_URL="$bench_url_saved"
-"$TB" sql-check --pg-log "$TODO_PG_LOG" --offset "$log_offset" --db "$PROBE_DB" \
-    --add-script "$REPO/bench/sql/add_task.sql" --list-script "$REPO/bench/sql/list_tasks.sql" \
-    || die "bench/sql no longer mirrors the server; see above"
-psql_admin -c "DROP DATABASE $PROBE_DB WITH (FORCE)"
 
 # --- seed -------------------------------------------------------------------------------------
 log "seeding $BENCH_LIST_TASKS tasks for bench-list through the server"

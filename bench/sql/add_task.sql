@@ -1,17 +1,16 @@
 -- pgbench script: one `add_task` call, as todo-mcp runs it against PostgreSQL.
 --
--- It mirrors the server statement for statement: TaskService::create
--- (mcp-server/src/tasks/service.rs) runs, in one transaction, TaskRow::insert and
--- TaskRow::write_tags (tasks/row.rs; one INSERT per tag) and outbox::enqueue (outbox.rs). The
--- SQL text below was copied from PostgreSQL's statement log of a live server
--- (log_statement = 'all') answering
+-- It mirrors the server statement for statement: TaskService::create (mcp-server/src/app/tasks.rs)
+-- runs, in one transaction, TaskRow::insert and TaskRow::write_tags (mcp-server/src/store/tasks.rs;
+-- one INSERT per tag) and outbox::enqueue (mcp-server/src/store/outbox.rs), for the arguments
 --   add_task {"title": "...", "priority": "high", "tags": ["work", "bench"],
 --             "due": "2030-06-01T17:00", "time_zone": "Europe/Paris"}
--- which is what the load generator sends (scripts/bench.sh); scripts/bench.sh checks the
--- statements against the server's again on every run (`todo-bench sql-check`). The server's
--- in-process outbox relay later publishes the outbox row in transactions of its own; they are
--- not part of the call and not in this script. Like the server (sqlx), run it with
--- `-M prepared`: one round trip per statement, values sent as parameters.
+-- which is what the load generator sends (scripts/bench.sh). The SQL text is as PostgreSQL's
+-- statement log (log_statement = 'all') shows it; a change to those statements must be made
+-- here too. The server's in-process outbox relay later publishes the outbox row in
+-- transactions of its own; they are not part of the call and not in this script. Like the
+-- server (sqlx), run it with `-M prepared`: one round trip per statement, values sent as
+-- parameters.
 --
 -- Variables (pgbench -D, set by scripts/bench.sh): owner, title, title_key, status, priority,
 -- tags (JSON array text), due, tz, topic, event_type, envelope (a CloudEvent of ~700 bytes taken from

@@ -1,59 +1,54 @@
 //! `todo-bench pipeline …`: the measurements behind `scripts/bench-pipeline.sh`, which benchmarks
-//! the event pipeline end to end through real Dapr sidecars (issues 3 and 4).
+//! the event pipeline end to end through real Dapr sidecars: the outbox relay and the scheduler.
 //!
 //! The script starts every process (PostgreSQL, Redis, daprd sidecars, the Dapr scheduler
 //! service, `todo-mcp`, `todo-scheduler`, and the sink below); these subcommands drive the load
 //! and measure. Each measuring subcommand prints one JSON object on stdout (diagnostics go to
-//! stderr), and `report` turns the JSON lines of a run into the Markdown report.
+//! stderr); `todo-bench report` turns the JSON lines of a run into the report.
 //!
 //! * `sink`          a Dapr subscriber app ([`sink`]): records the wall-clock receive time of
-//!   every event its sidecar delivers, and answers `SUCCESS`. It serves the recorded deliveries
-//!   to the other subcommands on `/bench/…`.
+//!   every event its sidecar delivers, and serves what it recorded on `/bench/…`.
 //! * `relay-latency` commits events at a fixed rate and measures commit-to-delivery latency at
 //!   the sink, with loss and duplicates ([`relay`]).
 //! * `relay-drain`   commits a large batch of events at once and measures how fast the relay
 //!   publishes and the sink receives them ([`relay`]).
-//! * `reminders`     publishes `com.todo.task.created` events carrying reminders to topic
-//!   `tasks`, measures how long `todo-scheduler` takes to arm them and, for reminders due soon,
-//!   how late their notifications reach the sink ([`reminders`]).
-//! * `xadd`          runs `redis-benchmark` with the XADD that daprd issues per published event,
-//!   for the relay's ceiling.
+//! * `reminders`     publishes `com.todo.task.created` events carrying reminders, measures how
+//!   long `todo-scheduler` takes to arm them and how late their notifications arrive
+//!   ([`reminders`]).
+//! * `xadd`          `redis-benchmark` with the XADD that daprd issues per published event: the
+//!   relay's ceiling.
 //! * `memory`        resident memory of the given processes, and Redis' memory.
 //! * `dapr-calls`    latency and CPU per call of each kind of sidecar call the scheduler makes
-//!   ([`calls`]): what its arming and firing rates are made of.
-//! * `report`        the Markdown report ([`report`]).
+//!   ([`calls`]).
 //!
 //! All processes run on one machine, so the wall clocks of producer, relay, scheduler and sink
 //! are the same clock: latencies are differences of `SystemTime` readings (nanoseconds since the
-//! Unix epoch) taken in different processes.
-//!
-//! The measuring subcommands also sample, from `/proc`, the CPU time of processes named with
-//! `--watch name=pid` (plus every `postgres` process, and the machine total) over their measured
-//! window, so that a run says which process the cores went to.
+//! Unix epoch) taken in different processes. The measuring subcommands also sample the CPU of
+//! the processes named with `--watch name=pid` over their measured window ([`crate::cpu`]).
 
 mod calls;
 mod relay;
 mod reminders;
-mod report;
 mod sink;
 
-use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
+use redis::AsyncCommands;
+use redis::streams::{StreamInfoGroupsReply, StreamInfoStreamReply};
 use serde_json::{Value, json};
 use todo_shared::events::{EventType, OutgoingEvent, TaskEventData};
 use todo_shared::snapshot::{ReminderSnapshot, TaskSnapshot};
 use todo_shared::task::{Priority, TaskStatus};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use uuid::Uuid;
 
-pub use sink::Delivery;
+use crate::cpu::parse_watch;
+use sink::Delivery;
 
+/// `todo-bench pipeline`.
 #[derive(Args)]
 pub struct PipelineArgs {
     #[command(subcommand)]
@@ -76,10 +71,9 @@ enum Cmd {
     Memory(MemoryArgs),
     /// Latency and CPU per call of the sidecar calls the scheduler makes.
     DaprCalls(calls::CallsArgs),
-    /// Print the pipeline report from the JSON lines of a run.
-    Report(report::ReportArgs),
 }
 
+/// Runs one pipeline subcommand.
 pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
     let print = |v: Value| println!("{v}");
     match args.cmd {
@@ -90,7 +84,6 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
         Cmd::Xadd(a) => runtime(1)?.block_on(xadd(a)).map(print),
         Cmd::Memory(a) => runtime(1)?.block_on(memory(a)).map(print),
         Cmd::DaprCalls(a) => runtime(1)?.block_on(calls::run(a)).map(print),
-        Cmd::Report(a) => report::run(a),
     }
 }
 
@@ -101,7 +94,7 @@ fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-// --- time and statistics ---------------------------------------------------------------------
+// --- time ---------------------------------------------------------------------
 
 /// The wall clock in nanoseconds since the Unix epoch: comparable across the processes of a run.
 pub fn now_ns() -> i64 {
@@ -117,45 +110,20 @@ pub fn rfc3339_ns(s: &str) -> Option<i64> {
         .and_then(|t| t.with_timezone(&Utc).timestamp_nanos_opt())
 }
 
+/// Nanoseconds since the Unix epoch as a time.
 pub fn ns_to_time(ns: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(ns)
 }
 
+/// A time as the events carry it: RFC 3339 with milliseconds, in UTC.
 pub fn rfc3339_ms(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// `x` rounded to `decimals` decimal places.
 fn round(x: f64, decimals: i32) -> f64 {
     let f = 10f64.powi(decimals);
     (x * f).round() / f
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
-/// Summary of durations in nanoseconds (which may be negative), in milliseconds.
-pub fn distribution(mut ns: Vec<i64>) -> Value {
-    ns.sort_unstable();
-    let ms = |v: i64| round(v as f64 / 1e6, 3);
-    if ns.is_empty() {
-        return json!({ "n": 0 });
-    }
-    let mean = ns.iter().map(|&v| v as f64).sum::<f64>() / ns.len() as f64;
-    json!({
-        "n": ns.len(),
-        "min_ms": ms(ns[0]),
-        "p50_ms": ms(percentile(&ns, 50.0)),
-        "p90_ms": ms(percentile(&ns, 90.0)),
-        "p99_ms": ms(percentile(&ns, 99.0)),
-        "max_ms": ms(*ns.last().unwrap_or(&0)),
-        "mean_ms": round(mean / 1e6, 3),
-    })
 }
 
 // --- events ------------------------------------------------------------------------------------
@@ -221,6 +189,7 @@ pub struct SinkCount {
 }
 
 impl SinkClient {
+    /// The sink at `base` (`http://host:port`).
     pub fn new(base: &str) -> Self {
         Self {
             http: reqwest::Client::builder()
@@ -232,29 +201,22 @@ impl SinkClient {
     }
 
     /// `/bench/<what>?topic=…&from=…[&owner=…]`.
-    fn url(&self, what: &str, topic: &str, from: usize, owner: Option<&str>) -> String {
-        // Percent-encodes all but unreserved characters.
-        let enc = |v: &str| {
-            v.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect::<String>()
-        };
-        let mut url = format!(
-            "{}/bench/{what}?topic={}&from={from}",
-            self.base,
-            enc(topic)
-        );
-        if let Some(o) = owner {
-            url.push_str(&format!("&owner={}", enc(o)));
-        }
-        url
+    fn url(
+        &self,
+        what: &str,
+        topic: &str,
+        from: usize,
+        owner: Option<&str>,
+    ) -> anyhow::Result<reqwest::Url> {
+        let mut params = vec![("topic", topic.to_owned()), ("from", from.to_string())];
+        params.extend(owner.map(|o| ("owner", o.to_owned())));
+        Ok(reqwest::Url::parse_with_params(
+            &format!("{}/bench/{what}", self.base),
+            &params,
+        )?)
     }
 
+    /// The deliveries of `topic` from index `from` (of `owner`), counted.
     pub async fn count(
         &self,
         topic: &str,
@@ -263,7 +225,7 @@ impl SinkClient {
     ) -> anyhow::Result<SinkCount> {
         let r = self
             .http
-            .get(self.url("count", topic, from, owner))
+            .get(self.url("count", topic, from, owner)?)
             .send()
             .await
             .context("cannot reach the sink")?;
@@ -276,6 +238,7 @@ impl SinkClient {
         Ok(self.count(topic, 0, None).await?.total)
     }
 
+    /// The deliveries of `topic` from index `from` (of `owner`), in arrival order.
     pub async fn deliveries(
         &self,
         topic: &str,
@@ -284,7 +247,7 @@ impl SinkClient {
     ) -> anyhow::Result<Vec<Delivery>> {
         let r = self
             .http
-            .get(self.url("deliveries", topic, from, owner))
+            .get(self.url("deliveries", topic, from, owner)?)
             .send()
             .await
             .context("cannot reach the sink")?;
@@ -325,114 +288,24 @@ impl SinkClient {
     }
 }
 
-// --- Redis (RESP by hand: a few commands do not warrant a client library) ---------------------
+// --- Redis ------------------------------------------------------------------------------------
 
-/// One connection to Redis speaking RESP2.
-pub struct Redis {
-    conn: BufReader<TcpStream>,
-}
-
-/// A RESP2 reply.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Resp {
-    Simple(String),
-    Int(i64),
-    Bulk(Option<String>),
-    Array(Option<Vec<Resp>>),
-}
-
-impl Resp {
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Resp::Simple(s) | Resp::Bulk(Some(s)) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn as_i64(&self) -> Option<i64> {
-        match self {
-            Resp::Int(i) => Some(*i),
-            other => other.as_str()?.parse().ok(),
-        }
-    }
-
-    /// A flat key/value array (as XINFO answers) as a map.
-    fn as_map(&self) -> BTreeMap<String, Resp> {
-        let mut map = BTreeMap::new();
-        if let Resp::Array(Some(items)) = self {
-            for pair in items.chunks(2) {
-                if let [k, v] = pair
-                    && let Some(k) = k.as_str()
-                {
-                    map.insert(k.to_owned(), v.clone());
-                }
-            }
-        }
-        map
-    }
-}
+/// A connection to the pipeline's Redis.
+pub struct Redis(redis::aio::MultiplexedConnection);
 
 impl Redis {
-    /// Connects to `host:port` and selects database `db`.
+    /// Connects to `host:port`, database `db`.
     pub async fn connect(addr: &str, db: u32) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(addr)
+        // The 500 ms default response timeout is too short while the pipeline saturates the
+        // cores.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(30)))
+            .set_connection_timeout(Some(Duration::from_secs(10)));
+        let conn = redis::Client::open(format!("redis://{addr}/{db}"))?
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .with_context(|| format!("cannot connect to Redis at {addr}"))?;
-        stream.set_nodelay(true)?;
-        let mut redis = Self {
-            conn: BufReader::new(stream),
-        };
-        redis.cmd(&["SELECT", &db.to_string()]).await?;
-        Ok(redis)
-    }
-
-    pub async fn cmd(&mut self, args: &[&str]) -> anyhow::Result<Resp> {
-        let mut req = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            req.extend_from_slice(a.as_bytes());
-            req.extend_from_slice(b"\r\n");
-        }
-        self.conn.get_mut().write_all(&req).await?;
-        self.read().await
-    }
-
-    async fn read(&mut self) -> anyhow::Result<Resp> {
-        let mut line = String::new();
-        if self.conn.read_line(&mut line).await? == 0 {
-            bail!("Redis closed the connection");
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        let (kind, rest) = line.split_at(1.min(line.len()));
-        Ok(match kind {
-            "+" => Resp::Simple(rest.to_owned()),
-            "-" => bail!("Redis error: {rest}"),
-            ":" => Resp::Int(rest.parse()?),
-            "$" => {
-                let n: i64 = rest.parse()?;
-                if n < 0 {
-                    Resp::Bulk(None)
-                } else {
-                    let mut buf = vec![0; n as usize + 2];
-                    self.conn.read_exact(&mut buf).await?;
-                    buf.truncate(n as usize);
-                    Resp::Bulk(Some(String::from_utf8_lossy(&buf).into_owned()))
-                }
-            }
-            "*" => {
-                let n: i64 = rest.parse()?;
-                if n < 0 {
-                    Resp::Array(None)
-                } else {
-                    let mut items = Vec::with_capacity(n as usize);
-                    for _ in 0..n {
-                        items.push(Box::pin(self.read()).await?);
-                    }
-                    Resp::Array(Some(items))
-                }
-            }
-            _ => bail!("unexpected RESP reply {line:?}"),
-        })
+        Ok(Self(conn))
     }
 
     /// Entries of `stream` that consumer group `group` has not acknowledged yet: not yet read
@@ -442,158 +315,38 @@ impl Redis {
         stream: &str,
         group: &str,
     ) -> anyhow::Result<Option<i64>> {
-        let groups = match self.cmd(&["XINFO", "GROUPS", stream]).await {
+        let groups: StreamInfoGroupsReply = match self.0.xinfo_groups(stream).await {
             Ok(r) => r,
             Err(e) if e.to_string().contains("no such key") => return Ok(None),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
-        let Resp::Array(Some(groups)) = groups else {
+        let Some(g) = groups.groups.into_iter().find(|g| g.name == group) else {
             return Ok(None);
         };
-        for g in &groups {
-            let g = g.as_map();
-            if g.get("name").and_then(Resp::as_str) != Some(group) {
-                continue;
+        let lag = match g.lag {
+            Some(lag) => lag,
+            // Redis cannot tell the lag (e.g. after trimming): compare the last ids.
+            None => {
+                let info: StreamInfoStreamReply = self.0.xinfo_stream(stream).await?;
+                usize::from(info.last_generated_id != g.last_delivered_id)
             }
-            let pending = g.get("pending").and_then(Resp::as_i64).unwrap_or(0);
-            let lag = match g.get("lag").and_then(Resp::as_i64) {
-                Some(lag) => lag,
-                // Redis cannot tell the lag (e.g. after trimming): compare the last ids.
-                None => {
-                    let info = self.cmd(&["XINFO", "STREAM", stream]).await?.as_map();
-                    let last = info.get("last-generated-id").and_then(Resp::as_str);
-                    let read = g.get("last-delivered-id").and_then(Resp::as_str);
-                    i64::from(last != read)
-                }
-            };
-            return Ok(Some(lag + pending));
-        }
-        Ok(None)
+        };
+        Ok(Some((lag + g.pending) as i64))
     }
 
     /// `used_memory` from `INFO memory`, in bytes.
     pub async fn used_memory(&mut self) -> anyhow::Result<Option<u64>> {
-        let info = self.cmd(&["INFO", "memory"]).await?;
-        Ok(info.as_str().and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("used_memory:"))
-                .and_then(|v| v.trim().parse().ok())
-        }))
-    }
-}
-
-// --- CPU per process -----------------------------------------------------------------------------
-
-/// CPU time (USER_HZ ticks, 100 per second) of the named processes, all `postgres` processes
-/// (with their reaped children) and the machine, at one instant.
-pub struct CpuWatch {
-    at: Instant,
-    procs: Vec<(String, Option<u64>)>,
-    postgres: u64,
-    busy: u64,
-    /// Interrupts and softirqs (mostly loopback networking here), part of `busy`.
-    irq: u64,
-    me: u64,
-}
-
-/// `name=pid` as `--watch` takes it.
-pub fn parse_watch(s: &str) -> Result<(String, u32), String> {
-    let (name, pid) = s.split_once('=').ok_or("expected name=pid")?;
-    Ok((
-        name.to_owned(),
-        pid.parse().map_err(|_| format!("bad pid in {s:?}"))?,
-    ))
-}
-
-impl CpuWatch {
-    pub fn take(watch: &[(String, u32)]) -> Self {
-        let procs = watch
-            .iter()
-            .map(|(name, pid)| {
-                (
-                    name.clone(),
-                    crate::cpu::proc_ticks(&pid.to_string()).map(|s| s.1),
-                )
-            })
-            .collect();
-        let mut postgres = 0;
-        if let Ok(dir) = std::fs::read_dir("/proc") {
-            for entry in dir.flatten() {
-                let name = entry.file_name();
-                let Some(pid) = name.to_str() else { continue };
-                if pid.bytes().all(|b| b.is_ascii_digit())
-                    && let Some((comm, own, children)) = crate::cpu::proc_ticks(pid)
-                    && comm == "postgres"
-                {
-                    postgres += own + children;
-                }
-            }
-        }
-        // user nice system idle iowait irq softirq steal
-        let (busy, irq) = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().next()?.to_owned();
-                let v: Vec<u64> = line
-                    .split_whitespace()
-                    .skip(1)
-                    .filter_map(|x| x.parse().ok())
-                    .collect();
-                let f = |i: usize| v.get(i).copied().unwrap_or(0);
-                Some((f(0) + f(1) + f(2) + f(5) + f(6) + f(7), f(5) + f(6)))
-            })
-            .unwrap_or((0, 0));
-        let me = crate::cpu::proc_ticks("self").map_or(0, |s| s.1 + s.2);
-        Self {
-            at: Instant::now(),
-            procs,
-            postgres,
-            busy,
-            irq,
-            me,
-        }
+        let info: redis::InfoDict = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut self.0)
+            .await?;
+        Ok(info.get("used_memory"))
     }
 
-    /// CPU ticks (1/100 s) each spent since `self`, and the seconds between: the listed
-    /// processes, `postgres`, `todo-bench` (this process), `irq` (interrupts and softirqs:
-    /// mostly loopback networking), `other` (busy time nothing of these accounts for: anything
-    /// else running on the machine) and `machine`.
-    pub fn ticks(&self, end: &CpuWatch) -> (f64, Vec<(String, u64)>) {
-        let secs = end.at.duration_since(self.at).as_secs_f64().max(1e-9);
-        let mut out = Vec::new();
-        let mut accounted = 0;
-        for ((name, a), (_, b)) in self.procs.iter().zip(&end.procs) {
-            let d = match (a, b) {
-                (Some(a), Some(b)) => b.saturating_sub(*a),
-                _ => 0,
-            };
-            accounted += d;
-            out.push((name.clone(), d));
-        }
-        let postgres = end.postgres.saturating_sub(self.postgres);
-        let me = end.me.saturating_sub(self.me);
-        let busy = end.busy.saturating_sub(self.busy);
-        let irq = end.irq.saturating_sub(self.irq);
-        out.push(("postgres".into(), postgres));
-        out.push(("todo-bench".into(), me));
-        out.push(("irq".into(), irq));
-        out.push((
-            "other".into(),
-            busy.saturating_sub(accounted + postgres + me + irq),
-        ));
-        out.push(("machine".into(), busy));
-        (secs, out)
-    }
-
-    /// Percent of one core each spent since `self` (up to 100 × cores), as [`Self::ticks`].
-    pub fn since(&self, end: &CpuWatch) -> Value {
-        let (secs, ticks) = self.ticks(end);
-        let mut out = serde_json::Map::new();
-        for (name, t) in ticks {
-            out.insert(name, json!(round(t as f64 / 100.0 / secs * 100.0, 1)));
-        }
-        out.insert("window_s".into(), json!(round(secs, 1)));
-        Value::Object(out)
+    /// Deletes a key.
+    pub async fn del(&mut self, key: &str) -> anyhow::Result<()> {
+        let _: u64 = self.0.del(key).await?;
+        Ok(())
     }
 }
 
@@ -657,8 +410,10 @@ async fn xadd(args: XaddArgs) -> anyhow::Result<Value> {
         .await
         .with_context(|| format!("cannot run {}", args.redis_benchmark))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut redis = Redis::connect(&args.redis, args.db).await?;
-    redis.cmd(&["DEL", stream]).await?;
+    Redis::connect(&args.redis, args.db)
+        .await?
+        .del(stream)
+        .await?;
     if !out.status.success() {
         bail!(
             "redis-benchmark failed ({}): {stdout} {}",
@@ -765,18 +520,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_of_signed_values() {
-        let v: Vec<i64> = (1..=100).map(|i| i * 1_000_000).collect();
-        let d = distribution(v);
-        assert_eq!(d["p50_ms"], 50.0);
-        assert_eq!(d["p99_ms"], 99.0);
-        assert_eq!(d["max_ms"], 100.0);
-        let d = distribution(vec![-2_000_000, 4_000_000]);
-        assert_eq!(d["min_ms"], -2.0);
-        assert_eq!(d["p50_ms"], -2.0);
-    }
-
-    #[test]
     fn task_event_has_the_server_shape() {
         let now = Utc::now();
         let task = Uuid::new_v4();
@@ -798,18 +541,5 @@ mod tests {
             rfc3339_ns(at),
             Some(reminder.1.timestamp_millis() * 1_000_000)
         );
-    }
-
-    #[test]
-    fn resp_maps() {
-        let r = Resp::Array(Some(vec![
-            Resp::Bulk(Some("name".into())),
-            Resp::Bulk(Some("scheduler".into())),
-            Resp::Bulk(Some("lag".into())),
-            Resp::Int(3),
-        ]));
-        let m = r.as_map();
-        assert_eq!(m["name"].as_str(), Some("scheduler"));
-        assert_eq!(m["lag"].as_i64(), Some(3));
     }
 }

@@ -1,5 +1,5 @@
 //! What one sidecar call of the scheduler costs (`dapr-calls`): the breakdown behind the arming
-//! rate.
+//! rate. The calls go through `todo_dapr::DaprClient`, the client `todo-scheduler` itself uses.
 //!
 //! Arming a reminder is a sequence of calls from `todo-scheduler` to its daprd (see
 //! `scheduler/src/engine.rs` and `sweep.rs`); for a task event with one reminder:
@@ -14,17 +14,25 @@
 //! publish and a state POST. This subcommand times each kind of call on its own, one call at a
 //! time, against the scheduler's sidecar (the state store is scoped to app-id `scheduler`), and
 //! samples the CPU the processes named with `--watch` spent per call. Keys and jobs it creates
-//! are removed at the end; the published events go to a topic nobody subscribes to.
+//! are removed at the end.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 use clap::Args;
 use serde_json::{Value, json};
+use todo_dapr::DaprClient;
+use todo_dapr::app::PUBSUB_NAME;
 
-use super::{CpuWatch, distribution, parse_watch, rfc3339_ms, round};
+use super::{parse_watch, rfc3339_ms};
+use crate::cpu::CpuSample;
+use crate::latency::Latencies;
 
+/// The scheduler's state store (its `--state-store` default).
+const STORE: &str = "statestore";
+
+/// `todo-bench pipeline dapr-calls`.
 #[derive(Args)]
 pub struct CallsArgs {
     /// HTTP port of the scheduler's daprd.
@@ -54,64 +62,9 @@ fn document(i: usize) -> Value {
     })
 }
 
-struct Sidecar {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Sidecar {
-    async fn send(&self, rb: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        let r = rb.send().await?;
-        if !r.status().is_success() {
-            let status = r.status();
-            bail!("HTTP {status}: {}", r.text().await.unwrap_or_default());
-        }
-        Ok(r)
-    }
-
-    async fn save(&self, key: &str, value: &Value, etag: Option<&str>) -> anyhow::Result<()> {
-        let mut item = json!({
-            "key": key, "value": value,
-            "options": { "concurrency": "first-write", "consistency": "strong" },
-        });
-        if let Some(e) = etag {
-            item["etag"] = json!(e);
-        }
-        self.send(
-            self.http
-                .post(format!("{}/v1.0/state/statestore", self.base))
-                .json(&[item]),
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        let r = self
-            .send(
-                self.http
-                    .get(format!("{}/v1.0/state/statestore/{key}", self.base))
-                    .header("consistency", "strong"),
-            )
-            .await?;
-        let etag = r
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        r.bytes().await?;
-        Ok(etag)
-    }
-}
-
+/// Times `n` calls of each kind, one at a time, through the sidecar client the scheduler uses.
 pub async fn run(args: CallsArgs) -> anyhow::Result<Value> {
-    let sidecar = Sidecar {
-        http: reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .timeout(Duration::from_secs(30))
-            .build()?,
-        base: format!("http://127.0.0.1:{}", args.dapr_http_port),
-    };
+    let sidecar = DaprClient::new(args.dapr_http_port, None);
     let n = args.calls;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let key = |i: usize| format!("bench-calls:{run_id}:{i}");
@@ -122,89 +75,68 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<Value> {
     // Each kind: n sequential calls, latency per call and CPU per call.
     macro_rules! measure {
         ($name:expr, $i:ident, $call:expr) => {{
-            let mut lat = Vec::with_capacity(n);
-            let cpu0 = CpuWatch::take(&args.watch);
+            let mut latency = Latencies::default();
+            let cpu0 = CpuSample::take(&args.watch);
             for $i in 0..n {
                 let t = Instant::now();
                 $call;
-                lat.push(t.elapsed().as_nanos() as i64);
+                latency.record_duration(t.elapsed());
             }
-            let cpu1 = CpuWatch::take(&args.watch);
+            let cpu1 = CpuSample::take(&args.watch);
             kinds.insert(
                 $name.to_owned(),
-                json!({ "latency": distribution(lat), "cpu_ms_per_call": per_call(&cpu0, &cpu1, n) }),
+                json!({
+                    "latency": latency.summary(),
+                    "cpu_ms_per_call": cpu0.until(&cpu1).per_call(n),
+                }),
             );
         }};
     }
 
     measure!("state POST insert", i, {
         sidecar
-            .save(&key(i), &document(i), None)
+            .save_state(STORE, &key(i), &document(i), None, None)
             .await
             .context("state insert")?
     });
     measure!("state GET", i, {
-        etags.push(sidecar.get(&key(i)).await?.context("no ETag")?)
+        let (_, etag) = sidecar
+            .get_state(STORE, &key(i))
+            .await?
+            .context("no such state entry")?;
+        etags.push(etag);
     });
     measure!("state POST update (ETag)", i, {
         sidecar
-            .save(&key(i), &document(i), Some(&etags[i]))
+            .save_state(STORE, &key(i), &document(i), Some(&etags[i]), None)
             .await
             .context("state update")?
     });
-    let due = rfc3339_ms(Utc::now() + TimeDelta::days(2));
+    let due = Utc::now() + TimeDelta::days(2);
+    let data = json!({ "due": rfc3339_ms(due) });
     measure!("jobs POST schedule", i, {
-        let body = json!({
-            "dueTime": due, "data": { "due": due }, "overwrite": true,
-            "failurePolicy": { "constant": { "interval": "1s", "maxRetries": 3600 } },
-        });
         sidecar
-            .send(
-                sidecar
-                    .http
-                    .post(format!("{}/v1.0-alpha1/jobs/{}", sidecar.base, job(i)))
-                    .json(&body),
-            )
+            .schedule_job(&job(i), due, &data, 3600)
             .await
-            .context("schedule a job")?;
+            .context("schedule a job")?
     });
     measure!("pub-sub publish", i, {
+        let event = json!({
+            "specversion": "1.0", "id": format!("{run_id}-{i}"), "source": "/bench",
+            "type": "com.todo.reminder.triggered", "datacontenttype": "application/json",
+            "data": document(i)
+        });
+        // A topic nobody subscribes to.
         sidecar
-            .send(
-                sidecar
-                    .http
-                    .post(format!("{}/v1.0/publish/pubsub/bench-calls", sidecar.base))
-                    .header("content-type", "application/cloudevents+json")
-                    .body(
-                        json!({
-                            "specversion": "1.0", "id": format!("{run_id}-{i}"), "source": "/bench",
-                            "type": "com.todo.reminder.triggered", "datacontenttype": "application/json",
-                            "data": document(i)
-                        })
-                        .to_string(),
-                    ),
-            )
+            .publish(PUBSUB_NAME, "bench-calls", &event, None)
             .await
-            .context("publish")?;
+            .context("publish")?
     });
     measure!("jobs DELETE", i, {
-        sidecar
-            .send(
-                sidecar
-                    .http
-                    .delete(format!("{}/v1.0-alpha1/jobs/{}", sidecar.base, job(i))),
-            )
-            .await
-            .context("delete a job")?;
+        sidecar.delete_job(&job(i)).await.context("delete a job")?
     });
     for i in 0..n {
-        sidecar
-            .send(
-                sidecar
-                    .http
-                    .delete(format!("{}/v1.0/state/statestore/{}", sidecar.base, key(i))),
-            )
-            .await?;
+        sidecar.delete_state(STORE, &key(i), None).await?;
     }
     Ok(json!({
         "kind": "dapr-calls",
@@ -212,15 +144,4 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<Value> {
         "calls": n,
         "kinds": kinds,
     }))
-}
-
-/// CPU milliseconds per call of each sampled process between two samples.
-fn per_call(a: &CpuWatch, b: &CpuWatch, n: usize) -> Value {
-    let (_, ticks) = a.ticks(b);
-    Value::Object(
-        ticks
-            .into_iter()
-            .map(|(name, t)| (name, json!(round(t as f64 * 10.0 / n as f64, 3))))
-            .collect(),
-    )
 }

@@ -1,4 +1,4 @@
-//! The outbox relay (issue 3): commit-to-delivery latency at a steady rate, and throughput.
+//! The outbox relay: commit-to-delivery latency at a steady rate, and throughput.
 //!
 //! `todo-mcp --events dapr` is the relay, beside its own daprd; the sink, beside another daprd
 //! (its own consumer group on topic `tasks`), records when each event arrives.
@@ -9,13 +9,12 @@
 //!
 //! * `mcp`: `add_task` calls through `todo-mcp`'s MCP endpoint, the production path: the
 //!   commit wakes the relay in the same process at once.
-//! * `sql`: rows inserted straight into `outbox` (the same envelope `add_task` writes), as
-//!   another process (another replica) would commit them: nothing wakes the relay, which finds
-//!   them at its next poll.
+//! * `sql`: events committed to `outbox` by another process (another replica), through the
+//!   server's own `store::outbox::enqueue`: nothing wakes the relay, which finds them at its
+//!   next poll.
 //!
-//! Commit time is when the commit was acknowledged to the producer: the `INSERT` (autocommit)
-//! returned (`sql`), or the `add_task` response arrived (`mcp`; the server answers after its
-//! commit). Latency = the sink's receive time − commit time. Every committed event must arrive:
+//! Commit time is when the commit was acknowledged to the producer: the transaction committed
+//! (`sql`), or the `add_task` response arrived (`mcp`; the server answers after its commit). Latency = the sink's receive time − commit time. Every committed event must arrive:
 //! loss = committed − distinct delivered (matched by task id), duplicates are counted apart.
 //! Also reported: the latency from the event's own `time` (stamped before the commit).
 //!
@@ -31,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
+use mcp_server::store::{Db, outbox};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::types::Json;
@@ -38,9 +38,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::{
-    CpuWatch, SinkClient, distribution, now_ns, parse_watch, rfc3339_ns, round, task_created,
-};
+use super::{SinkClient, now_ns, parse_watch, rfc3339_ns, round, task_created};
+use crate::cpu::CpuSample;
+use crate::latency::Latencies;
+use crate::mcp::{self, ToolCall};
 
 /// The topic task events go to.
 const TOPIC: &str = "tasks";
@@ -62,6 +63,7 @@ impl Producer {
     }
 }
 
+/// `todo-bench pipeline relay-latency`.
 #[derive(Args)]
 pub struct LatencyArgs {
     #[arg(long, value_enum)]
@@ -105,18 +107,19 @@ struct Committed {
 
 /// Commits one event per call.
 enum Source {
-    Sql(PgPool),
+    Sql(Db),
     Mcp {
         http: reqwest::Client,
         url: String,
         auth: String,
+        add_task: ToolCall,
     },
 }
 
 impl Source {
     async fn commit(&self, n: u64) -> anyhow::Result<Committed> {
         match self {
-            Source::Sql(pool) => {
+            Source::Sql(db) => {
                 let task_id = Uuid::now_v7();
                 let event = task_created(
                     task_id,
@@ -125,100 +128,52 @@ impl Source {
                     &[],
                     Utc::now(),
                 )?;
-                insert_event(pool, &event).await?;
+                let mut tx = db.begin().await?;
+                outbox::enqueue(&mut tx, &event).await?;
+                tx.commit().await?;
                 Ok(Committed {
                     task_id: task_id.to_string(),
                     commit_ns: now_ns(),
                 })
             }
-            Source::Mcp { http, url, auth } => {
-                let body = json!({
-                    "jsonrpc": "2.0", "id": n, "method": "tools/call",
-                    "params": { "name": "add_task", "arguments": { "title": format!("Relay {n}") } }
-                });
+            Source::Mcp {
+                http,
+                url,
+                auth,
+                add_task,
+            } => {
                 let resp = http
                     .post(url)
                     .header("authorization", auth)
+                    .header("content-type", "application/json")
                     .header("accept", "application/json, text/event-stream")
-                    .header("mcp-protocol-version", crate::PROTOCOL_VERSION)
-                    .json(&body)
+                    .header("mcp-protocol-version", mcp::PROTOCOL_VERSION.to_string())
+                    .body(add_task.request(n)?)
                     .send()
                     .await?;
                 let status = resp.status();
-                let text = resp.text().await?;
+                let body = resp.bytes().await?;
                 let commit_ns = now_ns();
                 if !status.is_success() {
-                    bail!("HTTP {status}: {}", crate::truncate(&text, 300));
+                    bail!(
+                        "HTTP {status}: {}",
+                        mcp::truncate(&String::from_utf8_lossy(&body), 300)
+                    );
                 }
+                let result = mcp::tool_result(&body, n).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let task_id = result
+                    .structured_content
+                    .as_ref()
+                    .and_then(|v| v.pointer("/task/id"))
+                    .and_then(|v| v.as_str())
+                    .context("no task id in the add_task result")?;
                 Ok(Committed {
-                    task_id: added_task_id(&text)?,
+                    task_id: task_id.to_owned(),
                     commit_ns,
                 })
             }
         }
     }
-}
-
-/// The id of the task in an `add_task` response (plain JSON, or SSE `data:` lines).
-fn added_task_id(body: &str) -> anyhow::Result<String> {
-    let trimmed = body.trim_start();
-    let candidates: Vec<&str> = if trimmed.starts_with('{') {
-        vec![trimmed]
-    } else {
-        body.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(str::trim)
-            .collect()
-    };
-    for c in candidates {
-        let Ok(v) = serde_json::from_str::<Value>(c) else {
-            continue;
-        };
-        let Some(result) = v.get("result") else {
-            continue;
-        };
-        if result.get("isError").and_then(Value::as_bool) != Some(false) {
-            bail!("add_task failed: {}", crate::truncate(c, 300));
-        }
-        if let Some(id) = result
-            .pointer("/structuredContent/task/id")
-            .and_then(Value::as_str)
-        {
-            return Ok(id.to_owned());
-        }
-    }
-    bail!(
-        "no task id in the add_task response: {}",
-        crate::truncate(body, 300)
-    )
-}
-
-/// A W3C `traceparent` starting a trace, as the server gives each outbox row.
-fn traceparent() -> String {
-    let trace = Uuid::new_v4().simple().to_string();
-    let span = &Uuid::new_v4().simple().to_string()[..16];
-    format!("00-{trace}-{span}-01")
-}
-
-/// Inserts an event into the outbox as `todo-mcp` does (its own autocommit transaction).
-async fn insert_event(
-    pool: &PgPool,
-    event: &todo_shared::events::OutgoingEvent,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO outbox (id, topic, event_type, subject, envelope, created_at, traceparent) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(event.id)
-    .bind(event.event_type.topic())
-    .bind(event.event_type.as_str())
-    .bind(event.subject)
-    .bind(Json(&event.envelope))
-    .bind(event.time)
-    .bind(traceparent())
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 async fn pool(url: Option<&str>, connections: usize) -> anyhow::Result<PgPool> {
@@ -233,7 +188,9 @@ async fn pool(url: Option<&str>, connections: usize) -> anyhow::Result<PgPool> {
 
 pub async fn latency(args: LatencyArgs) -> anyhow::Result<Value> {
     let source = Arc::new(match args.mode {
-        Producer::Sql => Source::Sql(pool(args.database_url.as_deref(), args.connections).await?),
+        Producer::Sql => Source::Sql(Db::Postgres(
+            pool(args.database_url.as_deref(), args.connections).await?,
+        )),
         Producer::Mcp => Source::Mcp {
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(args.connections)
@@ -245,6 +202,7 @@ pub async fn latency(args: LatencyArgs) -> anyhow::Result<Value> {
                 "Bearer {}",
                 args.token.clone().context("--token is required")?
             ),
+            add_task: ToolCall::new("add_task", r#"{"title":"Relay {n}"}"#)?,
         },
     });
     let sink = SinkClient::new(&args.sink);
@@ -262,14 +220,14 @@ pub async fn latency(args: LatencyArgs) -> anyhow::Result<Value> {
     let total = (args.rate * args.duration).round() as u64;
     let permits = Arc::new(Semaphore::new(args.connections));
     let mut set = JoinSet::new();
-    let mut start_delays: Vec<i64> = Vec::with_capacity(total as usize);
-    let cpu0 = CpuWatch::take(&args.watch);
+    let mut start_delays = Latencies::default();
+    let cpu0 = CpuSample::take(&args.watch);
     let t0 = Instant::now();
     for n in 0..total {
         let due = t0 + Duration::from_secs_f64(n as f64 / args.rate);
         tokio::time::sleep_until(due.into()).await;
         let permit = permits.clone().acquire_owned().await?;
-        start_delays.push(due.elapsed().as_nanos() as i64);
+        start_delays.record_duration(due.elapsed());
         let s = source.clone();
         set.spawn(async move {
             let r = s.commit(n).await;
@@ -290,9 +248,9 @@ pub async fn latency(args: LatencyArgs) -> anyhow::Result<Value> {
         }
     }
     let produce_s = t0.elapsed().as_secs_f64();
-    let cpu1 = CpuWatch::take(&args.watch);
+    let cpu1 = CpuSample::take(&args.watch);
     let db = match (&*source, &args.database_url) {
-        (Source::Sql(pool), _) => Some(pool.clone()),
+        (Source::Sql(Db::Postgres(pool)), _) => Some(pool.clone()),
         (Source::Mcp { .. }, Some(url)) => Some(pool(Some(url), 1).await?),
         _ => None,
     };
@@ -356,24 +314,24 @@ pub async fn latency(args: LatencyArgs) -> anyhow::Result<Value> {
     // Latency p50 per tenth of the run (by commit time): flat when the pipeline keeps up.
     let t_first = committed.iter().map(|c| c.commit_ns).min().unwrap_or(0);
     let span = (committed.iter().map(|c| c.commit_ns).max().unwrap_or(0) - t_first).max(1);
-    let mut tenths: Vec<Vec<i64>> = vec![Vec::new(); 10];
-    let mut latencies = Vec::with_capacity(committed.len());
-    let mut from_event_time = Vec::with_capacity(committed.len());
-    let mut to_marked = Vec::with_capacity(committed.len());
-    let mut marked_to_recv = Vec::with_capacity(committed.len());
+    let mut tenths = vec![Latencies::default(); 10];
+    let mut latencies = Latencies::default();
+    let mut from_event_time = Latencies::default();
+    let mut to_marked = Latencies::default();
+    let mut marked_to_recv = Latencies::default();
     let mut lost = 0u64;
     for c in &committed {
         match first.get(c.task_id.as_str()) {
             Some(&(recv, time)) => {
-                latencies.push(recv - c.commit_ns);
+                latencies.record(recv - c.commit_ns);
                 let slot = ((c.commit_ns - t_first) * 10 / span).clamp(0, 9) as usize;
-                tenths[slot].push(recv - c.commit_ns);
+                tenths[slot].record(recv - c.commit_ns);
                 if let Some(t) = time.and_then(rfc3339_ns) {
-                    from_event_time.push(recv - t);
+                    from_event_time.record(recv - t);
                 }
                 if let Some(&p) = published.get(&c.task_id) {
-                    to_marked.push(p - c.commit_ns);
-                    marked_to_recv.push(recv - p);
+                    to_marked.record(p - c.commit_ns);
+                    marked_to_recv.record(recv - p);
                 }
             }
             None => lost += 1,
@@ -391,26 +349,24 @@ pub async fn latency(args: LatencyArgs) -> anyhow::Result<Value> {
         "first_error": first_error,
         "produce_s": round(produce_s, 3),
         "rate_achieved": round(committed.len() as f64 / produce_s, 1),
-        "start_delay": distribution(start_delays),
+        "start_delay": start_delays.summary(),
         "deliveries": count.deliveries,
         "distinct_delivered": count.distinct,
         "duplicates": count.deliveries - count.distinct,
         "lost": lost,
-        "latency": distribution(latencies),
-        "p50_ms_by_tenth": tenths
-            .into_iter()
-            .map(|t| distribution(t).get("p50_ms").cloned().unwrap_or(Value::Null))
-            .collect::<Vec<_>>(),
+        "latency": latencies.summary(),
+        "p50_ms_by_tenth": tenths.iter().map(|t| t.quantile_ms(0.5)).collect::<Vec<_>>(),
         "backlog_at_end": backlog_at_end,
-        "latency_from_event_time": distribution(from_event_time),
+        "latency_from_event_time": from_event_time.summary(),
         // Commit → the relay's `published_at` for the event's round (after the round's last
         // publish), and from there → received: the relay's share and the delivery's.
-        "commit_to_marked": distribution(to_marked),
-        "marked_to_received": distribution(marked_to_recv),
-        "cpu": cpu0.since(&cpu1),
+        "commit_to_marked": to_marked.summary(),
+        "marked_to_received": marked_to_recv.summary(),
+        "cpu": cpu0.until(&cpu1).by_process(),
     }))
 }
 
+/// `todo-bench pipeline relay-drain`.
 #[derive(Args)]
 pub struct DrainArgs {
     /// The outbox's database.
@@ -446,7 +402,7 @@ pub async fn drain(args: DrainArgs) -> anyhow::Result<Value> {
     // The envelope add_task writes; each row gets its own event id and task id.
     let now = Utc::now();
     let template = task_created(Uuid::nil(), "bench-drain", "Drain", &[], now)?.envelope;
-    let cpu0 = CpuWatch::take(&args.watch);
+    let cpu0 = CpuSample::take(&args.watch);
     let t_insert = Instant::now();
     let mut tx = pool.begin().await?;
     let ids: Vec<Uuid> = sqlx::query_scalar(
@@ -484,7 +440,7 @@ pub async fn drain(args: DrainArgs) -> anyhow::Result<Value> {
             Duration::from_secs_f64(args.idle),
         )
         .await?;
-    let cpu1 = CpuWatch::take(&args.watch);
+    let cpu1 = CpuSample::take(&args.watch);
     let deliveries = sink.deliveries(TOPIC, mark, None).await?;
 
     let wanted: HashSet<String> = ids.iter().map(Uuid::to_string).collect();
@@ -547,23 +503,6 @@ pub async fn drain(args: DrainArgs) -> anyhow::Result<Value> {
         // Commit of the backlog to its last delivery (includes the relay's poll interval).
         "commit_to_last_s": if matched > 0 { round(secs(commit_ns, last_recv), 3) } else { 0.0 },
         "commit_to_first_ms": if matched > 0 { round(secs(commit_ns, first_recv) * 1e3, 1) } else { 0.0 },
-        "cpu": cpu0.since(&cpu1),
+        "cpu": cpu0.until(&cpu1).by_process(),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_task_id_from_sse_and_json() {
-        let ok = r#"{"jsonrpc":"2.0","id":1,"result":{"isError":false,"content":[],"structuredContent":{"task":{"id":"abc"}}}}"#;
-        assert_eq!(added_task_id(ok).unwrap(), "abc");
-        assert_eq!(
-            added_task_id(&format!("data: \n\ndata: {ok}\n\n")).unwrap(),
-            "abc"
-        );
-        let failed = r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[]}}"#;
-        assert!(added_task_id(failed).is_err());
-    }
 }

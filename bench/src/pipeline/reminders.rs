@@ -1,4 +1,4 @@
-//! The scheduler (issue 4): arming reminders, and how late their notifications arrive.
+//! The scheduler: arming reminders, and how late their notifications arrive.
 //!
 //! `todo-scheduler` runs beside its daprd (app-id `scheduler`, pointed at the Dapr scheduler
 //! service); it consumes topic `tasks` through consumer group `scheduler` of the Redis stream
@@ -29,18 +29,20 @@ use anyhow::{Context, bail};
 use chrono::{TimeDelta, Utc};
 use clap::Args;
 use serde_json::{Value, json};
+use todo_dapr::DaprClient;
+use todo_dapr::app::PUBSUB_NAME;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::{
-    CpuWatch, Redis, SinkClient, distribution, now_ns, ns_to_time, parse_watch, rfc3339_ns, round,
-    task_created,
-};
+use super::{Redis, SinkClient, now_ns, ns_to_time, parse_watch, rfc3339_ns, round, task_created};
+use crate::cpu::CpuSample;
+use crate::latency::Latencies;
 
 const TOPIC_TASKS: &str = "tasks";
 const TOPIC_NOTIFICATIONS: &str = "notifications";
 
+/// `todo-bench pipeline reminders`.
 #[derive(Args)]
 pub struct RemindersArgs {
     /// HTTP port of the daprd to publish through.
@@ -96,33 +98,6 @@ pub struct RemindersArgs {
     label: String,
 }
 
-/// Publishes CloudEvents through a daprd.
-#[derive(Clone)]
-struct Publisher {
-    http: reqwest::Client,
-    url: String,
-}
-
-impl Publisher {
-    async fn publish(&self, envelope: &Value) -> anyhow::Result<()> {
-        let r = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/cloudevents+json")
-            .body(envelope.to_string())
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            let status = r.status();
-            bail!(
-                "publish: HTTP {status}: {}",
-                r.text().await.unwrap_or_default()
-            );
-        }
-        Ok(())
-    }
-}
-
 /// Waits until the scheduler's backlog is at most `limit`; returns it.
 async fn backlog_at_most(
     redis: &mut Redis,
@@ -153,6 +128,8 @@ async fn backlog_at_most(
     }
 }
 
+/// Publishes the batch, waits for it to be armed and, with `--wait-fired`, for its
+/// notifications.
 pub async fn run(args: RemindersArgs) -> anyhow::Result<Value> {
     let start_ns = now_ns();
     let start = ns_to_time(start_ns);
@@ -182,21 +159,11 @@ pub async fn run(args: RemindersArgs) -> anyhow::Result<Value> {
         eprintln!("note: {before} events were outstanding for the scheduler before this batch");
     }
 
-    let publisher = Publisher {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(args.concurrency)
-            .tcp_nodelay(true)
-            .timeout(Duration::from_secs(30))
-            .build()?,
-        url: format!(
-            "http://127.0.0.1:{}/v1.0/publish/pubsub/{TOPIC_TASKS}",
-            args.dapr_http_port
-        ),
-    };
+    let publisher = DaprClient::new(args.dapr_http_port, None);
     let mut expected: HashMap<String, i64> = HashMap::with_capacity(count as usize);
     let permits = Arc::new(Semaphore::new(args.concurrency));
     let mut set = JoinSet::new();
-    let cpu0 = CpuWatch::take(&args.watch);
+    let cpu0 = CpuSample::take(&args.watch);
     let t0 = Instant::now();
     let mut max_backlog = 0;
     for i in 0..args.tasks {
@@ -221,7 +188,9 @@ pub async fn run(args: RemindersArgs) -> anyhow::Result<Value> {
         let permit = permits.clone().acquire_owned().await?;
         let p = publisher.clone();
         set.spawn(async move {
-            let r = p.publish(&event.envelope).await;
+            let r = p
+                .publish(PUBSUB_NAME, TOPIC_TASKS, &event.envelope, None)
+                .await;
             drop(permit);
             r
         });
@@ -237,7 +206,7 @@ pub async fn run(args: RemindersArgs) -> anyhow::Result<Value> {
     backlog_at_most(&mut redis, &args.group, 0, idle).await?;
     let armed_ns = now_ns();
     let arming_s = t0.elapsed().as_secs_f64();
-    let cpu1 = CpuWatch::take(&args.watch);
+    let cpu1 = CpuSample::take(&args.watch);
     let first_due_ns = first_due.timestamp_nanos_opt().unwrap_or(0);
     eprintln!(
         "{}: {count} reminders armed in {arming_s:.1} s ({:.0}/s); first due in {:.1} s",
@@ -264,7 +233,7 @@ pub async fn run(args: RemindersArgs) -> anyhow::Result<Value> {
         "max_backlog": max_backlog,
         // Positive: all armed before the first reminder was due.
         "armed_margin_s": round((first_due_ns - armed_ns) as f64 / 1e9, 3),
-        "cpu_arming": cpu0.since(&cpu1),
+        "cpu_arming": cpu0.until(&cpu1).by_process(),
     });
     if !args.wait_fired {
         return Ok(out);
@@ -274,7 +243,7 @@ pub async fn run(args: RemindersArgs) -> anyhow::Result<Value> {
     // CPU over the firing: from the first reminder's time to the last delivery.
     let to_first = (first_due_ns - now_ns()).max(0);
     tokio::time::sleep(Duration::from_nanos(to_first as u64)).await;
-    let cpu2 = CpuWatch::take(&args.watch);
+    let cpu2 = CpuSample::take(&args.watch);
     let last_due_at = Instant::now()
         + Duration::from_nanos(
             (last_due.timestamp_nanos_opt().unwrap_or(0) - now_ns()).max(0) as u64,
@@ -289,7 +258,7 @@ pub async fn run(args: RemindersArgs) -> anyhow::Result<Value> {
             idle,
         )
         .await?;
-    let cpu3 = CpuWatch::take(&args.watch);
+    let cpu3 = CpuSample::take(&args.watch);
     let deliveries = sink
         .deliveries(TOPIC_NOTIFICATIONS, mark, Some(&args.owner))
         .await?;
@@ -313,14 +282,14 @@ pub async fn run(args: RemindersArgs) -> anyhow::Result<Value> {
             .and_modify(|t| *t = (*t).min(d.recv_ns))
             .or_insert(d.recv_ns);
     }
-    let mut lateness = Vec::with_capacity(expected.len());
+    let mut lateness = Latencies::default();
     let mut per_second: BTreeMap<i64, u64> = BTreeMap::new();
     let (mut first_recv, mut last_recv) = (i64::MAX, i64::MIN);
     let mut lost = 0u64;
     for (rid, due_ns) in &expected {
         match first.get(rid.as_str()) {
             Some(&recv) => {
-                lateness.push(recv - due_ns);
+                lateness.record(recv - due_ns);
                 first_recv = first_recv.min(recv);
                 last_recv = last_recv.max(recv);
                 *per_second.entry(recv / 1_000_000_000).or_default() += 1;
@@ -340,7 +309,7 @@ pub async fn run(args: RemindersArgs) -> anyhow::Result<Value> {
     );
     o.insert("lost".into(), json!(lost));
     o.insert("wrong_fire_at".into(), json!(wrong_time));
-    o.insert("lateness".into(), distribution(lateness));
+    o.insert("lateness".into(), lateness.summary());
     o.insert(
         "notifications_per_s".into(),
         json!(if window > 0.0 {
@@ -368,6 +337,6 @@ pub async fn run(args: RemindersArgs) -> anyhow::Result<Value> {
         "peak_per_s".into(),
         json!(per_second.values().copied().max().unwrap_or(0)),
     );
-    o.insert("cpu_firing".into(), cpu2.since(&cpu3));
+    o.insert("cpu_firing".into(), cpu2.until(&cpu3).by_process());
     Ok(out)
 }

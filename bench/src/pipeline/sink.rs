@@ -24,9 +24,12 @@ use axum::routing::{get, post};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use todo_dapr::app::{PUBSUB_NAME, answer, parse_body};
+use todo_shared::incoming::Disposition;
 
 use super::now_ns;
 
+/// `todo-bench pipeline sink`.
 #[derive(Args)]
 pub struct SinkArgs {
     /// Where to listen (the sidecar's --app-port).
@@ -118,6 +121,7 @@ impl Sink {
     }
 }
 
+/// Serves the sink until SIGTERM or Ctrl-C.
 pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
     let sink = Arc::new(Sink {
         deliveries: Mutex::new(
@@ -152,24 +156,27 @@ async fn subscribe(State(sink): State<Arc<Sink>>) -> Json<Value> {
     Json(Value::Array(
         sink.topics
             .iter()
-            .map(|t| json!({ "pubsubname": "pubsub", "topic": t, "route": format!("/events/{t}") }))
+            .map(|t| json!({ "pubsubname": PUBSUB_NAME, "topic": t, "route": format!("/events/{t}") }))
             .collect(),
     ))
 }
 
 async fn event(State(sink): State<Arc<Sink>>, Path(topic): Path<String>, body: Bytes) -> Response {
     let recv_ns = now_ns();
-    let Ok(event) = serde_json::from_slice::<Value>(&body) else {
-        // Never expected: an unreadable event is a failure of the run, not something to retry.
-        eprintln!("sink: an event on {topic} is not JSON");
-        return Json(json!({ "status": "DROP" })).into_response();
+    let event = match parse_body(&body) {
+        Ok(event) => event,
+        Err(drop) => {
+            // Never expected: an unreadable event is a failure of the run, not something to retry.
+            eprintln!("sink: an event on {topic} is not JSON");
+            return answer(drop);
+        }
     };
     let delivery = Delivery::from_event(recv_ns, &event);
     let mut all = sink.deliveries.lock().unwrap_or_else(|e| e.into_inner());
     match all.get_mut(&topic) {
         Some(list) => {
             list.push(delivery);
-            Json(json!({ "status": "SUCCESS" })).into_response()
+            answer(Disposition::Success)
         }
         None => (StatusCode::NOT_FOUND, "not subscribed").into_response(),
     }
