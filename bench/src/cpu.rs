@@ -168,10 +168,12 @@ impl CpuSpent {
     }
 
     /// The split of `http` and `pgbench` runs, in percent of one core: the server (the process
-    /// watched as `server`), PostgreSQL, the load generator, and `other`, which here includes
-    /// interrupts and softirqs (loopback networking).
+    /// watched as `server`), PostgreSQL, the load generator, and `other`: busy time none of them
+    /// accounts for, interrupts and softirqs (loopback networking) included. Processes are
+    /// charged some of the softirqs they cause, so `other` is what remains, never below zero.
     pub fn split(&self) -> Value {
         let server: u64 = self.watched.iter().map(|(_, t)| t).sum();
+        let other = self.busy.saturating_sub(server + self.postgres + self.me);
         json!({
             "window_s": round1(self.secs),
             "cores": self.cores,
@@ -180,7 +182,7 @@ impl CpuSpent {
             "postgres_pct": self.pct(self.postgres),
             "server_pct": self.pct(server),
             "loadgen_pct": self.pct(self.me),
-            "other_pct": self.pct(self.other + self.irq),
+            "other_pct": self.pct(other),
         })
     }
 
@@ -254,7 +256,20 @@ mod tests {
         };
         let split = spent.split();
         assert_eq!(split["server_pct"], 25.0);
-        assert_eq!(split["other_pct"], 60.0); // other + irq
+        assert_eq!(split["other_pct"], 60.0); // irq included
+        // Processes charged more than the machine's busy time leave nothing to `other`.
+        let over = CpuSpent {
+            secs: 1.0,
+            cores: 2,
+            busy: 100,
+            iowait: 0,
+            irq: 20,
+            postgres: 80,
+            me: 30,
+            other: 0,
+            watched: vec![],
+        };
+        assert_eq!(over.split()["other_pct"], 0.0);
         let by = spent.by_process();
         assert_eq!(by["server"], 25.0);
         assert_eq!(by["other"], 50.0);
