@@ -7,6 +7,7 @@
 //! through the sidecar or the in-process bus.
 
 use cloudevents::{AttributesReader, Data, Event};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -63,14 +64,19 @@ impl<T: DeserializeOwned> Incoming<T> {
         let Some(event_type) = EventType::parse(ty).filter(|t| wanted.contains(t)) else {
             return Ok(None);
         };
-        let mut fields = envelope.as_object().cloned().unwrap_or_default();
-        for (attribute, default) in DEFAULTS {
-            fields
-                .entry(attribute)
-                .or_insert_with(|| Value::from(default));
+        // Read in place; only an envelope that lacks an attribute is copied to add it.
+        let event = if DEFAULTS.iter().all(|(a, _)| envelope.get(a).is_some()) {
+            Event::deserialize(envelope)
+        } else {
+            let mut fields = envelope.as_object().cloned().unwrap_or_default();
+            for (attribute, default) in DEFAULTS {
+                fields
+                    .entry(attribute)
+                    .or_insert_with(|| Value::from(default));
+            }
+            Event::deserialize(Value::Object(fields))
         }
-        let event: Event = serde_json::from_value(Value::Object(fields))
-            .map_err(|e| format!("the event is not a CloudEvent: {e}"))?;
+        .map_err(|e| format!("the event is not a CloudEvent: {e}"))?;
         let id = event.id();
         if id.is_empty() || id.len() > MAX_ID_LEN {
             return Err("the event has no usable `id`".to_owned());
