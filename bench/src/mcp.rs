@@ -112,7 +112,7 @@ pub fn initialize_answer(line: &str) -> Option<Result<(), String>> {
 /// content) costs about four times the CPU of skipping over them, on the cores the server is
 /// measured on; the full result is read only when a call failed or its content is wanted.
 #[derive(serde::Deserialize)]
-struct Outcome {
+struct ErrorFlag {
     #[serde(rename = "isError")]
     is_error: Option<bool>,
     /// Required, as in every tool result; skipped.
@@ -126,7 +126,7 @@ struct Outcome {
 /// directly, as the untagged message enum would buffer and copy the whole body for every
 /// variant it tries.
 fn answer(message: &str, n: u64) -> Option<Result<(), CallError>> {
-    if let Ok(r) = serde_json::from_str::<JsonRpcResponse<Outcome>>(message) {
+    if let Ok(r) = serde_json::from_str::<JsonRpcResponse<ErrorFlag>>(message) {
         return (r.id == id(n)).then(|| match r.result.is_error {
             Some(true) => full_result(message).map(drop),
             _ => Ok(()),
