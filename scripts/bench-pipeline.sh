@@ -210,14 +210,15 @@ wait_subscribed() {
     done
 }
 
-# start_daprd APP_ID APP_PORT LOG [extra daprd args...]: sets DAPRD_HTTP, DAPRD_PID.
+# start_daprd APP_ID APP_PORT LOG [extra daprd args...]: sets DAPRD_HTTP, DAPRD_GRPC, DAPRD_PID.
 start_daprd() {
     local app_id="$1" app_port="$2" logf="$3"
     shift 3
     DAPRD_HTTP="$(free_port)"
+    DAPRD_GRPC="$(free_port)"
     start "daprd $app_id" "$logf" -- "$DAPRD" \
         --app-id "$app_id" --app-port "$app_port" --app-protocol http \
-        --dapr-http-port "$DAPRD_HTTP" --dapr-grpc-port "$(free_port)" \
+        --dapr-http-port "$DAPRD_HTTP" --dapr-grpc-port "$DAPRD_GRPC" \
         --enable-metrics=false --resources-path "$RESOURCES" --log-level info \
         --dapr-graceful-shutdown-seconds 2 "$@"
     DAPRD_PID=$LAST_PID
@@ -225,7 +226,7 @@ start_daprd() {
 }
 
 # start_sink NAME TOPICS: the sink and its daprd (app-id bench-sink); sets SINK_URL, SINK_PID,
-# SINK_DAPR_HTTP, SINK_DAPR_PID.
+# SINK_DAPR_HTTP, SINK_DAPR_GRPC, SINK_DAPR_PID.
 start_sink() {
     local name="$1" topics="$2" port t
     port="$(free_port)"
@@ -235,6 +236,7 @@ start_sink() {
     wait_http "$SINK_URL/healthz" 200 sink "$SINK_PID" "$RUN/$name.log"
     start_daprd bench-sink "$port" "$RUN/daprd-$name.log"
     SINK_DAPR_HTTP=$DAPRD_HTTP
+    SINK_DAPR_GRPC=$DAPRD_GRPC
     SINK_DAPR_PID=$DAPRD_PID
     wait_http "http://127.0.0.1:$SINK_DAPR_HTTP/v1.0/healthz" 204 "daprd bench-sink" "$SINK_DAPR_PID" "$RUN/daprd-$name.log"
     for t in ${topics//,/ }; do
@@ -308,10 +310,11 @@ if phase_on relay; then
     MCP_APP_PORT="$(free_port)"
     start_daprd mcp-server "$MCP_APP_PORT" "$RUN/daprd-mcp.log"
     MCP_DAPR_HTTP=$DAPRD_HTTP
+    MCP_DAPR_GRPC=$DAPRD_GRPC
     MCP_DAPR_PID=$DAPRD_PID
     MCP_PORT="$(free_port)"
     # The JWT secret and the database URL come from the secret store through the sidecar.
-    start todo-mcp "$RUN/todo-mcp.log" DAPR_HTTP_PORT="$MCP_DAPR_HTTP" RUST_LOG="$PIPELINE_LOG" -- \
+    start todo-mcp "$RUN/todo-mcp.log" DAPR_GRPC_PORT="$MCP_DAPR_GRPC" RUST_LOG="$PIPELINE_LOG" -- \
         "$SERVER_BIN" --transport http --listen "127.0.0.1:$MCP_PORT" \
         --app-listen "127.0.0.1:$MCP_APP_PORT" --events dapr
     MCP_PID=$LAST_PID
@@ -378,9 +381,10 @@ if phase_on scheduler; then
     start_daprd scheduler "$APP_PORT" "$RUN/daprd-scheduler.log" \
         --scheduler-host-address "127.0.0.1:$SCHED_PORT"
     SCHED_DAPR_HTTP=$DAPRD_HTTP
+    SCHED_DAPR_GRPC=$DAPRD_GRPC
     SCHED_DAPR_PID=$DAPRD_PID
     start_scheduler_app() {
-        start todo-scheduler "$RUN/todo-scheduler.log" DAPR_HTTP_PORT="$SCHED_DAPR_HTTP" RUST_LOG="$PIPELINE_LOG" -- \
+        start todo-scheduler "$RUN/todo-scheduler.log" DAPR_GRPC_PORT="$SCHED_DAPR_GRPC" RUST_LOG="$PIPELINE_LOG" -- \
             "$SCHEDULER_BIN" --listen "127.0.0.1:$APP_PORT"
         SCHEDULER_PID=$LAST_PID
         wait_http "http://127.0.0.1:$APP_PORT/healthz" 200 todo-scheduler "$SCHEDULER_PID" "$RUN/todo-scheduler.log"
@@ -406,7 +410,7 @@ if phase_on scheduler; then
     reminders() { # label owner tasks start_in spread pending_before [more args]
         local label="$1" owner="$2" tasks="$3" start_in="$4" spread="$5" pending="$6"
         shift 6
-        "$TB" pipeline reminders --dapr-http-port "$SINK_DAPR_HTTP" --redis "127.0.0.1:$REDIS_PORT" \
+        "$TB" pipeline reminders --dapr-grpc-port "$SINK_DAPR_GRPC" --redis "127.0.0.1:$REDIS_PORT" \
             --sink "$SINK_URL" --tasks "$tasks" --start-in "$start_in" \
             --spread "$spread" --owner "$owner" --pending-before "$pending" --label "$label" \
             "${sched_watch[@]}" "$@"
@@ -430,7 +434,7 @@ if phase_on scheduler; then
     memory "started" 0
     log "scheduler: timing each kind of sidecar call it makes, one at a time"
     wait_quiet
-    line="$("$TB" pipeline dapr-calls --dapr-http-port "$SCHED_DAPR_HTTP" --watch "daprd-scheduler=$SCHED_DAPR_PID" \
+    line="$("$TB" pipeline dapr-calls --dapr-grpc-port "$SCHED_DAPR_GRPC" --watch "daprd-scheduler=$SCHED_DAPR_PID" \
         --watch "dapr-scheduler=$DAPR_SCHED_PID" --watch "redis=$REDIS_PID")" || die "dapr-calls failed"
     record "$line"
     log "scheduler: arming $PIPELINE_BATCH reminders due tomorrow"

@@ -1,105 +1,152 @@
-//! A small client of the Dapr sidecar's HTTP API: health, publishing, secrets, state and jobs.
+//! The Dapr sidecar's API over gRPC, with the `dapr` crate: readiness, pub/sub (one event or a
+//! bulk), secrets, state with ETags and TTLs, and jobs.
 //!
-//! The sidecar announces itself through `DAPR_HTTP_PORT`; without it a service runs embedded.
-//! Calls carry `dapr-api-token` when the sidecar requires one (`DAPR_API_TOKEN`). State entries
-//! carry their ETag as the sidecar gives it, an opaque string.
+//! The sidecar announces itself through `DAPR_GRPC_ENDPOINT` or `DAPR_GRPC_PORT` (the crate's
+//! [`ClientOptions`] reads them, with `DAPR_API_TOKEN`); without either a service runs embedded.
+//!
+//! Every call goes through the crate's generated client on one HTTP/2 channel, rather than its
+//! high-level `dapr::Client`: that one connects when it is built (our services start before their
+//! sidecar and wait for it), keeps its channel to itself (bulk publish, which it lacks, would need
+//! a second connection), and has no deadline per call. The channel connects lazily and reconnects
+//! on its own when the sidecar restarts.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use dapr::client::{
+    ApiTokenInterceptor, ClientOptions, DAPR_GRPC_ENDPOINT_ENV, DAPR_GRPC_PORT_ENV,
+    TonicClientWithAuth,
+};
+use dapr::dapr::proto::common::v1::{
+    Etag, JobFailurePolicy, JobFailurePolicyConstant, StateItem, StateOptions,
+    job_failure_policy::Policy,
+    state_options::{StateConcurrency, StateConsistency},
+};
+use dapr::dapr::proto::runtime::v1::{
+    BulkPublishRequest, BulkPublishRequestEntry, DeleteJobRequest, DeleteStateRequest,
+    GetBulkStateRequest, GetMetadataRequest, GetSecretRequest, GetStateRequest, Job,
+    PublishEventRequest, SaveStateRequest, ScheduleJobRequest, dapr_client::DaprClient as Grpc,
+};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Endpoint;
+
+/// The content type of every event we publish: Dapr keeps our envelope as it is, adding only its
+/// tracing and routing attributes.
+const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
+
+/// The longest a sidecar call may take before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a sidecar call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DaprError {
+    /// The sidecar did not answer (not started, restarting, or too slow): try again later.
     #[error("cannot reach the Dapr sidecar: {0}")]
-    Unreachable(#[from] reqwest::Error),
-    #[error("the Dapr sidecar answered {status}: {body}")]
-    Status { status: u16, body: String },
+    Unreachable(String),
+    /// The sidecar answered with an error.
+    #[error("the Dapr sidecar answered {code:?}: {message}")]
+    Status { code: Code, message: String },
     #[error("the secret store answered without the key `{0}`")]
     MissingKey(String),
     /// A first-write save or delete lost a race: the key changed since it was read (or, for an
     /// insert, exists already). Read again and retry.
     #[error("the state changed concurrently (ETag mismatch)")]
     EtagMismatch,
+    /// A state entry holds something other than JSON (written by someone else).
+    #[error("state entry `{key}` is not JSON: {error}")]
+    NotJson { key: String, error: String },
+    #[error("the Dapr client is misconfigured: {0}")]
+    Config(String),
+}
+
+impl From<tonic::Status> for DaprError {
+    fn from(status: tonic::Status) -> Self {
+        let message: String = status.message().chars().take(500).collect();
+        match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                DaprError::Unreachable(message)
+            }
+            code => DaprError::Status { code, message },
+        }
+    }
 }
 
 /// One entry of a state read: the value and its ETag, or `None` for a key that does not exist.
 pub type StateEntry = Option<(Value, String)>;
 
-/// The sidecar's HTTP API. Cheap to clone.
+/// One event of a bulk publish.
+#[derive(Debug, Clone)]
+pub struct BulkEntry<'a> {
+    /// Names the entry in the sidecar's answer (unique within the call).
+    pub id: String,
+    /// The CloudEvent, published as is.
+    pub envelope: &'a Value,
+}
+
+/// A bulk entry the sidecar did not publish, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedEntry {
+    pub id: String,
+    pub error: String,
+}
+
+/// The sidecar's gRPC API. Cheap to clone: clones share one channel.
 #[derive(Debug, Clone)]
 pub struct DaprClient {
-    http: reqwest::Client,
-    /// `http://127.0.0.1:<DAPR_HTTP_PORT>`.
-    base: String,
-    /// Sent as `dapr-api-token` when the sidecar is configured with one.
-    api_token: Option<String>,
+    grpc: TonicClientWithAuth,
 }
 
 impl DaprClient {
-    pub fn new(http_port: u16, api_token: Option<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default();
-        Self {
-            http,
-            base: format!("http://127.0.0.1:{http_port}"),
-            api_token,
-        }
-    }
-
-    /// The sidecar of this process, if one announced itself through `DAPR_HTTP_PORT`.
-    pub fn from_env() -> Option<Self> {
-        let port = std::env::var("DAPR_HTTP_PORT").ok()?.parse().ok()?;
-        Some(Self::new(port, std::env::var("DAPR_API_TOKEN").ok()))
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let rb = self.http.request(method, format!("{}{path}", self.base));
-        match &self.api_token {
-            Some(token) => rb.header("dapr-api-token", token),
-            None => rb,
-        }
-    }
-
-    async fn check(response: reqwest::Response) -> Result<reqwest::Response, DaprError> {
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let body = response.text().await.unwrap_or_default();
-        Err(DaprError::Status {
-            status: status.as_u16(),
-            body: body.chars().take(500).collect(),
+    /// A client of the sidecar at `address` (`http://host:port`), connecting on first use.
+    pub fn new(address: &str, api_token: Option<String>) -> Result<Self, DaprError> {
+        let endpoint = Endpoint::from_shared(address.to_owned())
+            .map_err(|e| DaprError::Config(format!("bad sidecar address `{address}`: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(CALL_TIMEOUT)
+            .tcp_nodelay(true);
+        let token = ApiTokenInterceptor::try_new(api_token)
+            .map_err(|e| DaprError::Config(format!("DAPR_API_TOKEN: {e}")))?;
+        Ok(Self {
+            grpc: Grpc::with_interceptor(endpoint.connect_lazy(), token),
         })
     }
 
-    /// Whether the sidecar can reach its components now (for readiness probes).
-    pub async fn outbound_ready(&self) -> bool {
-        self.request(reqwest::Method::GET, "/v1.0/healthz/outbound")
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
+    /// The sidecar of this process, if one announced itself (`DAPR_GRPC_ENDPOINT` or
+    /// `DAPR_GRPC_PORT`). An announced but unusable address is an error, not "no sidecar".
+    pub fn from_env() -> Result<Option<Self>, DaprError> {
+        if !sidecar_announced() {
+            return Ok(None);
+        }
+        let options = ClientOptions::from_env().map_err(|e| DaprError::Config(e.to_string()))?;
+        Self::new(options.address(), options.api_token().map(str::to_owned)).map(Some)
     }
 
-    /// Waits until the sidecar can reach its components (it may start after the app, or restart),
-    /// retrying with backoff rather than failing. Returns false if `shutdown` came first.
+    fn grpc(&self) -> TonicClientWithAuth {
+        self.grpc.clone()
+    }
+
+    /// Whether the sidecar answers its API now (for readiness probes). Dapr serves its API once
+    /// its components are loaded.
+    pub async fn ready(&self) -> bool {
+        self.grpc()
+            .get_metadata(GetMetadataRequest {})
+            .await
+            .is_ok()
+    }
+
+    /// Waits until the sidecar answers (it may start after the app, or restart), retrying with
+    /// backoff rather than failing. Returns false if `shutdown` came first.
     pub async fn wait_ready(&self, shutdown: &CancellationToken) -> bool {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self
-                .request(reqwest::Method::GET, "/v1.0/healthz/outbound")
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => return true,
-                Ok(r) => tracing::info!(status = %r.status(), "waiting for the Dapr sidecar"),
-                Err(e) => tracing::info!(error = %e, "waiting for the Dapr sidecar"),
+            match self.grpc().get_metadata(GetMetadataRequest {}).await {
+                Ok(_) => return true,
+                Err(e) => {
+                    tracing::info!(error = %DaprError::from(e), "waiting for the Dapr sidecar")
+                }
             }
             tokio::select! {
                 () = shutdown.cancelled() => return false,
@@ -109,8 +156,7 @@ impl DaprClient {
         }
     }
 
-    /// Publishes a CloudEvent as is: with `application/cloudevents+json` Dapr keeps our envelope
-    /// and only adds its tracing and routing attributes, continuing the trace in `traceparent`.
+    /// Publishes one CloudEvent; `traceparent` continues its trace (W3C trace context).
     pub async fn publish(
         &self,
         pubsub: &str,
@@ -118,20 +164,53 @@ impl DaprClient {
         envelope: &Value,
         traceparent: Option<&str>,
     ) -> Result<(), DaprError> {
-        let mut request = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/v1.0/publish/{pubsub}/{topic}"),
-            )
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/cloudevents+json",
-            );
-        if let Some(tp) = traceparent {
-            request = request.header("traceparent", tp);
+        let mut request = tonic::Request::new(PublishEventRequest {
+            pubsub_name: pubsub.to_owned(),
+            topic: topic.to_owned(),
+            data: envelope.to_string().into_bytes(),
+            data_content_type: CLOUDEVENTS_JSON.to_owned(),
+            metadata: HashMap::new(),
+        });
+        if let Some(value) = traceparent.and_then(|tp| tp.parse().ok()) {
+            request.metadata_mut().insert("traceparent", value);
         }
-        let response = request.body(envelope.to_string()).send().await?;
-        Self::check(response).await.map(drop)
+        self.grpc().publish_event(request).await?;
+        Ok(())
+    }
+
+    /// Publishes several CloudEvents to one topic in one call. The sidecar publishes the entries
+    /// concurrently, in no particular order. A broker without bulk support (Redis streams) fails
+    /// the whole call when one entry fails, though others may have gone out; one with it lists
+    /// the entries that failed.
+    pub async fn bulk_publish(
+        &self,
+        pubsub: &str,
+        topic: &str,
+        entries: &[BulkEntry<'_>],
+    ) -> Result<Vec<FailedEntry>, DaprError> {
+        let request = BulkPublishRequest {
+            pubsub_name: pubsub.to_owned(),
+            topic: topic.to_owned(),
+            entries: entries
+                .iter()
+                .map(|entry| BulkPublishRequestEntry {
+                    entry_id: entry.id.clone(),
+                    event: entry.envelope.to_string().into_bytes(),
+                    content_type: CLOUDEVENTS_JSON.to_owned(),
+                    metadata: HashMap::new(),
+                })
+                .collect(),
+            metadata: HashMap::new(),
+        };
+        let response = self.grpc().bulk_publish_event(request).await?.into_inner();
+        Ok(response
+            .failed_entries
+            .into_iter()
+            .map(|f| FailedEntry {
+                id: f.entry_id,
+                error: f.error,
+            })
+            .collect())
     }
 
     /// Reads one secret; `Ok(None)` when the store does not have it.
@@ -151,41 +230,38 @@ impl DaprClient {
         &self,
         store: &str,
         name: &str,
-    ) -> Result<Option<std::collections::HashMap<String, String>>, DaprError> {
-        let response = self
-            .request(
-                reqwest::Method::GET,
-                &format!("/v1.0/secrets/{store}/{name}"),
-            )
-            .send()
-            .await?;
-        // Dapr answers 204 or an error status for a missing key, depending on the store.
-        if response.status() == reqwest::StatusCode::NO_CONTENT
-            || response.status() == reqwest::StatusCode::NOT_FOUND
-        {
-            return Ok(None);
+    ) -> Result<Option<HashMap<String, String>>, DaprError> {
+        let request = GetSecretRequest {
+            store_name: store.to_owned(),
+            key: name.to_owned(),
+            metadata: HashMap::new(),
+        };
+        match self.grpc().get_secret(request).await {
+            Ok(response) => {
+                let data = response.into_inner().data;
+                Ok((!data.is_empty()).then_some(data))
+            }
+            // Stores say "not found" in their own words, under a generic code.
+            Err(status)
+                if status.code() == Code::NotFound
+                    || status.message().to_ascii_lowercase().contains("not found") =>
+            {
+                Ok(None)
+            }
+            Err(status) => Err(status.into()),
         }
-        Ok(Some(Self::check(response).await?.json().await?))
     }
 
     /// Reads one state entry with its ETag; `Ok(None)` when the key does not exist.
     pub async fn get_state(&self, store: &str, key: &str) -> Result<StateEntry, DaprError> {
-        let response = self
-            .request(reqwest::Method::GET, &format!("/v1.0/state/{store}/{key}"))
-            .header("consistency", "strong")
-            .send()
-            .await?;
-        if response.status() == reqwest::StatusCode::NO_CONTENT {
-            return Ok(None);
-        }
-        let response = Self::check(response).await?;
-        let etag = response
-            .headers()
-            .get(reqwest::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let value: Value = response.json().await?;
-        Ok(etag.map(|etag| (value, etag)))
+        let request = GetStateRequest {
+            store_name: store.to_owned(),
+            key: key.to_owned(),
+            consistency: StateConsistency::ConsistencyStrong as i32,
+            metadata: HashMap::new(),
+        };
+        let response = self.grpc().get_state(request).await?.into_inner();
+        entry(key, response.data, response.etag)
     }
 
     /// Reads several entries in one call, in the order of `keys`.
@@ -194,26 +270,33 @@ impl DaprClient {
         store: &str,
         keys: &[String],
     ) -> Result<Vec<StateEntry>, DaprError> {
-        #[derive(Deserialize)]
-        struct Item {
-            key: String,
-            data: Option<Value>,
-            etag: Option<String>,
-        }
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let response = self
-            .request(reqwest::Method::POST, &format!("/v1.0/state/{store}/bulk"))
-            .json(&json!({ "keys": keys, "parallelism": 16 }))
-            .send()
-            .await?;
-        let items: Vec<Item> = Self::check(response).await?.json().await?;
-        let mut found: std::collections::HashMap<String, (Value, String)> = items
-            .into_iter()
-            .filter_map(|i| Some((i.key, (i.data?, i.etag?))))
-            .collect();
-        Ok(keys.iter().map(|k| found.remove(k)).collect())
+        let request = GetBulkStateRequest {
+            store_name: store.to_owned(),
+            keys: keys.to_vec(),
+            parallelism: 16,
+            metadata: HashMap::new(),
+        };
+        let items = self
+            .grpc()
+            .get_bulk_state(request)
+            .await?
+            .into_inner()
+            .items;
+        let mut found = HashMap::with_capacity(items.len());
+        for item in items {
+            if !item.error.is_empty() {
+                return Err(DaprError::Status {
+                    code: Code::Internal,
+                    message: format!("reading `{}`: {}", item.key, item.error),
+                });
+            }
+            let value = entry(&item.key, item.data, item.etag)?;
+            found.insert(item.key, value);
+        }
+        Ok(keys.iter().map(|k| found.remove(k).flatten()).collect())
     }
 
     /// Saves one entry with first-write concurrency: with an ETag, only over that version;
@@ -226,23 +309,24 @@ impl DaprClient {
         etag: Option<&str>,
         ttl: Option<Duration>,
     ) -> Result<(), DaprError> {
-        let mut item = json!({
-            "key": key,
-            "value": value,
-            "options": { "concurrency": "first-write", "consistency": "strong" },
-        });
-        if let Some(etag) = etag {
-            item["etag"] = json!(etag);
-        }
+        let mut metadata = HashMap::new();
         if let Some(ttl) = ttl {
-            item["metadata"] = json!({ "ttlInSeconds": ttl.as_secs().max(1).to_string() });
+            metadata.insert("ttlInSeconds".to_owned(), ttl.as_secs().max(1).to_string());
         }
-        let response = self
-            .request(reqwest::Method::POST, &format!("/v1.0/state/{store}"))
-            .json(&[item])
-            .send()
-            .await?;
-        Self::check_state_write(response).await
+        let item = StateItem {
+            key: key.to_owned(),
+            value: value.to_string().into_bytes(),
+            etag: etag.map(|value| Etag {
+                value: value.to_owned(),
+            }),
+            metadata,
+            options: Some(first_write()),
+        };
+        let request = SaveStateRequest {
+            store_name: store.to_owned(),
+            states: vec![item],
+        };
+        state_write(self.grpc().save_state(request).await)
     }
 
     /// Deletes one entry, only at version `etag` when one is given. Deleting a missing key
@@ -253,32 +337,16 @@ impl DaprClient {
         key: &str,
         etag: Option<&str>,
     ) -> Result<(), DaprError> {
-        let mut request = self
-            .request(
-                reqwest::Method::DELETE,
-                &format!("/v1.0/state/{store}/{key}"),
-            )
-            .header("concurrency", "first-write");
-        if let Some(etag) = etag {
-            request = request.header(reqwest::header::IF_MATCH, etag);
-        }
-        Self::check_state_write(request.send().await?).await
-    }
-
-    /// Maps a lost first-write race to [`DaprError::EtagMismatch`]. Dapr answers 409 for a stale
-    /// ETag, but the Redis store reports an insert over an existing key (no ETag given) as a
-    /// 500 whose message says the script "failed to set key".
-    async fn check_state_write(response: reqwest::Response) -> Result<(), DaprError> {
-        match Self::check(response).await {
-            Ok(_) => Ok(()),
-            Err(DaprError::Status { status: 409, .. }) => Err(DaprError::EtagMismatch),
-            Err(DaprError::Status { status: 500, body })
-                if body.contains("failed to set key") || body.contains("failed to delete") =>
-            {
-                Err(DaprError::EtagMismatch)
-            }
-            Err(e) => Err(e),
-        }
+        let request = DeleteStateRequest {
+            store_name: store.to_owned(),
+            key: key.to_owned(),
+            etag: etag.map(|value| Etag {
+                value: value.to_owned(),
+            }),
+            options: Some(first_write()),
+            metadata: HashMap::new(),
+        };
+        state_write(self.grpc().delete_state(request).await)
     }
 
     /// Schedules (or reschedules) the one-shot job `name` at `due`, through the Dapr Jobs API:
@@ -288,32 +356,80 @@ impl DaprClient {
         &self,
         name: &str,
         due: DateTime<Utc>,
-        data: &Value,
         max_retries: u32,
     ) -> Result<(), DaprError> {
-        let body = json!({
-            "dueTime": due.to_rfc3339_opts(SecondsFormat::Millis, true),
-            "data": data,
-            "overwrite": true,
-            "failurePolicy": { "constant": { "interval": "1s", "maxRetries": max_retries } },
-        });
-        let response = self
-            .request(reqwest::Method::POST, &format!("/v1.0-alpha1/jobs/{name}"))
-            .json(&body)
-            .send()
-            .await?;
-        Self::check(response).await.map(drop)
+        let job = Job {
+            name: name.to_owned(),
+            due_time: Some(due.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            failure_policy: Some(JobFailurePolicy {
+                policy: Some(Policy::Constant(JobFailurePolicyConstant {
+                    interval: Some(prost_types::Duration {
+                        seconds: 1,
+                        nanos: 0,
+                    }),
+                    max_retries: Some(max_retries),
+                })),
+            }),
+            ..Job::default()
+        };
+        let request = ScheduleJobRequest {
+            job: Some(job),
+            overwrite: true,
+        };
+        self.grpc().schedule_job(request).await?;
+        Ok(())
     }
 
     /// Deletes the job `name`; deleting a job that does not exist succeeds.
     pub async fn delete_job(&self, name: &str) -> Result<(), DaprError> {
-        let response = self
-            .request(
-                reqwest::Method::DELETE,
-                &format!("/v1.0-alpha1/jobs/{name}"),
-            )
-            .send()
-            .await?;
-        Self::check(response).await.map(drop)
+        let request = DeleteJobRequest {
+            name: name.to_owned(),
+        };
+        self.grpc().delete_job(request).await?;
+        Ok(())
+    }
+}
+
+/// Whether this process runs beside a sidecar: Dapr sets `DAPR_GRPC_PORT` in the app's
+/// environment (`dapr run`, the sidecar injector); `DAPR_GRPC_ENDPOINT` names a remote one.
+pub fn sidecar_announced() -> bool {
+    [DAPR_GRPC_ENDPOINT_ENV, DAPR_GRPC_PORT_ENV]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+}
+
+/// A state read's answer as an entry: Dapr answers a missing key with no data and no ETag.
+fn entry(key: &str, data: Vec<u8>, etag: String) -> Result<StateEntry, DaprError> {
+    if data.is_empty() && etag.is_empty() {
+        return Ok(None);
+    }
+    let value = serde_json::from_slice(&data).map_err(|e| DaprError::NotJson {
+        key: key.to_owned(),
+        error: e.to_string(),
+    })?;
+    Ok(Some((value, etag)))
+}
+
+fn first_write() -> StateOptions {
+    StateOptions {
+        concurrency: StateConcurrency::ConcurrencyFirstWrite as i32,
+        consistency: StateConsistency::ConsistencyStrong as i32,
+    }
+}
+
+/// Maps a lost first-write race to [`DaprError::EtagMismatch`]. Dapr answers `Aborted` for a
+/// stale ETag, but the Redis store reports an insert over an existing key (no ETag given) as an
+/// internal error whose message says the script "failed to set key".
+fn state_write<T>(result: Result<T, tonic::Status>) -> Result<(), DaprError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(status)
+            if status.code() == Code::Aborted
+                || status.message().contains("failed to set key")
+                || status.message().contains("failed to delete") =>
+        {
+            Err(DaprError::EtagMismatch)
+        }
+        Err(status) => Err(status.into()),
     }
 }

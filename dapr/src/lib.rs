@@ -1,13 +1,14 @@
 //! `todo-dapr`: the Dapr sidecar as `todo-mcp` and `todo-scheduler` both use it.
 //!
-//! - [`client`]: the sidecar's API (health, pub/sub, secrets, state with ETags and TTLs, jobs).
-//!   A service finds its sidecar through `DAPR_HTTP_PORT`; without one it runs embedded.
+//! - [`client`]: the sidecar's gRPC API through the `dapr` crate (readiness, pub/sub one event
+//!   or in bulk, secrets, state with ETags and TTLs, jobs). A service finds its sidecar through
+//!   `DAPR_GRPC_PORT`; without one it runs embedded.
 //! - [`app`]: the app side of the protocol, for the routers the services serve to their sidecar:
 //!   the `dapr-api-token` check and a subscriber's answer to a delivered event.
 //! - [`shutdown`]: the signals both services stop on, so that the sidecar sees a clean exit.
 //!
-//! The domain (`todo-shared`) knows nothing of this crate: here is everything that talks HTTP
-//! to or from the sidecar.
+//! The domain (`todo-shared`) knows nothing of this crate: here is everything that talks to or
+//! from the sidecar.
 
 pub mod app;
 pub mod client;

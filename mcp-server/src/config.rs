@@ -17,7 +17,7 @@ pub enum Transport {
 /// Where lifecycle events go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EventMode {
-    /// Dapr when a sidecar announces itself (`DAPR_HTTP_PORT`), else embedded.
+    /// Dapr when a sidecar announces itself (`DAPR_GRPC_PORT`), else embedded.
     Auto,
     /// Dapr pub/sub through the sidecar; waits for it at start-up.
     Dapr,

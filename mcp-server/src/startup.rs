@@ -53,11 +53,10 @@ impl Core {
         let shutdown = CancellationToken::new();
         let dapr = match config.events {
             EventMode::Embedded => None,
-            EventMode::Dapr => Some(
-                DaprClient::from_env()
-                    .context("--events dapr needs a sidecar, but DAPR_HTTP_PORT is not set")?,
-            ),
-            EventMode::Auto => DaprClient::from_env(),
+            EventMode::Dapr => Some(DaprClient::from_env()?.context(
+                "--events dapr needs a sidecar, but neither DAPR_GRPC_PORT nor DAPR_GRPC_ENDPOINT is set",
+            )?),
+            EventMode::Auto => DaprClient::from_env()?,
         };
         if let Some(client) = &dapr {
             tracing::info!("waiting for the Dapr sidecar");
@@ -152,7 +151,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         // Checked before waiting on anything: a configuration error should surface at once.
-        if DaprClient::from_env().is_none() || config.events == EventMode::Embedded {
+        if !todo_dapr::client::sidecar_announced() || config.events == EventMode::Embedded {
             token_verifier(config, config.jwt_secret.as_deref())?;
         }
         let mut core = Core::open(config, true).await?;

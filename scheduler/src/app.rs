@@ -87,7 +87,7 @@ async fn probe() -> StatusCode {
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    if state.sidecar.outbound_ready().await {
+    if state.sidecar.ready().await {
         (StatusCode::OK, "ready").into_response()
     } else {
         (

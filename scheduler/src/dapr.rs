@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use todo_dapr::app::PUBSUB_NAME;
 use todo_dapr::{DaprClient, DaprError};
 use todo_shared::events::OutgoingEvent;
@@ -80,7 +80,7 @@ impl Jobs for Sidecar {
     async fn schedule(&self, name: &str, due: DateTime<Utc>) -> Result<(), PortError> {
         // The job carries nothing the state does not: its name says what to fire.
         self.client
-            .schedule_job(name, due, &json!({ "due": due }), JOB_MAX_RETRIES)
+            .schedule_job(name, due, JOB_MAX_RETRIES)
             .await
             .map_err(port_error)
     }

@@ -13,8 +13,8 @@ use crate::engine::{Engine, Settings};
 
 /// Runs the service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = DaprClient::from_env().context(
-        "DAPR_HTTP_PORT is not set: todo-scheduler runs beside a Dapr sidecar (`dapr run`, or \
+    let client = DaprClient::from_env()?.context(
+        "DAPR_GRPC_PORT is not set: todo-scheduler runs beside a Dapr sidecar (`dapr run`, or \
          the Helm chart); without Dapr, todo-mcp runs the same scheduling in-process",
     )?;
     let listener = tokio::net::TcpListener::bind(config.listen)

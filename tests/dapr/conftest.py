@@ -334,7 +334,7 @@ def start_group(
             )
             daprd.start()
             server = McpServer(
-                infra.binary, f"{name}[{n}]", daprd.http_port, app_port, slog, env=server_env
+                infra.binary, f"{name}[{n}]", daprd.grpc_port, app_port, slog, env=server_env
             )
             group.members.append(Member(daprd, server))
             server.start()
@@ -472,7 +472,7 @@ def schedulers(
                 infra.scheduler_binary,
                 f"{name}[{n}]",
                 app_port,
-                daprd.http_port,
+                daprd.grpc_port,
                 alog,
                 {**(env or {}), **token},
             )

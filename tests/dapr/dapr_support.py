@@ -488,14 +488,14 @@ class SchedulerApp:
         binary: str,
         name: str,
         app_port: int,
-        dapr_http_port: int,
+        dapr_grpc_port: int,
         log: Path,
         env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.app_port = app_port
         argv = [binary, "--listen", f"127.0.0.1:{app_port}"]
-        env = clean_env(**{"DAPR_HTTP_PORT": str(dapr_http_port), "RUST_LOG": "info,todo_scheduler=debug", **(env or {})})
+        env = clean_env(**{"DAPR_GRPC_PORT": str(dapr_grpc_port), "RUST_LOG": "info,todo_scheduler=debug", **(env or {})})
         self.proc = Proc(f"todo-scheduler {name}", argv, env, log)
         self.http = httpx2.Client(base_url=f"http://127.0.0.1:{app_port}", timeout=10)
 
@@ -542,7 +542,7 @@ class McpServer:
         self,
         binary: str,
         name: str,
-        dapr_http_port: int,
+        dapr_grpc_port: int,
         app_port: int,
         log: Path,
         env: dict[str, str] | None = None,
@@ -557,7 +557,7 @@ class McpServer:
             "--app-listen", f"127.0.0.1:{app_port}",
             "--events", "dapr",
         ]  # fmt: skip
-        self.env = clean_env(DAPR_HTTP_PORT=str(dapr_http_port), RUST_LOG=SERVER_LOG_LEVEL)
+        self.env = clean_env(DAPR_GRPC_PORT=str(dapr_grpc_port), RUST_LOG=SERVER_LOG_LEVEL)
         self.env.update(env or {})
         self.proc = Proc(f"todo-mcp {name}", argv, self.env, log)
         self.http = httpx2.Client(base_url=self.base, timeout=30)

@@ -254,11 +254,11 @@ def stack(infra, dapr_scheduler, proc_logs, tmp_path_factory, request) -> Iterat
             d.start()
         slog, alog = base / "server.log", base / "scheduler.log"
         proc_logs.extend([("todo-mcp", slog), ("todo-scheduler", alog)])
-        server = McpServer(infra.binary, "faults", sidecars["mcp"].http_port, ports["mcp"], slog)
+        server = McpServer(infra.binary, "faults", sidecars["mcp"].grpc_port, ports["mcp"], slog)
         started.append(server)
         server.start()
         scheduler = SchedulerApp(infra.scheduler_binary, "faults", ports["scheduler"],
-                                 sidecars["scheduler"].http_port, alog,
+                                 sidecars["scheduler"].grpc_port, alog,
                                  env={"TODO_SWEEP_GRACE_SECONDS": "5"})  # fmt: skip
         started.append(scheduler)
         scheduler.start()

@@ -72,7 +72,7 @@ def test_a_secret_missing_everywhere_stops_start_up(infra, proc_logs, missing, e
                 "--app-listen", f"127.0.0.1:{app_port}",
                 "--events", "dapr",
             ],  # fmt: skip
-            env=clean_env(DAPR_HTTP_PORT=str(daprd.http_port), RUST_LOG="info"),
+            env=clean_env(DAPR_GRPC_PORT=str(daprd.grpc_port), RUST_LOG="info"),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -104,7 +104,7 @@ def test_both_secrets_can_come_from_one_named_secret(infra, proc_logs):
     proc_logs.extend([(f"daprd {name}", dlog), (f"todo-mcp {name}", slog)])
     daprd = Daprd(infra.daprd, app_id, app_port, resources, dlog)
     server = McpServer(
-        infra.binary, name, daprd.http_port, app_port, slog, env={"TODO_SECRET_NAME": "todo-secrets"}
+        infra.binary, name, daprd.grpc_port, app_port, slog, env={"TODO_SECRET_NAME": "todo-secrets"}
     )
     try:
         daprd.start()

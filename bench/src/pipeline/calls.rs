@@ -4,14 +4,14 @@
 //! Arming a reminder is a sequence of calls from `todo-scheduler` to its daprd (see
 //! `scheduler/src/engine.rs` and `sweep.rs`); for a task event with one reminder:
 //!
-//! | call                                  | what for                                     | n  |
-//! |---------------------------------------|----------------------------------------------|----|
-//! | state GET                             | `processed:…`, `task:…`, `reminder:…`, `sweep:watermark`, `due:…` bucket | 5 |
-//! | state POST (first-write)              | `task:…`, `reminder:…`, `due:…` bucket, `processed:…` | 4 |
-//! | jobs POST (schedule)                  | the reminder's job                           | 1  |
+//! | call                     | what for                                                  | n |
+//! |--------------------------|-----------------------------------------------------------|---|
+//! | state get                | `processed:…`, `task:…`, `reminder:…`, `sweep:watermark`, `due:…` bucket | 5 |
+//! | state save (first-write) | `task:…`, `reminder:…`, `due:…` bucket, `processed:…`     | 4 |
+//! | job schedule             | the reminder's job                                        | 1 |
 //!
-//! and firing one is a job delivery (dapr-scheduler → daprd → `POST /job/…`), a state GET, a
-//! publish and a state POST. This subcommand times each kind of call on its own, one call at a
+//! and firing one is a job delivery (dapr-scheduler → daprd → `POST /job/…`), a state get, a
+//! publish and a state save. This subcommand times each kind of call on its own, one call at a
 //! time, against the scheduler's sidecar (the state store is scoped to app-id `scheduler`), and
 //! samples the CPU the processes named with `--watch` spent per call. Keys and jobs it creates
 //! are removed at the end.
@@ -35,9 +35,9 @@ const STORE: &str = "statestore";
 /// `todo-bench pipeline dapr-calls`.
 #[derive(Args)]
 pub struct CallsArgs {
-    /// HTTP port of the scheduler's daprd.
+    /// gRPC port of the scheduler's daprd.
     #[arg(long)]
-    dapr_http_port: u16,
+    dapr_grpc_port: u16,
     /// Calls of each kind.
     #[arg(long, default_value_t = 1000)]
     calls: usize,
@@ -64,7 +64,7 @@ fn document(i: usize) -> Value {
 
 /// Times `n` calls of each kind, one at a time, through the sidecar client the scheduler uses.
 pub async fn run(args: CallsArgs) -> anyhow::Result<Value> {
-    let sidecar = DaprClient::new(args.dapr_http_port, None);
+    let sidecar = DaprClient::new(&format!("http://127.0.0.1:{}", args.dapr_grpc_port), None)?;
     let n = args.calls;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let key = |i: usize| format!("bench-calls:{run_id}:{i}");
@@ -93,30 +93,29 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<Value> {
         }};
     }
 
-    measure!("state POST insert", i, {
+    measure!("state save (insert)", i, {
         sidecar
             .save_state(STORE, &key(i), &document(i), None, None)
             .await
             .context("state insert")?
     });
-    measure!("state GET", i, {
+    measure!("state get", i, {
         let (_, etag) = sidecar
             .get_state(STORE, &key(i))
             .await?
             .context("no such state entry")?;
         etags.push(etag);
     });
-    measure!("state POST update (ETag)", i, {
+    measure!("state save (ETag)", i, {
         sidecar
             .save_state(STORE, &key(i), &document(i), Some(&etags[i]), None)
             .await
             .context("state update")?
     });
     let due = Utc::now() + TimeDelta::days(2);
-    let data = json!({ "due": rfc3339_ms(due) });
-    measure!("jobs POST schedule", i, {
+    measure!("job schedule", i, {
         sidecar
-            .schedule_job(&job(i), due, &data, 3600)
+            .schedule_job(&job(i), due, 3600)
             .await
             .context("schedule a job")?
     });
@@ -132,7 +131,7 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<Value> {
             .await
             .context("publish")?
     });
-    measure!("jobs DELETE", i, {
+    measure!("job delete", i, {
         sidecar.delete_job(&job(i)).await.context("delete a job")?
     });
     for i in 0..n {

@@ -45,9 +45,9 @@ const TOPIC_NOTIFICATIONS: &str = "notifications";
 /// `todo-bench pipeline reminders`.
 #[derive(Args)]
 pub struct RemindersArgs {
-    /// HTTP port of the daprd to publish through.
+    /// gRPC port of the daprd to publish through.
     #[arg(long)]
-    dapr_http_port: u16,
+    dapr_grpc_port: u16,
     /// Redis as host:port (to follow consumer group `scheduler`).
     #[arg(long)]
     redis: String,
@@ -159,7 +159,7 @@ pub async fn run(args: RemindersArgs) -> anyhow::Result<Value> {
         eprintln!("note: {before} events were outstanding for the scheduler before this batch");
     }
 
-    let publisher = DaprClient::new(args.dapr_http_port, None);
+    let publisher = DaprClient::new(&format!("http://127.0.0.1:{}", args.dapr_grpc_port), None)?;
     let mut expected: HashMap<String, i64> = HashMap::with_capacity(count as usize);
     let permits = Arc::new(Semaphore::new(args.concurrency));
     let mut set = JoinSet::new();
