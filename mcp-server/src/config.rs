@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use uuid::Uuid;
 
 /// How MCP clients reach the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -112,9 +113,59 @@ pub struct Config {
     #[arg(long, env = "TODO_OUTBOX_RETENTION_HOURS", default_value_t = 24)]
     pub outbox_retention_hours: u32,
 
+    /// Failed publishing attempts after which an event moves to the dead-letter table
+    /// (`todo-mcp dead-letters`); its task's later events then go on.
+    #[arg(long, env = "TODO_OUTBOX_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub outbox_max_attempts: u32,
+
+    /// Seconds a relay holds the tasks it claimed: a replica that stops answering loses them to
+    /// another after this.
+    #[arg(long, env = "TODO_OUTBOX_LEASE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub outbox_lease_seconds: u32,
+
     /// Largest accepted HTTP request body, in bytes.
     #[arg(long, env = "TODO_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// An operator's command instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Operator commands, run against the database the server uses (same options and secrets).
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Events the relay gave up on after every attempt failed: list, retry or drop them.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DeadLetterCommand {
+    /// Lists dead letters, oldest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Puts dead letters back into the outbox, to be published again.
+    Retry(Selection),
+    /// Deletes dead letters for good.
+    Drop(Selection),
+}
+
+/// Which dead letters: their event ids, or all of them.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct Selection {
+    /// Event ids, as `list` shows them.
+    pub ids: Vec<Uuid>,
+    /// Every dead letter.
+    #[arg(long)]
+    pub all: bool,
 }
 
 impl Config {

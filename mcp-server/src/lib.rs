@@ -3,7 +3,7 @@
 //! Layers, each importing only from those below it:
 //!
 //! - [`startup`]: wires everything together and runs a transport (stdio or HTTP), from
-//!   [`config`] and [`secrets`].
+//!   [`config`] and [`secrets`]; or [`admin`], an operator's command.
 //! - The edges, each facing one kind of caller:
 //!   [`http`]: the streamable HTTP endpoint, its bearer-token check and probes;
 //!   [`mcp`]: the tools (the only module that knows rmcp);
@@ -17,6 +17,7 @@
 //! Below them all is the domain crate, `todo_shared`: validated values, times, recurrence,
 //! snapshots and events, with no I/O.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod error;

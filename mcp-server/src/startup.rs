@@ -31,7 +31,7 @@ use crate::http::{HttpSettings, router};
 use crate::mcp::TodoServer;
 use crate::scheduling::{EmbeddedScheduler, SchedulerSubscriber};
 use crate::secrets::{self, Secrets};
-use crate::store::Db;
+use crate::store::{Backend, Db};
 
 /// What every transport serves from.
 pub struct Core {
@@ -115,6 +115,13 @@ impl Core {
         };
         let settings = RelaySettings {
             retention: chrono::Duration::hours(i64::from(config.outbox_retention_hours)),
+            max_attempts: config.outbox_max_attempts,
+            lease: std::time::Duration::from_secs(config.outbox_lease_seconds.into()),
+            // SQLite has one writer, which in-process subscribers need too.
+            workers: match self.db.backend() {
+                Backend::Postgres => RelaySettings::default().workers,
+                Backend::Sqlite => 1,
+            },
             ..RelaySettings::default()
         };
         let relay = OutboxRelay::new(
@@ -125,6 +132,11 @@ impl Core {
         );
         self.background.spawn(relay.run(self.shutdown.clone()));
         Ok(())
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     fn tools(&self, local_user: Option<UserId>) -> TodoServer {
@@ -255,6 +267,9 @@ pub async fn run_stdio(config: &Config, stop: impl Future<Output = ()>) -> anyho
 
 /// Runs the configured transport until it ends or a shutdown signal arrives.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    if let Some(command) = &config.command {
+        return crate::admin::run(&config, command).await;
+    }
     match config.transport {
         Transport::Stdio => run_stdio(&config, shutdown_signal()).await,
         Transport::Http => {

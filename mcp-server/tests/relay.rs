@@ -32,6 +32,10 @@ on_both_backends!(
     reminder_triggered_records_one_notification,
     malformed_events_are_dropped,
     consumers_write_while_the_relay_delivers,
+    a_poisoned_event_is_dead_lettered_and_its_task_goes_on,
+    an_outage_counts_no_attempt,
+    a_claim_holds_its_tasks_until_it_expires,
+    dead_letters_are_retried_or_dropped,
 );
 
 // Replicas share one outbox on PostgreSQL; an embedded SQLite file has one process and one relay.
@@ -40,11 +44,26 @@ async fn two_relays_share_the_work_without_doubles_on_postgres() {
     two_relays_share_the_work_without_doubles(common::postgres().await).await
 }
 
-/// Records what reaches it; fails while `failing` names the event's subject.
+/// Records what reaches it; fails while `failing` names the event's subject (or `"*"`).
 #[derive(Default)]
 struct Recorder {
     seen: Mutex<Vec<Value>>,
     failing: Mutex<Option<String>>,
+}
+
+impl Recorder {
+    fn fail(&self, subject: Option<&str>) {
+        *self.failing.lock().unwrap() = subject.map(str::to_owned);
+    }
+
+    fn titles(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e["data"]["task"]["title"].as_str().unwrap().to_owned())
+            .collect()
+    }
 }
 
 impl Subscriber for Recorder {
@@ -54,7 +73,9 @@ impl Subscriber for Recorder {
 
     fn handle<'a>(&'a self, _topic: &'a str, envelope: &'a Value) -> BoxFuture<'a, Disposition> {
         async move {
-            if self.failing.lock().unwrap().as_deref() == envelope["subject"].as_str() {
+            let failing = self.failing.lock().unwrap().clone();
+            if failing.as_deref() == Some("*") || failing.as_deref() == envelope["subject"].as_str()
+            {
                 return Disposition::Retry("subscriber down".into());
             }
             self.seen.lock().unwrap().push(envelope.clone());
@@ -67,6 +88,9 @@ impl Subscriber for Recorder {
 fn relay(db: &Db, recorder: Arc<Recorder>) -> OutboxRelay {
     let settings = RelaySettings {
         batch: 3,
+        // Retries are due at once, so that each round below is one attempt.
+        first_retry: std::time::Duration::ZERO,
+        max_attempts: 3,
         ..RelaySettings::default()
     };
     OutboxRelay::new(
@@ -466,4 +490,205 @@ async fn consumers_write_while_the_relay_delivers(t: TestDb) {
         .unwrap();
     assert_eq!(page.notifications.len(), 1);
     assert_eq!(page.notifications[0].title, "Stretch");
+}
+
+async fn a_poisoned_event_is_dead_lettered_and_its_task_goes_on(t: TestDb) {
+    let svc = TaskService::new(t.db.clone());
+    let a = add(&svc, "a").await;
+    let recorder = Arc::new(Recorder::default());
+    recorder.fail(Some(&a.to_string()));
+    let relay = relay(&t.db, recorder.clone());
+    common::update(
+        &svc,
+        &user("alice"),
+        json!({"task_id": a, "title": "a2"}),
+        now(),
+    )
+    .await
+    .unwrap();
+    add(&svc, "b").await;
+
+    let first = relay.relay_once().await.unwrap();
+    assert_eq!((first.published, first.failed, first.outage), (1, 1, false));
+    add(&svc, "c").await;
+    let second = relay.relay_once().await.unwrap();
+    assert_eq!(
+        (second.published, second.failed),
+        (1, 1),
+        "c flows, a still fails"
+    );
+    assert_eq!(
+        recorder.titles(),
+        ["b", "c"],
+        "a's later event waits behind it"
+    );
+
+    let third = relay.relay_once().await.unwrap();
+    assert_eq!(
+        (third.failed, third.dead_lettered),
+        (0, 1),
+        "given up at the third attempt"
+    );
+    let backlog = mcp_server::store::outbox::backlog(&t.db, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!((backlog.pending, backlog.dead_letters), (1, 1));
+    let letters = mcp_server::store::dead_letters::list(&t.db, 10)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].subject, a);
+    assert_eq!(letters[0].event_type, "com.todo.task.created");
+    assert_eq!(letters[0].attempts, 3);
+    assert_eq!(letters[0].last_error.as_deref(), Some("subscriber down"));
+
+    // The task goes on: its next event is delivered once the subscriber takes it again.
+    recorder.fail(None);
+    drain(&relay).await;
+    assert_eq!(recorder.titles(), ["b", "c", "a2"]);
+    let retried = mcp_server::store::dead_letters::retry(
+        &t.db,
+        &mcp_server::store::dead_letters::Selection::Ids(vec![letters[0].id]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(retried, 1);
+    drain(&relay).await;
+    assert_eq!(recorder.titles(), ["b", "c", "a2", "a"], "re-driven, once");
+    let backlog = mcp_server::store::outbox::backlog(&t.db, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!((backlog.pending, backlog.dead_letters), (0, 0));
+}
+
+async fn an_outage_counts_no_attempt(t: TestDb) {
+    let svc = TaskService::new(t.db.clone());
+    add(&svc, "a").await;
+    add(&svc, "b").await;
+    let recorder = Arc::new(Recorder::default());
+    recorder.fail(Some("*"));
+    let relay = relay(&t.db, recorder.clone());
+    for _ in 0..5 {
+        let round = relay.relay_once().await.unwrap();
+        assert!(round.outage, "nothing of several tasks went out: {round:?}");
+        assert_eq!((round.failed, round.dead_lettered), (0, 0));
+    }
+    let attempts: Vec<i64> = sqlx_attempts(&t.db).await;
+    assert_eq!(attempts, [0, 0], "no event was counted against");
+    recorder.fail(None);
+    drain(&relay).await;
+    assert_eq!(recorder.titles(), ["a", "b"]);
+}
+
+async fn sqlx_attempts(db: &Db) -> Vec<i64> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        attempts: i64,
+    }
+    let rows: Vec<Row> = db
+        .fetch_all(&mcp_server::store::Query::new(
+            "SELECT CAST(attempts AS BIGINT) AS attempts FROM outbox ORDER BY seq",
+        ))
+        .await
+        .unwrap();
+    rows.into_iter().map(|r| r.attempts).collect()
+}
+
+async fn a_claim_holds_its_tasks_until_it_expires(t: TestDb) {
+    use mcp_server::store::outbox::{claim, settle};
+    let svc = TaskService::new(t.db.clone());
+    let a = add(&svc, "a").await;
+    common::update(
+        &svc,
+        &user("alice"),
+        json!({"task_id": a, "title": "a2"}),
+        now(),
+    )
+    .await
+    .unwrap();
+    let lease = Duration::seconds(30);
+    let t0 = now();
+    let held = claim(&t.db, 10, 100, lease, t0).await.unwrap();
+    assert_eq!(held.events.len(), 2, "the head and the event behind it");
+
+    // Another relay (or worker) finds nothing while the claim lives, even new events of the task.
+    common::update(
+        &svc,
+        &user("alice"),
+        json!({"task_id": a, "title": "a3"}),
+        now(),
+    )
+    .await
+    .unwrap();
+    let b = add(&svc, "b").await;
+    let other = claim(&t.db, 10, 100, lease, t0 + Duration::seconds(29))
+        .await
+        .unwrap();
+    let subjects: Vec<Uuid> = other.events.iter().map(|e| e.subject).collect();
+    assert_eq!(subjects, [b], "only the unclaimed task");
+    settle(&t.db, other.id, &[other.events[0].seq], &[], &[], now())
+        .await
+        .unwrap();
+
+    // The first relay stopped answering: its claim expires and the task is taken over, in order.
+    let later = claim(&t.db, 10, 100, lease, t0 + Duration::seconds(31))
+        .await
+        .unwrap();
+    let titles: Vec<&str> = later
+        .events
+        .iter()
+        .map(|e| e.envelope.0["data"]["task"]["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["a", "a2", "a3"]);
+
+    // The stale claim, settling late, cannot release what is no longer its own.
+    settle(&t.db, held.id, &[], &[], &[held.events[0].seq], now())
+        .await
+        .unwrap();
+    let again = claim(&t.db, 10, 100, lease, t0 + Duration::seconds(32))
+        .await
+        .unwrap();
+    assert!(again.events.is_empty(), "still held by the live claim");
+}
+
+async fn dead_letters_are_retried_or_dropped(t: TestDb) {
+    use mcp_server::store::dead_letters::{Selection, drop, list, retry};
+    let svc = TaskService::new(t.db.clone());
+    for title in ["a", "b", "c"] {
+        add(&svc, title).await;
+    }
+    let recorder = Arc::new(Recorder::default());
+    let relay = OutboxRelay::new(
+        t.db.clone(),
+        Sink::InProcess(EventBus::new(vec![recorder.clone()])),
+        RelaySettings {
+            first_retry: std::time::Duration::ZERO,
+            max_attempts: 1,
+            ..RelaySettings::default()
+        },
+        Arc::new(Notify::new()),
+    );
+    // One task fails while others are published: counted, and with one attempt allowed, given up.
+    let first = {
+        let svc_events = outbox(&t.db).await;
+        svc_events[0].1["subject"].as_str().unwrap().to_owned()
+    };
+    recorder.fail(Some(&first));
+    let round = relay.relay_once().await.unwrap();
+    assert_eq!((round.published, round.dead_lettered), (2, 1));
+    assert_eq!(list(&t.db, 10).await.unwrap().len(), 1);
+    assert_eq!(drop(&t.db, &Selection::All).await.unwrap(), 1);
+    assert!(list(&t.db, 10).await.unwrap().is_empty());
+    assert_eq!(
+        retry(&t.db, &Selection::All).await.unwrap(),
+        0,
+        "nothing left to retry"
+    );
+    recorder.fail(None);
+    drain(&relay).await;
+    assert_eq!(
+        recorder.titles(),
+        ["b", "c"],
+        "the dropped event is gone for good"
+    );
 }

@@ -8,13 +8,15 @@
 //!   [`reminders`]: the reminders of tasks;
 //! - [`notifications`]: fired reminders kept for `list_notifications`;
 //! - [`outbox`]: lifecycle events, from the transaction that writes them to the relay that
-//!   publishes them; [`processed`]: the events each consumer has handled;
+//!   publishes them; [`dead_letters`]: the events it gave up on; [`processed`]: the events each
+//!   consumer has handled;
 //! - [`scheduler_state`] and [`scheduler_jobs`]: the embedded scheduler's state store and
 //!   durable jobs (the engine's ports on this database).
 //!
 //! The schema lives in `migrations/postgres` and `migrations/sqlite`, numbered alike, and is
 //! applied at start-up.
 
+pub mod dead_letters;
 pub mod notifications;
 pub mod outbox;
 pub mod processed;

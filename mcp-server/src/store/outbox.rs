@@ -2,11 +2,13 @@
 //! publishes them.
 //!
 //! An event is inserted in the transaction of the change it describes ([`enqueue`]), so a
-//! committed change always has its event and a rolled-back one never does. The relay then reads
-//! the oldest unpublished event of each task with the events queued behind it ([`claim`],
-//! [`unpublished`]), publishes them and records what happened ([`mark`]). Published rows are
-//! pruned after a retention period ([`prune`]); [`backlog`] says how much waits. The embedded
-//! scheduler publishes through the outbox too ([`OutboxPublisher`]).
+//! committed change always has its event and a rolled-back one never does. A relay then claims
+//! tasks for a while through their oldest unpublished event, with the events queued behind it
+//! ([`claim`]), publishes them with no transaction open, and records what happened ([`settle`]):
+//! published, to be retried later, or moved to the dead-letter table
+//! ([`super::dead_letters`]). Published rows are pruned after a retention period ([`prune`]);
+//! [`backlog`] says how much waits. The embedded scheduler publishes through the outbox too
+//! ([`OutboxPublisher`]).
 
 use std::sync::Arc;
 
@@ -19,7 +21,7 @@ use todo_shared::events::OutgoingEvent;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{Backend, Db, Query, Tx, port_error};
+use super::{Db, Query, Tx, port_error};
 
 /// A new W3C `traceparent` (version 00, sampled) starting a trace for one event.
 pub fn new_traceparent() -> String {
@@ -88,80 +90,166 @@ pub struct Pending {
     pub subject: Uuid,
     pub envelope: Json<Value>,
     pub traceparent: Option<String>,
+    /// Failed attempts so far.
+    pub attempts: i32,
+}
+
+/// Events a relay holds for a while: no other relay publishes their tasks' events until the
+/// claim is settled or expires.
+#[derive(Debug)]
+pub struct Claim {
+    pub id: Uuid,
+    /// The claimed tasks' unpublished events, oldest first.
+    pub events: Vec<Pending>,
 }
 
 #[derive(sqlx::FromRow)]
 struct Head {
+    seq: i64,
     subject: Uuid,
 }
 
-/// The oldest unpublished event of up to `tasks` tasks, `lock` appended.
-fn heads(tasks: i64, lock: &str) -> Query {
-    Query::new(format!(
-        "SELECT o.subject FROM outbox o WHERE o.published_at IS NULL AND NOT EXISTS \
-         (SELECT 1 FROM outbox p WHERE p.subject = o.subject AND p.published_at IS NULL AND p.seq < o.seq) \
-         ORDER BY o.seq LIMIT $1{lock}"
-    ))
-    .bind(tasks)
-}
-
-/// The unpublished events of the `heads`' tasks, oldest first.
-fn events_of(backend: Backend, heads: &[Head]) -> Query {
-    let mut q = Query::new(
-        "SELECT seq, topic, subject, envelope, traceparent FROM outbox WHERE published_at IS NULL AND subject",
-    );
-    q.push_in(backend, heads.iter().map(|h| h.subject).collect())
-        .push(" ORDER BY seq");
-    q
-}
-
-/// Claims the unpublished events of up to `tasks` tasks inside `tx`, oldest first. On PostgreSQL
-/// the oldest event of each task (its head) is locked with `SKIP LOCKED` until `tx` ends, so
-/// relays sharing the outbox take disjoint sets of tasks, and an event is only ever claimed as or
-/// behind its task's head: the events of one task go out in order, through one relay at a time.
-pub async fn claim(tx: &mut Tx, tasks: i64) -> Result<Vec<Pending>, sqlx::Error> {
-    let heads: Vec<Head> = tx.fetch_all(&heads(tasks, tx.skip_locked_clause())).await?;
+/// Claims the events of up to `tasks` tasks (at most `max_events` of them) until `now + lease`.
+///
+/// A task is claimed through its oldest unpublished event, its head, when no live claim holds
+/// it and no retry is pending; the events queued behind the head come with it. The transaction
+/// is short, and on PostgreSQL `SKIP LOCKED` keeps concurrent claims from waiting on each other;
+/// either way a head claimed once is passed over until its claim ends, so relays (and the
+/// workers of one relay) take disjoint tasks, and a task's events go out in order.
+pub async fn claim(
+    db: &Db,
+    tasks: i64,
+    max_events: i64,
+    lease: chrono::TimeDelta,
+    now: DateTime<Utc>,
+) -> Result<Claim, sqlx::Error> {
+    let id = Uuid::new_v4();
+    let mut tx = db.begin().await?;
+    // A lost claim only delays its tasks until it expires: no need to wait for the disk.
+    tx.relax_durability().await?;
+    let heads: Vec<Head> = tx
+        .fetch_all(
+            &Query::new(format!(
+                "SELECT o.seq, o.subject FROM outbox o WHERE o.published_at IS NULL \
+                 AND (o.locked_until IS NULL OR o.locked_until <= $1) \
+                 AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= $1) \
+                 AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.subject = o.subject \
+                 AND p.published_at IS NULL AND p.seq < o.seq) \
+                 ORDER BY o.seq LIMIT $2{}",
+                tx.skip_locked_clause()
+            ))
+            .bind(now)
+            .bind(tasks),
+        )
+        .await?;
     if heads.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Claim {
+            id,
+            events: Vec::new(),
+        });
     }
     let backend = tx.backend();
-    tx.fetch_all(&events_of(backend, &heads)).await
+    let mut lock = Query::new("UPDATE outbox SET locked_until = ");
+    lock.push_bind(now + lease)
+        .push(", claim_id = ")
+        .push_bind(id)
+        .push(" WHERE seq")
+        .push_in(backend, heads.iter().map(|h| h.seq).collect());
+    tx.execute(&lock).await?;
+    let mut events = Query::new(
+        "SELECT seq, topic, subject, envelope, traceparent, attempts FROM outbox \
+         WHERE published_at IS NULL AND subject",
+    );
+    events
+        .push_in(backend, heads.iter().map(|h| h.subject).collect())
+        .push(" ORDER BY seq LIMIT ")
+        .push_bind(max_events.max(tasks));
+    let events = tx.fetch_all(&events).await?;
+    tx.commit().await?;
+    Ok(Claim { id, events })
 }
 
-/// The same events as [`claim`], read without locking: for SQLite, whose single writer must not
-/// be held while in-process subscribers write (one relay per database file).
-pub async fn unpublished(db: &Db, tasks: i64) -> Result<Vec<Pending>, sqlx::Error> {
-    let heads: Vec<Head> = db.fetch_all(&heads(tasks, "")).await?;
-    if heads.is_empty() {
-        return Ok(Vec::new());
-    }
-    db.fetch_all(&events_of(db.backend(), &heads)).await
+/// What became of a claimed event that was not published.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    /// Try again from `at`.
+    Retry { at: DateTime<Utc> },
+    /// Give up: move it to the dead-letter table.
+    Dead,
 }
 
-/// Records a round of publishing: `published` events are marked with `now`, each failed one
-/// counts an attempt and keeps its error.
-pub async fn mark(
-    tx: &mut Tx,
+/// A claimed event that failed, and what to do about it.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub seq: i64,
+    pub error: String,
+    pub then: Failure,
+}
+
+/// Settles a claim in one short transaction: `published` events are marked with `now`; each
+/// failed one counts an attempt and waits for its retry or moves to the dead-letter table; the
+/// rest of `heads` (the claim's, untried) are released. Failures and releases apply only while
+/// the claim still holds the event: after it expired, another relay owns it.
+pub async fn settle(
+    db: &Db,
+    claim: Uuid,
     published: &[i64],
-    failed: &[(i64, String)],
+    failed: &[Failed],
+    heads: &[i64],
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    for (seq, error) in failed {
-        let q =
-            Query::new("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE seq = $2")
-                .bind(error.as_str())
-                .bind(*seq);
-        tx.execute(&q).await?;
-    }
+    let mut tx = db.begin().await?;
+    // A lost mark publishes the events again, which idempotent consumers absorb.
+    tx.relax_durability().await?;
+    let backend = tx.backend();
     if !published.is_empty() {
         let mut q = Query::new("UPDATE outbox SET published_at = ");
-        let backend = tx.backend();
         q.push_bind(now)
-            .push(" WHERE seq")
+            .push(", locked_until = NULL, claim_id = NULL WHERE seq")
             .push_in(backend, published.to_vec());
         tx.execute(&q).await?;
     }
-    Ok(())
+    for failure in failed {
+        match failure.then {
+            Failure::Retry { at } => {
+                let q = Query::new(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $1, \
+                     next_attempt_at = $2, locked_until = NULL, claim_id = NULL \
+                     WHERE seq = $3 AND claim_id = $4",
+                )
+                .bind(failure.error.as_str())
+                .bind(at)
+                .bind(failure.seq)
+                .bind(claim);
+                tx.execute(&q).await?;
+            }
+            Failure::Dead => {
+                let q = Query::new(
+                    "INSERT INTO outbox_dead_letters (id, seq, topic, event_type, subject, \
+                     envelope, created_at, traceparent, attempts, last_error, dead_at) \
+                     SELECT id, seq, topic, event_type, subject, envelope, created_at, \
+                     traceparent, attempts + 1, $1, $2 FROM outbox WHERE seq = $3 AND claim_id = $4",
+                )
+                .bind(failure.error.as_str())
+                .bind(now)
+                .bind(failure.seq)
+                .bind(claim);
+                if tx.execute(&q).await? == 1 {
+                    let q = Query::new("DELETE FROM outbox WHERE seq = $1").bind(failure.seq);
+                    tx.execute(&q).await?;
+                }
+            }
+        }
+    }
+    if !heads.is_empty() {
+        let mut q =
+            Query::new("UPDATE outbox SET locked_until = NULL, claim_id = NULL WHERE claim_id = ");
+        q.push_bind(claim)
+            .push(" AND seq")
+            .push_in(backend, heads.to_vec());
+        tx.execute(&q).await?;
+    }
+    tx.commit().await
 }
 
 /// Deletes events published before `cutoff`; returns how many.
@@ -180,24 +268,30 @@ pub struct Backlog {
     pub pending: i64,
     /// Age of the oldest of them, in seconds.
     pub oldest_age_seconds: Option<i64>,
+    /// Events given up after every attempt failed, waiting for an operator.
+    pub dead_letters: i64,
 }
 
 #[derive(sqlx::FromRow)]
 struct BacklogRow {
     pending: i64,
     oldest: Option<DateTime<Utc>>,
+    dead_letters: i64,
 }
 
-/// How many events wait, and for how long the oldest has.
+/// How many events wait, for how long the oldest has, and how many were given up.
 pub async fn backlog(db: &Db, now: DateTime<Utc>) -> Result<Backlog, sqlx::Error> {
     let row: BacklogRow = db
         .fetch_one(&Query::new(
-            "SELECT COUNT(*) AS pending, MIN(created_at) AS oldest FROM outbox WHERE published_at IS NULL",
+            "SELECT COUNT(*) AS pending, MIN(created_at) AS oldest, \
+             (SELECT COUNT(*) FROM outbox_dead_letters) AS dead_letters \
+             FROM outbox WHERE published_at IS NULL",
         ))
         .await?;
     Ok(Backlog {
         pending: row.pending,
         oldest_age_seconds: row.oldest.map(|t| (now - t).num_seconds().max(0)),
+        dead_letters: row.dead_letters,
     })
 }
 
