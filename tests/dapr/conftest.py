@@ -315,6 +315,7 @@ def start_group(
     replicas: int = 1,
     database_url: str | None = None,
     daprd_env: dict[str, str] | None = None,
+    daprd_args: list[str] | None = None,
     server_env: dict[str, str] | None = None,
 ) -> Group:
     url = database_url or infra.pg.create_database()
@@ -330,8 +331,9 @@ def start_group(
             slog = infra.base / name / f"server-{n}.log"
             logs.extend([(f"daprd {name}[{n}]", dlog), (f"todo-mcp {name}[{n}]", slog)])
             daprd = Daprd(
-                infra.daprd, app_id, app_port, resources, dlog, env=daprd_env, config=config
-            )
+                infra.daprd, app_id, app_port, resources, dlog,
+                env=daprd_env, config=config, args=daprd_args,
+            )  # fmt: skip
             daprd.start()
             server = McpServer(
                 infra.binary, f"{name}[{n}]", daprd.grpc_port, app_port, slog, env=server_env

@@ -315,6 +315,7 @@ class Daprd:
         env: dict[str, str] | None = None,
         config: Path | None = None,
         scheduler_address: str | None = None,
+        args: list[str] | None = None,
     ) -> None:
         self.app_id = app_id
         self.app_port = app_port
@@ -337,6 +338,7 @@ class Daprd:
         if scheduler_address is not None:
             # The Dapr scheduler service: the Jobs API and its callbacks need it.
             argv += ["--scheduler-host-address", scheduler_address]
+        argv += args or []
         self.proc = Proc(f"daprd {app_id}", argv, clean_env(**(env or {})), log)
         self.http = httpx2.Client(base_url=self.base, timeout=10)
 

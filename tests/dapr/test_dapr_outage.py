@@ -41,13 +41,14 @@ def test_events_written_while_the_sidecar_is_down_are_delivered_after_it_returns
     mcp.call("update_task", {"task_id": written[0], "priority": "high"})
     assert server.pending() == WRITTEN + 1
     assert server.readyz()["status"] == "ready"
-    # The relay tried, failed, and kept them.
+    # The relay tried, failed, and kept them, blaming no event for the sidecar's absence.
     wait_until(
-        lambda: int(infra.pg.run(db, "SELECT count(*) FROM outbox WHERE attempts > 0")) > 0,
+        lambda: "cannot publish now; backing off" in server.log.read_text(),
         15,
         "the relay to try publishing",
     )
     assert server.pending() == WRITTEN + 1
+    assert int(infra.pg.run(db, "SELECT count(*) FROM outbox WHERE attempts > 0")) == 0
     # Meanwhile an event for the server is published twice (same id): it waits in the broker.
     event = scheduled(user, series_task, series, next_due)
     probe.publish(TOPIC_TASKS, event)
