@@ -21,6 +21,7 @@ pub const PUBSUB_NAME: &str = "pubsub";
 /// Dapr's subscriber protocol: 200 with a status of SUCCESS, RETRY or DROP. Failures are logged
 /// here, with their cause, so that a retry loop or a dead letter can be diagnosed.
 pub fn answer(disposition: Disposition) -> Response {
+    metrics::counter!("todo_events_consumed_total", "status" => disposition.status()).increment(1);
     match &disposition {
         Disposition::Success => {}
         Disposition::Retry(reason) => {

@@ -5,6 +5,7 @@
 //!   `DAPR_GRPC_PORT`; without one it runs embedded.
 //! - [`app`]: the app side of the protocol, for the routers the services serve to their sidecar:
 //!   the `dapr-api-token` check and a subscriber's answer to a delivered event.
+//! - [`metrics`]: the Prometheus endpoint both services serve beside the sidecar's own.
 //! - [`shutdown`]: the signals both services stop on, so that the sidecar sees a clean exit.
 //!
 //! The domain (`todo-shared`) knows nothing of this crate: here is everything that talks to or
@@ -12,6 +13,7 @@
 
 pub mod app;
 pub mod client;
+pub mod metrics;
 pub mod shutdown;
 
 pub use client::{DaprClient, DaprError};

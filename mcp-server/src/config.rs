@@ -123,6 +123,11 @@ pub struct Config {
     #[arg(long, env = "TODO_OUTBOX_LEASE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub outbox_lease_seconds: u32,
 
+    /// Where to serve Prometheus metrics (`GET /metrics`) with the HTTP transport, apart from
+    /// `/mcp`. Unset: no metrics endpoint.
+    #[arg(long, env = "TODO_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Largest accepted HTTP request body, in bytes.
     #[arg(long, env = "TODO_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

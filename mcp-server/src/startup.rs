@@ -11,6 +11,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use rmcp::ServiceExt;
 use todo_shared::task::UserId;
+use todo_shared::time::now;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +32,7 @@ use crate::http::{HttpSettings, router};
 use crate::mcp::TodoServer;
 use crate::scheduling::{EmbeddedScheduler, SchedulerSubscriber};
 use crate::secrets::{self, Secrets};
-use crate::store::{Backend, Db};
+use crate::store::{Backend, Db, outbox};
 
 /// What every transport serves from.
 pub struct Core {
@@ -134,6 +135,41 @@ impl Core {
         Ok(())
     }
 
+    /// Serves Prometheus metrics on `addr`; the outbox's gauges are read at each scrape.
+    async fn serve_metrics(&mut self, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+        let handle = todo_dapr::metrics::recorder()?;
+        crate::mcp::route::describe_metrics();
+        crate::events::relay::describe_metrics();
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on the metrics address {addr}"))?;
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+        let db = self.db.clone();
+        let refresh = move || {
+            let db = db.clone();
+            async move {
+                match outbox::backlog(&db, now()).await {
+                    Ok(b) => {
+                        metrics::gauge!("todo_outbox_pending").set(b.pending as f64);
+                        metrics::gauge!("todo_outbox_oldest_age_seconds")
+                            .set(b.oldest_age_seconds.unwrap_or(0) as f64);
+                        metrics::gauge!("todo_outbox_dead_letters").set(b.dead_letters as f64);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the outbox backlog for metrics")
+                    }
+                }
+            }
+        };
+        let stop = self.shutdown.clone();
+        self.background.spawn(async move {
+            if let Err(e) = todo_dapr::metrics::serve(listener, handle, refresh, stop).await {
+                tracing::error!(error = %e, "the metrics endpoint failed");
+            }
+        });
+        Ok(())
+    }
+
     /// The database.
     pub fn db(&self) -> &Db {
         &self.db
@@ -172,6 +208,9 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         core.start_background(config).await?;
+        if let Some(addr) = config.metrics_listen {
+            core.serve_metrics(addr).await?;
+        }
         let streams = CancellationToken::new();
         let settings = HttpSettings {
             verifier: Arc::new(verifier),

@@ -23,4 +23,8 @@ pub struct Config {
     /// normally fire within milliseconds; the margin keeps the sweep from racing them).
     #[arg(long, env = "TODO_SWEEP_GRACE_SECONDS", default_value_t = 30)]
     pub sweep_grace_seconds: u32,
+
+    /// Where to serve Prometheus metrics (`GET /metrics`). Unset: no metrics endpoint.
+    #[arg(long, env = "TODO_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }

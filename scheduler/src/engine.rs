@@ -271,6 +271,7 @@ impl Engine {
             self.jobs
                 .schedule(&JobName::Reminder(id).to_string(), at)
                 .await?;
+            metrics::counter!("todo_reminders_armed_total").increment(1);
         }
         Ok(())
     }
@@ -431,6 +432,9 @@ impl Engine {
         };
         let late_ms = (now - fire_at).num_milliseconds();
         tracing::info!(reminder = %id, task = %task_id, late_ms, "reminder fired");
+        metrics::counter!("todo_reminders_fired_total").increment(1);
+        metrics::histogram!("todo_reminder_lateness_seconds")
+            .record(late_ms.max(0) as f64 / 1000.0);
         Ok(true)
     }
 
@@ -496,6 +500,7 @@ impl Engine {
                 self.jobs
                     .schedule(&JobName::Series(id).to_string(), next)
                     .await?;
+                metrics::counter!("todo_series_fired_total").increment(1);
                 Ok(true)
             }
         }
@@ -525,4 +530,34 @@ enum SeriesFiring {
     Ended,
     /// The occurrence (its task id and due time) was announced.
     Next(Uuid, DateTime<Utc>),
+}
+
+/// Names and explains the engine's metrics, and starts its counters at zero, so a scrape shows
+/// them before the first reminder.
+pub fn describe_metrics() {
+    use metrics::{Unit, counter, describe_counter, describe_histogram};
+    describe_counter!(
+        "todo_reminders_armed_total",
+        "Reminders made pending with their job scheduled"
+    );
+    describe_counter!(
+        "todo_reminders_fired_total",
+        "Reminders whose notification was published"
+    );
+    describe_counter!(
+        "todo_series_fired_total",
+        "Occurrences of recurring tasks announced"
+    );
+    describe_histogram!(
+        "todo_reminder_lateness_seconds",
+        Unit::Seconds,
+        "How long after its time a reminder fired"
+    );
+    for name in [
+        "todo_reminders_armed_total",
+        "todo_reminders_fired_total",
+        "todo_series_fired_total",
+    ] {
+        counter!(name).increment(0);
+    }
 }

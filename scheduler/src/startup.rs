@@ -36,6 +36,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         engine,
         sidecar: client,
     });
+    if let Some(addr) = config.metrics_listen {
+        let handle = todo_dapr::metrics::recorder()?;
+        crate::engine::describe_metrics();
+        let metrics = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on the metrics address {addr}"))?;
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let served = todo_dapr::metrics::serve(metrics, handle, || async {}, stop).await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the metrics endpoint failed");
+            }
+        });
+    }
     axum::serve(listener, router(state, config.app_api_token))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -180,8 +180,18 @@ def pods(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pods]
     started: list[Pod] = []
     try:
         for name, deployment, argv, listen in [
-            ("mcp-server", MCP, [mcp_bin], {"TODO_LISTEN": "8080", "TODO_APP_LISTEN": "8081"}),
-            ("scheduler", SCHEDULER, [scheduler_bin], {"TODO_SCHEDULER_LISTEN": "8082"}),
+            (
+                "mcp-server",
+                MCP,
+                [mcp_bin],
+                {"TODO_LISTEN": "8080", "TODO_APP_LISTEN": "8081", "TODO_METRICS_LISTEN": "9464"},
+            ),
+            (
+                "scheduler",
+                SCHEDULER,
+                [scheduler_bin],
+                {"TODO_SCHEDULER_LISTEN": "8082", "TODO_METRICS_LISTEN": "9464"},
+            ),
         ]:
             pod = start_pod(
                 name, rendered, deployment, secrets, resources, config, base, argv, listen
@@ -231,6 +241,15 @@ def test_the_mcp_server_is_ready_and_its_sidecar_subscribed(pods: Pods) -> None:
     assert meta.status_code == 200, meta.text
     topics = {s["topic"] for s in meta.json().get("subscriptions") or []}
     assert {"tasks", "notifications"} <= topics, pods.mcp.logs()
+
+
+def test_both_pods_serve_prometheus_metrics_where_the_annotations_say(pods: Pods) -> None:
+    for pod, metric in ((pods.mcp, "todo_outbox_pending"), (pods.scheduler, "todo_reminders_armed_total")):
+        port = pod.env["TODO_METRICS_LISTEN"].rsplit(":", 1)[1]
+        r = httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("text/plain"), r.headers
+        assert f"\n{metric} " in f"\n{r.text}", r.text[:1000]
 
 
 def test_every_allowed_host_is_served_and_others_refused(pods: Pods) -> None:

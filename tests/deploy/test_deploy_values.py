@@ -211,6 +211,41 @@ def test_tracing_exporter(helm: Helm) -> None:
     }
 
 
+def test_metrics_endpoints_annotations_and_service_monitor(helm: Helm) -> None:
+    r = helm.template()
+    for name in (MCP, SCHEDULER):
+        d = r.get("Deployment", name)
+        c = container(d)
+        assert env_of(c)["TODO_METRICS_LISTEN"] == "0.0.0.0:9464"
+        assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in c["ports"]
+        annotations = pod_annotations(d)
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == "9464"
+        assert annotations["prometheus.io/path"] == "/metrics"
+    assert not [o for o in r.objects if o["kind"] == "ServiceMonitor"], "off by default"
+
+    r = helm.template(
+        sets={"metrics.serviceMonitor.enabled": True, "metrics.serviceMonitor.labels.release": "prom"}
+    )
+    monitor = r.get("ServiceMonitor", RELEASE)
+    service = r.get("Service", f"{RELEASE}-metrics")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    # The monitor selects the metrics Service, which selects both components' pods by the port.
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+    for name in (MCP, SCHEDULER):
+        pod = r.get("Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= pod.items(), name
+    all_valid(Rendered([o for o in r.objects if o["kind"] != "ServiceMonitor"]))
+
+    r = helm.template(sets={"metrics.enabled": False})
+    for name in (MCP, SCHEDULER):
+        d = r.get("Deployment", name)
+        assert "TODO_METRICS_LISTEN" not in env_of(container(d))
+        assert "prometheus.io/scrape" not in pod_annotations(d)
+    all_valid(r)
+
+
 def test_another_release_name_and_namespace_rename_everything(helm: Helm) -> None:
     r = helm.template(release="prod")
     assert r.find("Deployment", "prod-todo-mcp-server") is not None

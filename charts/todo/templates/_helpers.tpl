@@ -182,3 +182,27 @@ Pass (dict "root" $ "secret" name "key" key "default" value).
 {{- .default }}
 {{- end }}
 {{- end }}
+
+{{/* The pod annotations and container port of the metrics endpoint, when enabled. */}}
+{{- define "todo.metricsAnnotations" -}}
+{{- if .Values.metrics.enabled }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.metrics.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}
+
+{{- define "todo.metricsEnv" -}}
+{{- if .Values.metrics.enabled }}
+- name: TODO_METRICS_LISTEN
+  value: "0.0.0.0:{{ .Values.metrics.port }}"
+{{- end }}
+{{- end }}
+
+{{- define "todo.metricsPort" -}}
+{{- if .Values.metrics.enabled }}
+- name: metrics
+  containerPort: {{ .Values.metrics.port }}
+  protocol: TCP
+{{- end }}
+{{- end }}

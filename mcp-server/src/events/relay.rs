@@ -57,8 +57,8 @@ pub struct RelaySettings {
 impl Default for RelaySettings {
     fn default() -> Self {
         Self {
-            batch: 256,
-            max_events: 1024,
+            batch: 512,
+            max_events: 2048,
             workers: 4,
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(500),
@@ -248,6 +248,7 @@ impl OutboxRelay {
                     traceparent: event.traceparent.as_deref(),
                 })
                 .collect();
+            metrics::histogram!("todo_relay_batch_events").record(outgoing.len() as f64);
             let delivered = match self.sink.deliver(&outgoing).await {
                 Ok(delivered) => delivered,
                 Err(e) => {
@@ -294,6 +295,46 @@ impl OutboxRelay {
     /// Deletes published rows older than the retention period.
     pub async fn prune(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
         outbox::prune(&self.db, now - self.settings.retention).await
+    }
+}
+
+/// Names and explains the relay's metrics, and starts its counters at zero.
+pub fn describe_metrics() {
+    use metrics::{counter, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("todo_relay_published_total", "Events the relay published");
+    describe_counter!(
+        "todo_relay_failed_total",
+        "Failed publishes, each retried later"
+    );
+    describe_counter!(
+        "todo_relay_dead_lettered_total",
+        "Events moved to the dead-letter table"
+    );
+    describe_counter!(
+        "todo_relay_outages_total",
+        "Rounds that found the sidecar or broker away"
+    );
+    describe_histogram!("todo_relay_claim_events", "Events per claim");
+    describe_histogram!(
+        "todo_relay_batch_events",
+        "Events per wave (one bulk publish per topic)"
+    );
+    describe_gauge!("todo_outbox_pending", "Events not yet published");
+    describe_gauge!(
+        "todo_outbox_oldest_age_seconds",
+        "Age of the oldest unpublished event"
+    );
+    describe_gauge!(
+        "todo_outbox_dead_letters",
+        "Events given up, waiting for an operator"
+    );
+    for name in [
+        "todo_relay_published_total",
+        "todo_relay_failed_total",
+        "todo_relay_dead_lettered_total",
+        "todo_relay_outages_total",
+    ] {
+        counter!(name).increment(0);
     }
 }
 

@@ -51,15 +51,34 @@ pub fn route<T: Tool>() -> ToolRoute<TodoServer> {
         .with_annotations(T::annotations());
     ToolRoute::new_dyn(attr, |ctx: ToolCallContext<'_, TodoServer>| {
         Box::pin(async move {
+            let started = std::time::Instant::now();
             let server = ctx.service;
             let args = parse_args::<T::Args>(ctx.arguments.unwrap_or_default());
             let result = match (args, server.user(&ctx.request_context)) {
                 (Ok(args), Ok(user)) => T::run(server, args, user).await,
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
+            let outcome = if result.is_ok() { "ok" } else { "error" };
+            metrics::counter!("todo_tool_calls_total", "tool" => T::NAME, "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!("todo_tool_call_duration_seconds", "tool" => T::NAME)
+                .record(started.elapsed());
             Ok(respond(result, T::summary).into())
         })
     })
+}
+
+/// Names and explains the tool metrics.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "todo_tool_calls_total",
+        "Tool calls by tool and outcome (ok, error)"
+    );
+    metrics::describe_histogram!(
+        "todo_tool_call_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer a tool call, by tool"
+    );
 }
 
 /// The input schema of a tool whose arguments are `T`.

@@ -115,7 +115,8 @@ struct Head {
 /// it and no retry is pending; the events queued behind the head come with it. The transaction
 /// is short, and on PostgreSQL `SKIP LOCKED` keeps concurrent claims from waiting on each other;
 /// either way a head claimed once is passed over until its claim ends, so relays (and the
-/// workers of one relay) take disjoint tasks, and a task's events go out in order.
+/// workers of one relay) take disjoint tasks, and a task's events go out in order. (A task's
+/// events commit in `seq` order: its writers serialize on the task's row.)
 pub async fn claim(
     db: &Db,
     tasks: i64,
@@ -127,28 +128,49 @@ pub async fn claim(
     let mut tx = db.begin().await?;
     // A lost claim only delays its tasks until it expires: no need to wait for the disk.
     tx.relax_durability().await?;
-    let heads: Vec<Head> = tx
+    tx.prefer_index_probes().await?;
+    // Candidates first, read without locks; then those still free are locked, skipping any
+    // another claim holds. Locking in the first query would have PostgreSQL recheck its join for
+    // every row a concurrent claim changed, which turns quadratic under load.
+    let candidates: Vec<Head> = tx
         .fetch_all(
-            &Query::new(format!(
+            &Query::new(
                 "SELECT o.seq, o.subject FROM outbox o WHERE o.published_at IS NULL \
                  AND (o.locked_until IS NULL OR o.locked_until <= $1) \
                  AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= $1) \
                  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.subject = o.subject \
                  AND p.published_at IS NULL AND p.seq < o.seq) \
-                 ORDER BY o.seq LIMIT $2{}",
-                tx.skip_locked_clause()
-            ))
+                 ORDER BY o.seq LIMIT $2",
+            )
             .bind(now)
-            .bind(tasks),
+            // Room for what concurrent claims take meanwhile.
+            .bind(tasks.saturating_mul(2)),
         )
         .await?;
-    if heads.is_empty() {
+    if candidates.is_empty() {
         return Ok(Claim {
             id,
             events: Vec::new(),
         });
     }
     let backend = tx.backend();
+    let mut free = Query::new(
+        "SELECT seq, subject FROM outbox WHERE published_at IS NULL \
+         AND (locked_until IS NULL OR locked_until <= ",
+    );
+    free.push_bind(now)
+        .push(") AND seq")
+        .push_in(backend, candidates.iter().map(|h| h.seq).collect())
+        .push(" ORDER BY seq LIMIT ")
+        .push_bind(tasks)
+        .push(tx.skip_locked_clause());
+    let heads: Vec<Head> = tx.fetch_all(&free).await?;
+    if heads.is_empty() {
+        return Ok(Claim {
+            id,
+            events: Vec::new(),
+        });
+    }
     let mut lock = Query::new("UPDATE outbox SET locked_until = ");
     lock.push_bind(now + lease)
         .push(", claim_id = ")

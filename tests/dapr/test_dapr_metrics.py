@@ -1,0 +1,86 @@
+"""Both services' Prometheus endpoints, scraped after a known workload: tool calls by tool and
+outcome, the relay's counts and the outbox's gauges, the scheduler's armed and fired reminders."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import httpx2
+import pytest
+
+from dapr_support import free_port, new_user, wait_until
+
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape(port: int) -> list[tuple[str, dict[str, str], float]]:
+    r = httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain"), r.headers
+    samples = []
+    for line in r.text.splitlines():
+        if line and not line.startswith("#"):
+            m = SAMPLE.match(line)
+            assert m, f"not a Prometheus sample: {line!r}"
+            samples.append((m[1], dict(LABEL.findall(m[2] or "")), float(m[3])))
+    return samples
+
+
+def value(samples, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels` (0 when there are none)."""
+    return sum(
+        v for n, ls, v in samples if n == name and all(ls.get(k) == w for k, w in labels.items())
+    )
+
+
+@pytest.mark.timeout(180)
+def test_metrics_count_a_known_workload(groups, schedulers, probe, infra):
+    scheduler_port = free_port()
+    group_port = free_port()
+    [scheduler] = schedulers(env={"TODO_METRICS_LISTEN": f"127.0.0.1:{scheduler_port}"}).members
+    before = scrape(scheduler_port)
+    group = groups(
+        "metrics", "mcp-metrics", server_env={"TODO_METRICS_LISTEN": f"127.0.0.1:{group_port}"}
+    )
+    server = group.server
+    mcp = server.client(new_user())
+
+    fire_at = (datetime.now(timezone.utc) + timedelta(seconds=3)).replace(microsecond=0)
+    mcp.add_task("with a reminder", reminders=[{"at": fire_at.isoformat()}])
+    for i in range(4):
+        mcp.add_task(f"plain {i}")
+    assert mcp.call_raw("add_task", {"title": ""})["isError"]
+    assert mcp.call_raw("get_task", {"task_id": "not-a-task-id"})["isError"]
+    mcp.call("list_tasks", {})
+    wait_until(lambda: server.pending() == 0, 15, "the outbox drained")
+    wait_until(
+        lambda: mcp.call("list_notifications", {})["notifications"], 20, "the reminder fired"
+    )
+
+    s = scrape(group_port)
+    assert value(s, "todo_tool_calls_total", tool="add_task", outcome="ok") == 5
+    assert value(s, "todo_tool_calls_total", tool="add_task", outcome="error") == 1
+    assert value(s, "todo_tool_calls_total", tool="get_task", outcome="error") == 1
+    assert value(s, "todo_tool_calls_total", tool="list_tasks", outcome="ok") == 1
+    assert value(s, "todo_tool_call_duration_seconds_count", tool="add_task") == 6
+    assert value(s, "todo_tool_call_duration_seconds_bucket", tool="add_task", le="+Inf") == 6
+    # Five created events, each published once; nothing waits or was given up.
+    assert value(s, "todo_relay_published_total") == 5
+    assert value(s, "todo_relay_dead_lettered_total") == 0
+    assert value(s, "todo_relay_batch_events_sum") == 5
+    assert value(s, "todo_outbox_pending") == 0
+    assert value(s, "todo_outbox_dead_letters") == 0
+    # The reminder came back as an event the server consumed.
+    assert value(s, "todo_events_consumed_total", status="SUCCESS") >= 1
+
+    after = scrape(scheduler_port)
+    armed = value(after, "todo_reminders_armed_total") - value(before, "todo_reminders_armed_total")
+    fired = value(after, "todo_reminders_fired_total") - value(before, "todo_reminders_fired_total")
+    late = value(after, "todo_reminder_lateness_seconds_count") - value(
+        before, "todo_reminder_lateness_seconds_count"
+    )
+    assert armed >= 1 and fired >= 1, (armed, fired)
+    assert late == fired, "every firing records its lateness"
+    assert value(after, "todo_events_consumed_total", status="SUCCESS") >= 5
