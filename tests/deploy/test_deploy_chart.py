@@ -286,7 +286,12 @@ def test_mcp_server_environment(rendered: dict[str, Rendered], value_set: str) -
     assert env["TODO_JWT_SECRET"] == {"secretKeyRef": {"name": SECRET, "key": "jwt-secret"}}
     assert env["TODO_DB_MAX_CONNECTIONS"] == "16"
     assert "RUST_LOG" in env
-    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    # The public listener; the app port is the sidecar's alone, the metrics port Prometheus's.
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9464, "protocol": "TCP"},
+    ]
+    assert env["TODO_METRICS_LISTEN"] == "0.0.0.0:9464"
 
 
 def test_allowed_hosts_cover_the_service_names_and_port_forwarding(

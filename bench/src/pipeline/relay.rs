@@ -466,7 +466,8 @@ pub async fn drain(args: DrainArgs) -> anyhow::Result<Value> {
         "WITH d AS (SELECT published_at FROM outbox WHERE id = ANY($1) AND published_at IS NOT NULL), \
               m AS (SELECT min(published_at) AS m FROM d) \
          SELECT count(*) FROM d, m \
-         GROUP BY floor(extract(epoch FROM d.published_at - m.m) / 10) ORDER BY 1",
+         GROUP BY floor(extract(epoch FROM d.published_at - m.m) / 10) \
+         ORDER BY floor(extract(epoch FROM d.published_at - m.m) / 10)",
     )
     .bind(&ids)
     .fetch_all(&pool)

@@ -218,6 +218,14 @@ impl OutboxRelay {
             .iter()
             .filter(|f| matches!(f.then, Failure::Dead))
             .count();
+        metrics::histogram!("todo_relay_claim_events").record(claim.events.len() as f64);
+        metrics::counter!("todo_relay_published_total").increment(attempts.published.len() as u64);
+        metrics::counter!("todo_relay_failed_total")
+            .increment((failed.len() - dead_lettered) as u64);
+        metrics::counter!("todo_relay_dead_lettered_total").increment(dead_lettered as u64);
+        if outage {
+            metrics::counter!("todo_relay_outages_total").increment(1);
+        }
         Ok(Round {
             tasks: heads.len(),
             published: attempts.published.len(),
