@@ -66,7 +66,7 @@ impl Default for RelaySettings {
             max_backoff: Duration::from_secs(30),
             max_attempts: 10,
             retention: chrono::Duration::hours(24),
-            gather: Duration::from_millis(2),
+            gather: Duration::from_millis(5),
         }
     }
 }
@@ -101,7 +101,9 @@ pub struct OutboxRelay {
     sink: Sink,
     settings: RelaySettings,
     /// Woken after a local commit so that events go out at once rather than at the next poll.
+    /// The first worker waits on it; the others join in when a claim comes back full (`more`).
     wake: Arc<Notify>,
+    more: Arc<Notify>,
 }
 
 impl OutboxRelay {
@@ -112,6 +114,7 @@ impl OutboxRelay {
             sink,
             settings,
             wake,
+            more: Arc::new(Notify::new()),
         }
     }
 
@@ -125,8 +128,10 @@ impl OutboxRelay {
         tracing::info!("outbox relay stopped");
     }
 
-    /// One worker's loop; the first one also prunes.
-    async fn work(self, shutdown: CancellationToken, prunes: bool) {
+    /// One worker's loop. The first one is woken by commits (and prunes); the others help
+    /// while there is more than one claim's worth to publish, and otherwise only poll.
+    async fn work(self, shutdown: CancellationToken, first: bool) {
+        let woken_by = if first { &self.wake } else { &self.more };
         let mut backoff = Duration::ZERO;
         let mut last_prune = tokio::time::Instant::now();
         loop {
@@ -142,7 +147,7 @@ impl OutboxRelay {
             } else {
                 Duration::ZERO
             };
-            if prunes && last_prune.elapsed() > Duration::from_secs(600) {
+            if first && last_prune.elapsed() > Duration::from_secs(600) {
                 last_prune = tokio::time::Instant::now();
                 if let Err(e) = self.prune(now()).await {
                     tracing::warn!(error = %e, "pruning the outbox failed");
@@ -153,7 +158,7 @@ impl OutboxRelay {
                 if shutdown.is_cancelled() {
                     break;
                 }
-                self.wake.notify_one();
+                self.more.notify_one();
                 continue;
             }
             let pause = if round.outage {
@@ -163,7 +168,7 @@ impl OutboxRelay {
             };
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = self.wake.notified(), if !round.outage => {
+                () = woken_by.notified(), if !round.outage => {
                     // Let the commits of a burst gather, so one round carries them all.
                     tokio::time::sleep(self.settings.gather).await;
                 }

@@ -245,10 +245,11 @@ impl Tx {
     /// probes.
     pub async fn prefer_index_probes(&mut self) -> Result<(), sqlx::Error> {
         if let Tx::Postgres(_) = self {
-            for setting in ["enable_hashjoin", "enable_mergejoin"] {
-                self.execute(&Query::new(format!("SET LOCAL {setting} = off")))
-                    .await?;
-            }
+            self.execute(&Query::new(
+                "SELECT set_config('enable_hashjoin', 'off', true), \
+                 set_config('enable_mergejoin', 'off', true)",
+            ))
+            .await?;
         }
         Ok(())
     }
