@@ -3,7 +3,7 @@
 //! Layers, each importing only from those below it:
 //!
 //! - [`startup`]: wires everything together and runs a transport (stdio or HTTP), from
-//!   [`config`] and [`secrets`]; or [`admin`], an operator's command.
+//!   [`config`] and [`secrets`]; [`admin`] runs an operator's command with the same parts.
 //! - The edges, each facing one kind of caller:
 //!   [`http`]: the streamable HTTP endpoint, its bearer-token check and probes;
 //!   [`mcp`]: the tools (the only module that knows rmcp);

@@ -15,7 +15,11 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match mcp_server::startup::run(config).await {
+    let outcome = match &config.command {
+        Some(command) => mcp_server::admin::run(&config, command).await,
+        None => mcp_server::startup::run(config).await,
+    };
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -306,9 +306,6 @@ pub async fn run_stdio(config: &Config, stop: impl Future<Output = ()>) -> anyho
 
 /// Runs the configured transport until it ends or a shutdown signal arrives.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    if let Some(command) = &config.command {
-        return crate::admin::run(&config, command).await;
-    }
     match config.transport {
         Transport::Stdio => run_stdio(&config, shutdown_signal()).await,
         Transport::Http => {

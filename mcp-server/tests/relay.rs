@@ -113,6 +113,18 @@ async fn add(svc: &TaskService, title: &str) -> Uuid {
     .id
 }
 
+/// Renames task `id`: one `task.updated` event.
+async fn rename(svc: &TaskService, id: Uuid, title: &str) {
+    common::update(
+        svc,
+        &user("alice"),
+        json!({"task_id": id, "title": title}),
+        now(),
+    )
+    .await
+    .unwrap();
+}
+
 async fn drain(relay: &OutboxRelay) {
     for _ in 0..100 {
         if relay.relay_once().await.unwrap().published == 0 {
@@ -127,14 +139,7 @@ async fn relays_every_event_once_in_order(t: TestDb) {
     let a = add(&svc, "a").await;
     let b = add(&svc, "b").await;
     for i in 0..3 {
-        common::update(
-            &svc,
-            &user("alice"),
-            json!({"task_id": a, "title": format!("a{i}")}),
-            now(),
-        )
-        .await
-        .unwrap();
+        rename(&svc, a, &format!("a{i}")).await;
     }
     svc.complete(&user("alice"), b, now()).await.unwrap();
     let recorder = Arc::new(Recorder::default());
@@ -191,17 +196,10 @@ async fn relays_every_event_once_in_order(t: TestDb) {
 async fn a_failing_subscriber_holds_back_only_its_task(t: TestDb) {
     let svc = TaskService::new(t.db.clone());
     let a = add(&svc, "a").await;
-    common::update(
-        &svc,
-        &user("alice"),
-        json!({"task_id": a, "title": "a2"}),
-        now(),
-    )
-    .await
-    .unwrap();
+    rename(&svc, a, "a2").await;
     let b = add(&svc, "b").await;
     let recorder = Arc::new(Recorder::default());
-    *recorder.failing.lock().unwrap() = Some(a.to_string());
+    recorder.fail(Some(&a.to_string()));
     let relay = relay(&t.db, recorder.clone());
     let round = relay.relay_once().await.unwrap();
     assert_eq!((round.published, round.failed), (1, 1));
@@ -215,7 +213,7 @@ async fn a_failing_subscriber_holds_back_only_its_task(t: TestDb) {
         "a's events wait"
     );
 
-    *recorder.failing.lock().unwrap() = None;
+    recorder.fail(None);
     drain(&relay).await;
     let seen = recorder.seen.lock().unwrap().clone();
     let titles: Vec<_> = seen
@@ -498,14 +496,7 @@ async fn a_poisoned_event_is_dead_lettered_and_its_task_goes_on(t: TestDb) {
     let recorder = Arc::new(Recorder::default());
     recorder.fail(Some(&a.to_string()));
     let relay = relay(&t.db, recorder.clone());
-    common::update(
-        &svc,
-        &user("alice"),
-        json!({"task_id": a, "title": "a2"}),
-        now(),
-    )
-    .await
-    .unwrap();
+    rename(&svc, a, "a2").await;
     add(&svc, "b").await;
 
     let first = relay.relay_once().await.unwrap();
@@ -573,14 +564,14 @@ async fn an_outage_counts_no_attempt(t: TestDb) {
         assert!(round.outage, "nothing of several tasks went out: {round:?}");
         assert_eq!((round.failed, round.dead_lettered), (0, 0));
     }
-    let attempts: Vec<i64> = sqlx_attempts(&t.db).await;
+    let attempts: Vec<i64> = outbox_attempts(&t.db).await;
     assert_eq!(attempts, [0, 0], "no event was counted against");
     recorder.fail(None);
     drain(&relay).await;
     assert_eq!(recorder.titles(), ["a", "b"]);
 }
 
-async fn sqlx_attempts(db: &Db) -> Vec<i64> {
+async fn outbox_attempts(db: &Db) -> Vec<i64> {
     #[derive(sqlx::FromRow)]
     struct Row {
         attempts: i64,
@@ -598,28 +589,14 @@ async fn a_claim_holds_its_tasks_until_it_expires(t: TestDb) {
     use mcp_server::store::outbox::{claim, settle};
     let svc = TaskService::new(t.db.clone());
     let a = add(&svc, "a").await;
-    common::update(
-        &svc,
-        &user("alice"),
-        json!({"task_id": a, "title": "a2"}),
-        now(),
-    )
-    .await
-    .unwrap();
+    rename(&svc, a, "a2").await;
     let lease = Duration::seconds(30);
     let t0 = now();
     let held = claim(&t.db, 10, 100, lease, t0).await.unwrap();
     assert_eq!(held.events.len(), 2, "the head and the event behind it");
 
     // Another relay (or worker) finds nothing while the claim lives, even new events of the task.
-    common::update(
-        &svc,
-        &user("alice"),
-        json!({"task_id": a, "title": "a3"}),
-        now(),
-    )
-    .await
-    .unwrap();
+    rename(&svc, a, "a3").await;
     let b = add(&svc, "b").await;
     let other = claim(&t.db, 10, 100, lease, t0 + Duration::seconds(29))
         .await
