@@ -35,6 +35,10 @@ unset DATABASE_URL
     while read -r db; do "$PSQL" -d "$TODO_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
 
 prepare_test_deps # sets PYTHON
+# The state store contract test starts its own daprd on this Redis.
+TODO_DAPRD="$(bash scripts/daprd.sh path | sed -n 's/^DAPRD=//p')"
+TODO_TEST_REDIS_HOST="$(bash scripts/redis.sh env | sed -n 's/^REDIS_HOST=//p')"
+export TODO_DAPRD TODO_TEST_REDIS_HOST
 
 if [[ "${TODO_SKIP_LINT:-0}" != 1 ]]; then
     log "cargo fmt --check"

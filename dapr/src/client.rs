@@ -25,8 +25,9 @@ use dapr::dapr::proto::common::v1::{
 };
 use dapr::dapr::proto::runtime::v1::{
     BulkPublishRequest, BulkPublishRequestEntry, DeleteJobRequest, DeleteStateRequest,
-    GetBulkStateRequest, GetMetadataRequest, GetSecretRequest, GetStateRequest, Job,
-    PublishEventRequest, SaveStateRequest, ScheduleJobRequest, dapr_client::DaprClient as Grpc,
+    ExecuteStateTransactionRequest, GetBulkStateRequest, GetMetadataRequest, GetSecretRequest,
+    GetStateRequest, Job, PublishEventRequest, SaveStateRequest, ScheduleJobRequest,
+    TransactionalStateOperation, dapr_client::DaprClient as Grpc,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -91,6 +92,21 @@ pub struct BulkEntry<'a> {
 pub struct FailedEntry {
     pub id: String,
     pub error: String,
+}
+
+/// One write of [`DaprClient::transact_state`].
+#[derive(Debug, Clone, Copy)]
+pub enum StateWrite<'a> {
+    Save {
+        key: &'a str,
+        value: &'a Value,
+        etag: Option<&'a str>,
+        ttl: Option<Duration>,
+    },
+    Delete {
+        key: &'a str,
+        etag: Option<&'a str>,
+    },
 }
 
 /// The sidecar's gRPC API. Cheap to clone: clones share one channel.
@@ -299,8 +315,8 @@ impl DaprClient {
         Ok(keys.iter().map(|k| found.remove(k).flatten()).collect())
     }
 
-    /// Saves one entry with first-write concurrency: with an ETag, only over that version;
-    /// without one, only if the key does not exist yet. `ttl` lets the store expire it.
+    /// Saves one entry: with an ETag, only over that version; without one, only if the key does
+    /// not exist yet (see [`ABSENT`]). `ttl` lets the store expire it.
     pub async fn save_state(
         &self,
         store: &str,
@@ -309,22 +325,14 @@ impl DaprClient {
         etag: Option<&str>,
         ttl: Option<Duration>,
     ) -> Result<(), DaprError> {
-        let mut metadata = HashMap::new();
-        if let Some(ttl) = ttl {
-            metadata.insert("ttlInSeconds".to_owned(), ttl.as_secs().max(1).to_string());
-        }
-        let item = StateItem {
-            key: key.to_owned(),
-            value: value.to_string().into_bytes(),
-            etag: etag.map(|value| Etag {
-                value: value.to_owned(),
-            }),
-            metadata,
-            options: Some(first_write()),
-        };
         let request = SaveStateRequest {
             store_name: store.to_owned(),
-            states: vec![item],
+            states: vec![state_item(
+                key,
+                Some(value),
+                Some(etag.unwrap_or(ABSENT)),
+                ttl,
+            )],
         };
         state_write(self.grpc().save_state(request).await)
     }
@@ -347,6 +355,46 @@ impl DaprClient {
             metadata: HashMap::new(),
         };
         state_write(self.grpc().delete_state(request).await)
+    }
+
+    /// Does several saves and deletes in one call (Dapr's state transaction), each under the
+    /// condition [`DaprClient::save_state`] and [`DaprClient::delete_state`] give it;
+    /// [`DaprError::EtagMismatch`] when any condition fails. The Redis store runs them in one
+    /// `MULTI` but does not roll back: the writes whose conditions held are kept.
+    pub async fn transact_state(
+        &self,
+        store: &str,
+        writes: &[StateWrite<'_>],
+    ) -> Result<(), DaprError> {
+        let operations = writes
+            .iter()
+            .map(|write| match *write {
+                StateWrite::Save {
+                    key,
+                    value,
+                    etag,
+                    ttl,
+                } => TransactionalStateOperation {
+                    operation_type: "upsert".to_owned(),
+                    request: Some(state_item(
+                        key,
+                        Some(value),
+                        Some(etag.unwrap_or(ABSENT)),
+                        ttl,
+                    )),
+                },
+                StateWrite::Delete { key, etag } => TransactionalStateOperation {
+                    operation_type: "delete".to_owned(),
+                    request: Some(state_item(key, None, etag, None)),
+                },
+            })
+            .collect();
+        let request = ExecuteStateTransactionRequest {
+            store_name: store.to_owned(),
+            operations,
+            metadata: HashMap::new(),
+        };
+        state_write(self.grpc().execute_state_transaction(request).await)
     }
 
     /// Schedules (or reschedules) the one-shot job `name` at `due`, through the Dapr Jobs API:
@@ -410,6 +458,37 @@ fn entry(key: &str, data: Vec<u8>, etag: String) -> Result<StateEntry, DaprError
     Ok(Some((value, etag)))
 }
 
+/// The ETag a save names to create its key only if it does not exist: no entry ever has it.
+///
+/// Dapr's first-write concurrency would say the same without an ETag, but the Redis store
+/// ignores it inside transactions and honours it outside only over entries that were themselves
+/// written with it; its scripts do refuse any ETag but the current one over an existing entry,
+/// and accept any over a missing one.
+const ABSENT: &str = "-1";
+
+fn state_item(
+    key: &str,
+    value: Option<&Value>,
+    etag: Option<&str>,
+    ttl: Option<Duration>,
+) -> StateItem {
+    let mut metadata = HashMap::new();
+    if let Some(ttl) = ttl {
+        metadata.insert("ttlInSeconds".to_owned(), ttl.as_secs().max(1).to_string());
+    }
+    StateItem {
+        key: key.to_owned(),
+        value: value
+            .map(|v| v.to_string().into_bytes())
+            .unwrap_or_default(),
+        etag: etag.map(|value| Etag {
+            value: value.to_owned(),
+        }),
+        metadata,
+        options: Some(first_write()),
+    }
+}
+
 fn first_write() -> StateOptions {
     StateOptions {
         concurrency: StateConcurrency::ConcurrencyFirstWrite as i32,
@@ -417,9 +496,9 @@ fn first_write() -> StateOptions {
     }
 }
 
-/// Maps a lost first-write race to [`DaprError::EtagMismatch`]. Dapr answers `Aborted` for a
-/// stale ETag, but the Redis store reports an insert over an existing key (no ETag given) as an
-/// internal error whose message says the script "failed to set key".
+/// Maps a lost race to [`DaprError::EtagMismatch`]. Dapr answers `Aborted` for a stale ETag in a
+/// single save or delete, but reports a transaction whose Redis script refused a write as an
+/// internal error that says it "failed to set key" or "failed to delete".
 fn state_write<T>(result: Result<T, tonic::Status>) -> Result<(), DaprError> {
     match result {
         Ok(_) => Ok(()),

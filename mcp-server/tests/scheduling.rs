@@ -15,6 +15,7 @@ use mcp_server::mcp::args::AddTaskArgs;
 use mcp_server::scheduling::EmbeddedScheduler;
 use mcp_server::store::Query;
 use mcp_server::store::processed::EventKey;
+use mcp_server::store::scheduler_state::SqlStateStore;
 use serde_json::{Value, json};
 use sqlx::types::Json;
 use todo_scheduler::Engine;
@@ -34,6 +35,7 @@ on_both_backends!(
     the_sweep_fires_what_a_lost_job_missed,
     stale_and_foreign_events_change_nothing,
     tasks_with_nothing_to_schedule_leave_no_state,
+    the_database_state_store_keeps_the_contract,
 );
 
 /// Everything the embedded pipeline has, with the test in charge of time.
@@ -537,4 +539,9 @@ async fn tasks_with_nothing_to_schedule_leave_no_state(t: TestDb) {
         .unwrap();
     w.run_until_idle(at).await;
     assert_eq!(w.notifications().await, [("Later".to_owned(), at)]);
+}
+
+async fn the_database_state_store_keeps_the_contract(t: TestDb) {
+    let store = SqlStateStore { db: t.db.clone() };
+    todo_scheduler::contract::check(&store, "contract").await;
 }

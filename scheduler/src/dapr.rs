@@ -6,10 +6,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use todo_dapr::app::PUBSUB_NAME;
+use todo_dapr::client::StateWrite;
 use todo_dapr::{DaprClient, DaprError};
 use todo_shared::events::OutgoingEvent;
 
-use crate::ports::{Etag, Jobs, PortError, Publisher, StateStore};
+use crate::ports::{Etag, Jobs, PortError, Publisher, StateStore, Write};
 
 /// How often the Dapr scheduler service retries a job whose call failed (once a second): about
 /// an hour, after which the sweep takes over.
@@ -70,6 +71,33 @@ impl StateStore for Sidecar {
     async fn delete(&self, key: &str, etag: Option<&Etag>) -> Result<(), PortError> {
         self.client
             .delete_state(&self.state_store, key, etag.map(|e| e.0.as_str()))
+            .await
+            .map_err(port_error)
+    }
+
+    async fn transact(&self, writes: &[Write]) -> Result<(), PortError> {
+        let writes: Vec<StateWrite> = writes
+            .iter()
+            .map(|write| match write {
+                Write::Put {
+                    key,
+                    value,
+                    etag,
+                    ttl,
+                } => StateWrite::Save {
+                    key,
+                    value,
+                    etag: etag.as_ref().map(|e| e.0.as_str()),
+                    ttl: *ttl,
+                },
+                Write::Delete { key, etag } => StateWrite::Delete {
+                    key,
+                    etag: etag.as_ref().map(|e| e.0.as_str()),
+                },
+            })
+            .collect();
+        self.client
+            .transact_state(&self.state_store, &writes)
             .await
             .map_err(port_error)
     }

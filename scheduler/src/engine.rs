@@ -1,5 +1,5 @@
-//! The scheduling engine: applies task events to the scheduler's state, and fires reminders and
-//! series occurrences when their jobs come due.
+//! The scheduling engine: applies task events to the scheduler's state ([`crate::apply`]), and
+//! fires reminders and series occurrences when their jobs come due.
 //!
 //! Every read-modify-write goes through ETags and starts over on a conflict, so replicas can
 //! share the work. Effects are idempotent rather than locked: a reminder firing publishes an
@@ -12,19 +12,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde_json::Value;
 use todo_shared::events::{
     EventType, OutgoingEvent, RecurringScheduled, ReminderTriggered, notification_id,
     occurrence_task_id,
 };
-use todo_shared::incoming::Disposition;
 use uuid::Uuid;
 
-use crate::incoming::{SeriesSpec, TaskChange};
 use crate::ports::{Jobs, PortError, Publisher, StateStore};
 use crate::records::{
-    ReminderRecord, ReminderState, SeriesRecord, Step, TaskRecord, processed_key, read,
-    reminder_key, series_key, task_key, update, write,
+    ReminderRecord, ReminderState, SeriesRecord, Step, reminder_key, series_key, update,
 };
 
 /// The CloudEvents `source` of the events the scheduler publishes.
@@ -36,8 +32,6 @@ const EARLY_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// How long processed event ids are remembered: a day, far longer than any redelivery.
-    pub processed_ttl: Duration,
     /// How long a deleted task's tombstone is kept, against late events.
     pub tombstone_ttl: Duration,
     /// How long after its time the sweep takes over an item its job has not fired.
@@ -53,7 +47,6 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            processed_ttl: Duration::from_secs(24 * 3600),
             tombstone_ttl: Duration::from_secs(7 * 24 * 3600),
             sweep_grace: chrono::TimeDelta::seconds(30),
             index_shards: 64,
@@ -94,7 +87,7 @@ impl std::fmt::Display for JobName {
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) store: Arc<dyn StateStore>,
-    jobs: Arc<dyn Jobs>,
+    pub(crate) jobs: Arc<dyn Jobs>,
     publisher: Arc<dyn Publisher>,
     pub(crate) settings: Settings,
 }
@@ -112,261 +105,6 @@ impl Engine {
             publisher,
             settings,
         }
-    }
-
-    /// Handles one event of the `tasks` topic, answering as a Dapr subscriber: other event types
-    /// are acknowledged and ignored, malformed ones dropped, and failures retried.
-    pub async fn handle_event(&self, envelope: &Value, now: DateTime<Utc>) -> Disposition {
-        let change = match TaskChange::parse(envelope) {
-            Ok(Some(change)) => change,
-            Ok(None) => return Disposition::Success,
-            Err(reason) => return Disposition::Drop(reason),
-        };
-        if self.settings.ordered_delivery && change.reminders.is_empty() && change.series.is_none()
-        {
-            // In order, a task's first event is its creation: nothing can be recorded yet.
-            if change.kind == EventType::TaskCreated {
-                return Disposition::Success;
-            }
-            match read::<TaskRecord>(&*self.store, &task_key(change.task_id)).await {
-                Ok(None) => return Disposition::Success,
-                Ok(Some(_)) => {}
-                Err(e) => return Disposition::Retry(e.to_string()),
-            }
-        }
-        let marker = processed_key(&change.event_id);
-        match self.store.get(&marker).await {
-            Ok(Some(_)) => return Disposition::Success,
-            Ok(None) => {}
-            Err(e) => return Disposition::Retry(e.to_string()),
-        }
-        if let Err(e) = self.apply(&change, now).await {
-            return Disposition::Retry(e.to_string());
-        }
-        // The effect is idempotent, so the marker need not be atomic with it: it only spares a
-        // redelivery the work.
-        let ttl = Some(self.settings.processed_ttl);
-        match write(&*self.store, &marker, &true, None, ttl).await {
-            Ok(()) | Err(PortError::Conflict) => Disposition::Success,
-            Err(e) => Disposition::Retry(e.to_string()),
-        }
-    }
-
-    async fn apply(&self, change: &TaskChange, now: DateTime<Utc>) -> Result<(), PortError> {
-        let Some(previous) = self.record_task(change).await? else {
-            tracing::debug!(task = %change.task_id, "skipped a stale task event");
-            return Ok(());
-        };
-        let deleted = change.kind == EventType::TaskDeleted;
-
-        // Reminders the task no longer has, then the ones it has.
-        let listed = |id: &Uuid| change.reminders.iter().any(|(r, _)| r == id);
-        for id in previous
-            .as_ref()
-            .map_or(&[][..], |p| &p.reminders[..])
-            .iter()
-            .filter(|id| deleted || !listed(id))
-        {
-            self.cancel_reminder(*id).await?;
-        }
-        for &(id, at) in &change.reminders {
-            if deleted {
-                self.cancel_reminder(id).await?;
-            } else if change.is_active() {
-                self.arm_reminder(change, id, at, now).await?;
-            } else {
-                // Completed: pending reminders are cancelled, fired ones stay fired (a reopened
-                // task must not notify twice).
-                self.disarm_reminder(id).await?;
-            }
-        }
-
-        // The series: upserted while the task has one; ended when the current occurrence is
-        // deleted or its recurrence cleared (or replaced by another series).
-        let kept = change.series.as_ref().filter(|_| !deleted);
-        if let (Some(spec), Some(due)) = (kept, change.due) {
-            self.upsert_series(change, spec, due, now).await?;
-        }
-        let before = previous.as_ref().and_then(|p| p.series_id);
-        let ended = if deleted {
-            change.series.as_ref().map(|s| s.series_id).or(before)
-        } else {
-            before.filter(|b| kept.is_none_or(|k| k.series_id != *b))
-        };
-        if let Some(series_id) = ended {
-            self.end_series(series_id, change.task_id).await?;
-        }
-        Ok(())
-    }
-
-    /// Records the event in `task:{id}`. Returns the record it replaced (`Some(None)` for a new
-    /// task), or `None` when the event is older than what was applied, or the task is deleted.
-    async fn record_task(
-        &self,
-        change: &TaskChange,
-    ) -> Result<Option<Option<TaskRecord>>, PortError> {
-        let deleted = change.kind == EventType::TaskDeleted;
-        let record = TaskRecord {
-            version: change.version,
-            deleted,
-            reminders: change.reminders.iter().map(|(id, _)| *id).collect(),
-            series_id: change.series.as_ref().map(|s| s.series_id),
-        };
-        let record = &record;
-        let ttl = deleted.then_some(self.settings.tombstone_ttl);
-        update(
-            &*self.store,
-            &task_key(change.task_id),
-            |current: Option<TaskRecord>| async move {
-                Ok(match current {
-                    Some(cur) if cur.version > change.version || (cur.deleted && !deleted) => {
-                        Step::Keep(None)
-                    }
-                    Some(cur) if cur == *record => Step::Keep(Some(Some(cur))),
-                    current => Step::Put(record.clone(), ttl, Some(current)),
-                })
-            },
-        )
-        .await
-    }
-
-    /// Makes the reminder pending at `at` (unless it already fired at that time) and schedules
-    /// its job. Scheduling again is harmless: a job's name is its identity.
-    async fn arm_reminder(
-        &self,
-        change: &TaskChange,
-        id: Uuid,
-        at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        let key = reminder_key(id);
-        let state = update(
-            &*self.store,
-            &key,
-            |current: Option<ReminderRecord>| async move {
-                let state = match &current {
-                    Some(c) if c.fire_at == at => c.state,
-                    _ => ReminderState::Pending,
-                };
-                let record = ReminderRecord {
-                    owner: change.owner.clone(),
-                    task_id: change.task_id,
-                    reminder_id: id,
-                    title: change.title.clone(),
-                    fire_at: at,
-                    due: change.due,
-                    time_zone: Some(change.time_zone.name().to_owned()),
-                    state,
-                };
-                Ok(if current.as_ref() == Some(&record) {
-                    Step::Keep(state)
-                } else {
-                    Step::Put(record, None, state)
-                })
-            },
-        )
-        .await?;
-        if state == ReminderState::Pending {
-            self.index_add(&key, at, now).await?;
-            self.jobs
-                .schedule(&JobName::Reminder(id).to_string(), at)
-                .await?;
-            metrics::counter!("todo_reminders_armed_total").increment(1);
-        }
-        Ok(())
-    }
-
-    /// Forgets the reminder, whatever its state.
-    async fn cancel_reminder(&self, id: Uuid) -> Result<(), PortError> {
-        self.store.delete(&reminder_key(id), None).await?;
-        self.jobs.cancel(&JobName::Reminder(id).to_string()).await
-    }
-
-    /// Cancels the reminder if it is still pending; a fired one is kept as fired.
-    async fn disarm_reminder(&self, id: Uuid) -> Result<(), PortError> {
-        update(
-            &*self.store,
-            &reminder_key(id),
-            |current: Option<ReminderRecord>| async move {
-                Ok(match current {
-                    Some(c) if c.state == ReminderState::Pending => Step::Delete(()),
-                    _ => Step::Keep(()),
-                })
-            },
-        )
-        .await?;
-        self.jobs.cancel(&JobName::Reminder(id).to_string()).await
-    }
-
-    async fn upsert_series(
-        &self,
-        change: &TaskChange,
-        spec: &SeriesSpec,
-        due: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        let key = series_key(spec.series_id);
-        let record = update(
-            &*self.store,
-            &key,
-            |current: Option<SeriesRecord>| async move {
-                let mut record = current.clone().unwrap_or_else(|| SeriesRecord {
-                    owner: change.owner.clone(),
-                    series_id: spec.series_id,
-                    rule: spec.rule.clone(),
-                    time_zone: spec.time_zone.name().to_owned(),
-                    series_start: spec.series_start,
-                    current_task_id: change.task_id,
-                    current_due: due,
-                });
-                record.rule = spec.rule.clone();
-                record.time_zone = spec.time_zone.name().to_owned();
-                record.series_start = spec.series_start;
-                // Only the newest occurrence moves the series; older ones may still change its
-                // rule.
-                if record.current_task_id == change.task_id {
-                    record.current_due = due;
-                }
-                Ok(if current.as_ref() == Some(&record) {
-                    Step::Keep(record)
-                } else {
-                    Step::Put(record.clone(), None, record)
-                })
-            },
-        )
-        .await?;
-        if record.current_task_id == change.task_id {
-            self.index_add(&key, record.current_due, now).await?;
-            self.jobs
-                .schedule(
-                    &JobName::Series(spec.series_id).to_string(),
-                    record.current_due,
-                )
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Ends the series if `task_id` is its newest occurrence.
-    async fn end_series(&self, series_id: Uuid, task_id: Uuid) -> Result<(), PortError> {
-        let ended = update(
-            &*self.store,
-            &series_key(series_id),
-            |current: Option<SeriesRecord>| async move {
-                Ok(match current {
-                    Some(c) if c.current_task_id == task_id => Step::Delete(true),
-                    _ => Step::Keep(false),
-                })
-            },
-        )
-        .await?;
-        if !ended {
-            return Ok(());
-        }
-        tracing::info!(series = %series_id, "the series has ended");
-        self.jobs
-            .cancel(&JobName::Series(series_id).to_string())
-            .await
     }
 
     /// Runs the job `name` (a reminder or a series' next occurrence). An error asks the caller

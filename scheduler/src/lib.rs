@@ -2,17 +2,21 @@
 //!
 //! Layers, each importing only from those below it:
 //! - [`startup`] wires the service from [`config`]; [`app`]: the HTTP routes Dapr calls.
-//! - [`engine`]: applies task events to the scheduler's state and fires due reminders and
-//!   occurrences; [`sweep`]: the reconciliation sweep and the index it reads.
+//! - [`engine`]: fires due reminders and occurrences; [`apply`]: how a task event changes the
+//!   scheduler's state; [`sweep`]: the reconciliation sweep and the index it reads.
 //! - [`incoming`]: task events parsed into what the engine needs; [`records`]: the documents the
-//!   engine keeps, one per state key, and [`records::update`], the one way they change.
+//!   engine keeps, one per state key, and the two ways they change ([`records::update`],
+//!   [`records::Batch`]).
 //! - [`ports`]: the state store, durable jobs and publisher the engine runs on. [`dapr`]
 //!   implements them on the sidecar (this service); embedded `todo-mcp` implements them on its
 //!   own database, so the same engine runs there without Dapr.
-//!   [`memory`] implements them in memory, for property tests and fuzzing.
+//!   [`memory`] implements them in memory, for property tests and fuzzing; [`contract`] checks
+//!   that a state store keeps the contract the engine relies on.
 
 pub mod app;
+pub mod apply;
 pub mod config;
+pub mod contract;
 pub mod dapr;
 pub mod engine;
 pub mod incoming;

@@ -12,9 +12,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use todo_shared::events::OutgoingEvent;
 
-use crate::ports::{Etag, Jobs, PortError, Publisher, StateStore};
+use crate::ports::{Etag, Jobs, PortError, Publisher, StateStore, Write};
 
-/// A state store: each write gets a new version, which is the entry's ETag. TTLs are ignored.
+/// A state store: each write gets a new version, which is the entry's ETag; transactions are
+/// atomic. TTLs are ignored.
 #[derive(Default)]
 pub struct MemoryStore {
     entries: Mutex<HashMap<String, (Value, u64)>>,
@@ -62,28 +63,50 @@ impl StateStore for MemoryStore {
         key: &str,
         value: &Value,
         etag: Option<&Etag>,
-        _ttl: Option<Duration>,
+        ttl: Option<Duration>,
     ) -> Result<(), PortError> {
-        let version = self.next_version();
-        let mut entries = self.entries.lock().expect("not poisoned");
-        let current = entries.get(key).map(|(_, v)| v.to_string());
-        match (etag, current) {
-            (Some(e), Some(c)) if e.0 == c => {}
-            (None, None) => {}
-            _ => return Err(PortError::Conflict),
-        }
-        entries.insert(key.to_owned(), (value.clone(), version));
-        Ok(())
+        self.transact(&[Write::Put {
+            key: key.to_owned(),
+            value: value.clone(),
+            etag: etag.cloned(),
+            ttl,
+        }])
+        .await
     }
 
     async fn delete(&self, key: &str, etag: Option<&Etag>) -> Result<(), PortError> {
+        self.transact(&[Write::Delete {
+            key: key.to_owned(),
+            etag: etag.cloned(),
+        }])
+        .await
+    }
+
+    async fn transact(&self, writes: &[Write]) -> Result<(), PortError> {
         let mut entries = self.entries.lock().expect("not poisoned");
-        if let (Some(e), Some((_, v))) = (etag, entries.get(key))
-            && e.0 != v.to_string()
-        {
-            return Err(PortError::Conflict);
+        // All conditions first, so that a failed transaction changes nothing.
+        for write in writes {
+            let current = entries.get(write.key()).map(|(_, v)| v.to_string());
+            let holds = match write {
+                Write::Put { etag, .. } => etag.as_ref().map(|e| &e.0) == current.as_ref(),
+                Write::Delete { etag: None, .. } => true,
+                Write::Delete { etag: Some(e), .. } => current.is_none_or(|c| c == e.0),
+            };
+            if !holds {
+                return Err(PortError::Conflict);
+            }
         }
-        entries.remove(key);
+        for write in writes {
+            match write {
+                Write::Put { key, value, .. } => {
+                    let version = self.next_version();
+                    entries.insert(key.clone(), (value.clone(), version));
+                }
+                Write::Delete { key, .. } => {
+                    entries.remove(key);
+                }
+            }
+        }
         Ok(())
     }
 }

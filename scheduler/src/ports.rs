@@ -46,6 +46,39 @@ pub trait StateStore: Send + Sync {
 
     /// Deletes the entry (at version `etag` when given); a missing key is no error.
     async fn delete(&self, key: &str, etag: Option<&Etag>) -> Result<(), PortError>;
+
+    /// Does several writes in one call, each under its own condition as [`StateStore::put`] and
+    /// [`StateStore::delete`] have them; [`PortError::Conflict`] when any condition fails.
+    ///
+    /// Atomic where the store is (the database, memory). Dapr's Redis store does not roll back:
+    /// the writes whose conditions held stay. A caller must therefore be able to start over from
+    /// whatever a failed transaction left, as the engine's are (each write moves its entry
+    /// toward the same end, and the task record, written last and alone, is the commit point).
+    async fn transact(&self, writes: &[Write]) -> Result<(), PortError>;
+}
+
+/// One write of [`StateStore::transact`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Writes `value` over version `etag`, or creates the key when `etag` is `None` (only if it
+    /// does not exist); with `ttl` the entry expires.
+    Put {
+        key: String,
+        value: Value,
+        etag: Option<Etag>,
+        ttl: Option<Duration>,
+    },
+    /// Deletes the entry, at version `etag` when given.
+    Delete { key: String, etag: Option<Etag> },
+}
+
+impl Write {
+    /// The key written.
+    pub fn key(&self) -> &str {
+        match self {
+            Write::Put { key, .. } | Write::Delete { key, .. } => key,
+        }
+    }
 }
 
 /// Durable one-shot timers, named so that scheduling a name again replaces its timer (the Dapr

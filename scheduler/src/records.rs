@@ -1,19 +1,19 @@
-//! What the scheduler keeps in its state store, one JSON document per key, and the one way it
-//! changes them ([`update`]):
+//! What the scheduler keeps in its state store, one JSON document per key, and the two ways it
+//! changes them: [`update`], a read-modify-write of one key, and [`Batch`], several keys read in
+//! one call and written in one transaction.
 //!
 //! | key                          | document            | why                                   |
 //! |------------------------------|---------------------|---------------------------------------|
 //! | `task:{task_id}`             | [`TaskRecord`]      | order of events, reminders to cancel  |
 //! | `reminder:{reminder_id}`     | [`ReminderRecord`]  | what a reminder job fires, and if yet |
 //! | `recurring:{series_id}`      | [`SeriesRecord`]    | a series' rule and next occurrence    |
-//! | `processed:scheduler:{id}`   | `true` (24 h TTL)   | a redelivered event changes nothing   |
 //! | `due:{hour}:{shard}`         | [`DueBucket`]       | the sweep's index: no key listing     |
 //! | `sweep:watermark`            | [`Watermark`]       | the first hour not yet fully swept    |
 //!
 //! A series is keyed by its series id, which is the id of its first task (the design's
 //! `recurring:{task_id}`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -23,7 +23,7 @@ use serde_json::Value;
 use todo_shared::recurrence::Recurrence;
 use uuid::Uuid;
 
-use crate::ports::{Etag, PortError, StateStore};
+use crate::ports::{Etag, PortError, StateStore, Write};
 
 pub fn task_key(id: Uuid) -> String {
     format!("task:{id}")
@@ -34,14 +34,16 @@ pub fn reminder_key(id: Uuid) -> String {
 pub fn series_key(id: Uuid) -> String {
     format!("recurring:{id}")
 }
-pub fn processed_key(event_id: &str) -> String {
-    format!("processed:scheduler:{event_id}")
-}
 pub const WATERMARK_KEY: &str = "sweep:watermark";
 
-/// The scheduler's view of a task, from the newest event applied.
+/// The scheduler's view of a task, from the newest event applied. Written after everything else
+/// the event changes, it is the event's commit point: an event that finds its own id here was
+/// applied already (a redelivery), and one that finds a newer version is stale.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
+    /// The id of the event applied. Absent in records of earlier versions.
+    #[serde(default)]
+    pub event_id: Option<String>,
     /// The task's `updated_at` in the event applied: older events are stale and skipped.
     pub version: DateTime<Utc>,
     /// Set by `task.deleted`; kept for a while as a tombstone so that a late event cannot
@@ -75,6 +77,10 @@ pub struct ReminderRecord {
     pub time_zone: Option<String>,
     /// Fired stays fired for this `fire_at`: moving the reminder makes it pending again.
     pub state: ReminderState,
+    /// The version of the task event that wrote it: an older event never overwrites it, even
+    /// one that raced past the task record's check. Absent in records of earlier versions.
+    #[serde(default)]
+    pub version: Option<DateTime<Utc>>,
 }
 
 /// A recurring series and the occurrence it waits for.
@@ -126,8 +132,9 @@ pub fn decode<T: DeserializeOwned>(key: &str, value: Value) -> Result<T, PortErr
         .map_err(|e| PortError::Unavailable(format!("the state at `{key}` is unreadable: {e}")))
 }
 
-/// How many times [`update`] starts over on conflicts before giving up (the caller retries later).
-const MAX_ATTEMPTS: usize = 32;
+/// How many times a read-modify-write starts over on conflicts before giving up (the caller
+/// retries later).
+pub(crate) const MAX_ATTEMPTS: usize = 32;
 
 /// What a read-modify-write does with the document it read, and what it then returns.
 pub enum Step<T, R> {
@@ -186,4 +193,108 @@ pub async fn write<T: Serialize>(
     let json = serde_json::to_value(value)
         .map_err(|e| PortError::Unavailable(format!("encoding `{key}`: {e}")))?;
     store.put(key, &json, etag, ttl).await
+}
+
+/// Several documents read in one call, and the writes decided on them, done in one transaction
+/// with each write conditional on the version read: how an event that touches a task's record,
+/// its reminders and the sweep's index costs two round trips rather than ten. A conflict means
+/// another writer got there first: start over with a new batch.
+#[derive(Default)]
+pub struct Batch {
+    /// Each key read, with its value and version, or `None` where it did not exist.
+    read: HashMap<String, Option<(Value, Etag)>>,
+    /// The writes decided so far, one per key.
+    writes: BTreeMap<String, Write>,
+}
+
+impl Batch {
+    /// Reads, in one call, those of `keys` not read yet.
+    pub async fn read(
+        &mut self,
+        store: &dyn StateStore,
+        keys: impl IntoIterator<Item = String>,
+    ) -> Result<(), PortError> {
+        let keys: Vec<String> = keys
+            .into_iter()
+            .filter(|k| !self.read.contains_key(k))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let entries = store.get_many(&keys).await?;
+        self.read.extend(keys.into_iter().zip(entries));
+        Ok(())
+    }
+
+    /// The document at `key` as this batch leaves it: what it decided to write, or else what it
+    /// read. A key neither read nor written reads as missing.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PortError> {
+        let value = match self.writes.get(key) {
+            Some(Write::Put { value, .. }) => Some(value.clone()),
+            Some(Write::Delete { .. }) => None,
+            None => self
+                .read
+                .get(key)
+                .cloned()
+                .flatten()
+                .map(|(value, _)| value),
+        };
+        value.map(|v| decode(key, v)).transpose()
+    }
+
+    /// The version of `key` as read, `None` when it did not exist (or was not read).
+    pub fn etag(&self, key: &str) -> Option<&Etag> {
+        self.read.get(key)?.as_ref().map(|(_, etag)| etag)
+    }
+
+    /// Writes `value` at `key`, over the version read (or as a new key).
+    pub fn put<T: Serialize>(
+        &mut self,
+        key: &str,
+        value: &T,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<(), PortError> {
+        let value = serde_json::to_value(value)
+            .map_err(|e| PortError::Unavailable(format!("encoding `{key}`: {e}")))?;
+        let etag = self.etag(key).cloned();
+        self.writes.insert(
+            key.to_owned(),
+            Write::Put {
+                key: key.to_owned(),
+                value,
+                etag,
+                ttl,
+            },
+        );
+        Ok(())
+    }
+
+    /// Deletes `key` at the version read; a key read as missing needs nothing, one not read is
+    /// deleted whatever its version.
+    pub fn delete(&mut self, key: &str) {
+        match self.read.get(key) {
+            Some(None) => {
+                self.writes.remove(key);
+            }
+            read => {
+                let etag = read.cloned().flatten().map(|(_, etag)| etag);
+                let write = Write::Delete {
+                    key: key.to_owned(),
+                    etag,
+                };
+                self.writes.insert(key.to_owned(), write);
+            }
+        }
+    }
+
+    /// Does the writes decided, in one transaction (none when there are none).
+    pub async fn commit(&self, store: &dyn StateStore) -> Result<(), PortError> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let writes: Vec<Write> = self.writes.values().cloned().collect();
+        store.transact(&writes).await
+    }
 }

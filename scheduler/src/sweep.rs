@@ -16,8 +16,8 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use crate::engine::Engine;
 use crate::ports::{PortError, StateStore};
 use crate::records::{
-    DueBucket, ReminderRecord, ReminderState, SeriesRecord, Step, WATERMARK_KEY, Watermark, decode,
-    read, update, write,
+    Batch, DueBucket, MAX_ATTEMPTS, ReminderRecord, ReminderState, SeriesRecord, WATERMARK_KEY,
+    Watermark, decode, read, write,
 };
 
 /// At most this many hours are swept in one run (a long outage is caught up over several).
@@ -50,42 +50,78 @@ fn bucket_key(hour: DateTime<Utc>, shard: u32) -> String {
 }
 
 impl Engine {
-    /// Enters `item` (a state key) as due at `at`. Items due before the watermark go into the
-    /// watermark's hour, which the next sweep still reads.
+    /// The bucket that holds `item` due at `at`, given the watermark (`None`: as if it were
+    /// earlier, the usual case, which lets a caller read the bucket before the watermark).
+    pub(crate) fn bucket_for(
+        &self,
+        item: &str,
+        at: DateTime<Utc>,
+        watermark: Option<DateTime<Utc>>,
+    ) -> String {
+        let hour = hour_of(at).max(watermark.unwrap_or(DateTime::<Utc>::MIN_UTC));
+        bucket_key(hour, shard_of(item, self.settings.index_shards))
+    }
+
+    /// Enters each item (a state key) in the batch as due at its time, reading the buckets the
+    /// batch has not read. Items due before the watermark go into the watermark's hour, which
+    /// the next sweep still reads.
+    pub(crate) async fn plan_index(
+        &self,
+        batch: &mut Batch,
+        items: &[(String, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let Some(earliest) = items.iter().map(|(_, at)| *at).min() else {
+            return Ok(());
+        };
+        let store = &*self.store;
+        batch.read(store, [WATERMARK_KEY.to_owned()]).await?;
+        let watermark = match batch.get::<Watermark>(WATERMARK_KEY)? {
+            Some(w) => w.hour,
+            None => {
+                let hour = hour_of(earliest.min(now));
+                batch.put(WATERMARK_KEY, &Watermark { hour }, None)?;
+                hour
+            }
+        };
+        let keys: Vec<String> = items
+            .iter()
+            .map(|(item, at)| self.bucket_for(item, *at, Some(watermark)))
+            .collect();
+        batch.read(store, keys.iter().cloned()).await?;
+        for ((item, at), key) in items.iter().zip(&keys) {
+            let mut bucket = batch.get::<DueBucket>(key)?.unwrap_or_default();
+            if bucket.get(item) != Some(at) {
+                bucket.insert(item.clone(), *at);
+                batch.put(key, &bucket, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Enters one item in the index, in a transaction of its own.
     pub(crate) async fn index_add(
         &self,
         item: &str,
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), PortError> {
-        let store = &*self.store;
-        let watermark = update(
-            store,
-            WATERMARK_KEY,
-            |current: Option<Watermark>| async move {
-                Ok(match current {
-                    Some(w) => Step::Keep(w.hour),
-                    None => {
-                        let hour = hour_of(at.min(now));
-                        Step::Put(Watermark { hour }, None, hour)
-                    }
-                })
-            },
-        )
-        .await?;
-        let key = bucket_key(
-            hour_of(at).max(watermark),
-            shard_of(item, self.settings.index_shards),
-        );
-        update(store, &key, |current: Option<DueBucket>| async move {
-            if current.as_ref().and_then(|b| b.get(item)) == Some(&at) {
-                return Ok(Step::Keep(()));
+        let items = [(item.to_owned(), at)];
+        for _ in 0..MAX_ATTEMPTS {
+            let mut batch = Batch::default();
+            let speculative = self.bucket_for(item, at, None);
+            batch
+                .read(&*self.store, [WATERMARK_KEY.to_owned(), speculative])
+                .await?;
+            self.plan_index(&mut batch, &items, now).await?;
+            match batch.commit(&*self.store).await {
+                Err(PortError::Conflict) => continue,
+                done => return done,
             }
-            let mut bucket = current.unwrap_or_default();
-            bucket.insert(item.to_owned(), at);
-            Ok(Step::Put(bucket, None, ()))
-        })
-        .await
+        }
+        Err(PortError::Unavailable(format!(
+            "the index kept changing under concurrent writers while adding `{item}`"
+        )))
     }
 
     /// Settles every indexed item whose time is more than the grace period past.

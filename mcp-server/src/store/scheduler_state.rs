@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
-use todo_scheduler::ports::{Etag, PortError, StateStore};
+use todo_scheduler::ports::{Etag, PortError, StateStore, Write};
 
 use todo_shared::time::now;
 
@@ -48,12 +48,7 @@ impl SqlStateStore {
 #[async_trait]
 impl StateStore for SqlStateStore {
     async fn get(&self, key: &str) -> Result<Option<(Value, Etag)>, PortError> {
-        let q = Query::new(
-            "SELECT key, value, version FROM scheduler_state \
-             WHERE key = $1 AND (expires_at IS NULL OR expires_at > $2)",
-        )
-        .bind(key)
-        .bind(now());
+        let q = get_query(key, now());
         let row: Option<Entry> = self.db.fetch_optional(&q).await.map_err(port_error)?;
         Ok(row.map(|e| (e.value.0, Etag(e.version.to_string()))))
     }
@@ -82,29 +77,7 @@ impl StateStore for SqlStateStore {
         etag: Option<&Etag>,
         ttl: Option<Duration>,
     ) -> Result<(), PortError> {
-        let now = now();
-        let q = match etag {
-            Some(etag) => Query::new(
-                "UPDATE scheduler_state SET value = $1, version = version + 1, expires_at = $2 \
-                 WHERE key = $3 AND version = $4 AND (expires_at IS NULL OR expires_at > $5)",
-            )
-            .bind(value.clone())
-            .bind(expiry(ttl, now))
-            .bind(key)
-            .bind(version_of(etag)?)
-            .bind(now),
-            // An insert succeeds over nothing, or over an entry that has expired.
-            None => Query::new(
-                "INSERT INTO scheduler_state (key, value, version, expires_at) VALUES ($1, $2, 1, $3) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
-                 version = scheduler_state.version + 1, expires_at = excluded.expires_at \
-                 WHERE scheduler_state.expires_at IS NOT NULL AND scheduler_state.expires_at <= $4",
-            )
-            .bind(key)
-            .bind(value.clone())
-            .bind(expiry(ttl, now))
-            .bind(now),
-        };
+        let q = put_query(key, value, etag, ttl, now())?;
         match self.db.execute(&q).await.map_err(port_error)? {
             0 => Err(PortError::Conflict),
             _ => Ok(()),
@@ -112,14 +85,14 @@ impl StateStore for SqlStateStore {
     }
 
     async fn delete(&self, key: &str, etag: Option<&Etag>) -> Result<(), PortError> {
-        let Some(etag) = etag else {
-            let q = Query::new("DELETE FROM scheduler_state WHERE key = $1").bind(key);
-            return self.db.execute(&q).await.map(drop).map_err(port_error);
-        };
-        let q = Query::new("DELETE FROM scheduler_state WHERE key = $1 AND version = $2")
-            .bind(key)
-            .bind(version_of(etag)?);
-        if self.db.execute(&q).await.map_err(port_error)? == 1 {
+        if self
+            .db
+            .execute(&delete_query(key, etag)?)
+            .await
+            .map_err(port_error)?
+            == 1
+            || etag.is_none()
+        {
             return Ok(());
         }
         // Nothing deleted: a conflict if the key is there at another version.
@@ -128,4 +101,87 @@ impl StateStore for SqlStateStore {
             None => Ok(()),
         }
     }
+
+    async fn transact(&self, writes: &[Write]) -> Result<(), PortError> {
+        let now = now();
+        let mut tx = self.db.begin().await.map_err(port_error)?;
+        for write in writes {
+            let held = match write {
+                Write::Put {
+                    key,
+                    value,
+                    etag,
+                    ttl,
+                } => {
+                    let q = put_query(key, value, etag.as_ref(), *ttl, now)?;
+                    tx.execute(&q).await.map_err(port_error)? == 1
+                }
+                Write::Delete { key, etag } => {
+                    let q = delete_query(key, etag.as_ref())?;
+                    tx.execute(&q).await.map_err(port_error)? == 1 || etag.is_none() || {
+                        let q = get_query(key, now);
+                        let row: Option<Entry> = tx.fetch_optional(&q).await.map_err(port_error)?;
+                        row.is_none()
+                    }
+                }
+            };
+            // Dropping the transaction rolls it back.
+            if !held {
+                return Err(PortError::Conflict);
+            }
+        }
+        tx.commit().await.map_err(port_error)
+    }
+}
+
+/// Reads the entry unless it has expired.
+fn get_query(key: &str, now: DateTime<Utc>) -> Query {
+    Query::new(
+        "SELECT key, value, version FROM scheduler_state \
+         WHERE key = $1 AND (expires_at IS NULL OR expires_at > $2)",
+    )
+    .bind(key)
+    .bind(now)
+}
+
+/// Writes `value` over version `etag`, or inserts it when `etag` is `None`: over nothing, or over
+/// an entry that has expired. Affects no row when the condition fails.
+fn put_query(
+    key: &str,
+    value: &Value,
+    etag: Option<&Etag>,
+    ttl: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Result<Query, PortError> {
+    Ok(match etag {
+        Some(etag) => Query::new(
+            "UPDATE scheduler_state SET value = $1, version = version + 1, expires_at = $2 \
+             WHERE key = $3 AND version = $4 AND (expires_at IS NULL OR expires_at > $5)",
+        )
+        .bind(value.clone())
+        .bind(expiry(ttl, now))
+        .bind(key)
+        .bind(version_of(etag)?)
+        .bind(now),
+        None => Query::new(
+            "INSERT INTO scheduler_state (key, value, version, expires_at) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+             version = scheduler_state.version + 1, expires_at = excluded.expires_at \
+             WHERE scheduler_state.expires_at IS NOT NULL AND scheduler_state.expires_at <= $4",
+        )
+        .bind(key)
+        .bind(value.clone())
+        .bind(expiry(ttl, now))
+        .bind(now),
+    })
+}
+
+/// Deletes the entry, at version `etag` when given.
+fn delete_query(key: &str, etag: Option<&Etag>) -> Result<Query, PortError> {
+    Ok(match etag {
+        None => Query::new("DELETE FROM scheduler_state WHERE key = $1").bind(key),
+        Some(etag) => Query::new("DELETE FROM scheduler_state WHERE key = $1 AND version = $2")
+            .bind(key)
+            .bind(version_of(etag)?),
+    })
 }
