@@ -239,6 +239,21 @@ impl Tx {
         Ok(())
     }
 
+    /// Has PostgreSQL answer this transaction's joins by probing indexes row by row. For a
+    /// query that stops after a few rows (`LIMIT`) of a table that just grew, statistics lag
+    /// behind and the planner would hash the whole table on every run instead. SQLite always
+    /// probes.
+    pub async fn prefer_index_probes(&mut self) -> Result<(), sqlx::Error> {
+        if let Tx::Postgres(_) = self {
+            self.execute(&Query::new(
+                "SELECT set_config('enable_hashjoin', 'off', true), \
+                 set_config('enable_mergejoin', 'off', true)",
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Postgres(tx) => tx.commit().await,

@@ -10,7 +10,6 @@
 //! [`backlog`] says how much waits. The embedded scheduler publishes through the outbox too
 //! ([`OutboxPublisher`]).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -110,33 +109,14 @@ struct Head {
     subject: Uuid,
 }
 
-/// An unpublished event as the claim's walk reads it.
-#[derive(sqlx::FromRow)]
-struct Queued {
-    seq: i64,
-    subject: Uuid,
-    locked_until: Option<DateTime<Utc>>,
-    next_attempt_at: Option<DateTime<Utc>>,
-}
-
-/// The walk reads this many events at a time per task a claim wants...
-const WALK_PER_TASK: i64 = 4;
-/// ...and at most this many times before it settles for the tasks it found.
-const WALK_STEPS: usize = 8;
-
 /// Claims the events of up to `tasks` tasks (at most `max_events` of them) until `now + lease`.
 ///
 /// A task is claimed through its oldest unpublished event, its head, when no live claim holds
 /// it and no retry is pending; the events queued behind the head come with it. The transaction
 /// is short, and on PostgreSQL `SKIP LOCKED` keeps concurrent claims from waiting on each other;
 /// either way a head claimed once is passed over until its claim ends, so relays (and the
-/// workers of one relay) take disjoint tasks, and a task's events go out in order.
-///
-/// Heads are found by walking the unpublished events in commit order, where a task's first
-/// event met is its head (a task's events commit in `seq` order: its writers serialize on the
-/// task's row). Every statement is a range or key lookup whose cost does not depend on the
-/// planner's statistics, which lag behind a table that just grew by a burst; an anti-join
-/// finding heads in SQL ran for seconds per claim then.
+/// workers of one relay) take disjoint tasks, and a task's events go out in order. (A task's
+/// events commit in `seq` order: its writers serialize on the task's row.)
 pub async fn claim(
     db: &Db,
     tasks: i64,
@@ -145,95 +125,67 @@ pub async fn claim(
     now: DateTime<Utc>,
 ) -> Result<Claim, sqlx::Error> {
     let id = Uuid::new_v4();
-    let empty = || Claim {
-        id,
-        events: Vec::new(),
-    };
     let mut tx = db.begin().await?;
     // A lost claim only delays its tasks until it expires: no need to wait for the disk.
     tx.relax_durability().await?;
-
-    let step = tasks.max(1).saturating_mul(WALK_PER_TASK);
-    let mut seen: HashSet<Uuid> = HashSet::new();
-    // The free heads met, and each one's task's events met behind it.
-    let mut free: Vec<i64> = Vec::new();
-    let mut queued: HashMap<Uuid, Vec<i64>> = HashMap::new();
-    let mut after = 0_i64;
-    for _ in 0..WALK_STEPS {
-        let rows: Vec<Queued> = tx
-            .fetch_all(
-                &Query::new(
-                    "SELECT seq, subject, locked_until, next_attempt_at FROM outbox \
-                     WHERE published_at IS NULL AND seq > $1 ORDER BY seq LIMIT $2",
-                )
-                .bind(after)
-                .bind(step),
+    tx.prefer_index_probes().await?;
+    // Candidates first, read without locks; then those still free are locked, skipping any
+    // another claim holds. Locking in the first query would have PostgreSQL recheck its join for
+    // every row a concurrent claim changed, which turns quadratic under load.
+    let candidates: Vec<Head> = tx
+        .fetch_all(
+            &Query::new(
+                "SELECT o.seq, o.subject FROM outbox o WHERE o.published_at IS NULL \
+                 AND (o.locked_until IS NULL OR o.locked_until <= $1) \
+                 AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= $1) \
+                 AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.subject = o.subject \
+                 AND p.published_at IS NULL AND p.seq < o.seq) \
+                 ORDER BY o.seq LIMIT $2",
             )
-            .await?;
-        for row in &rows {
-            if seen.insert(row.subject) {
-                let due = |t: Option<DateTime<Utc>>| t.is_none_or(|t| t <= now);
-                if due(row.locked_until) && due(row.next_attempt_at) {
-                    free.push(row.seq);
-                    queued.insert(row.subject, Vec::new());
-                }
-            } else if let Some(behind) = queued.get_mut(&row.subject) {
-                behind.push(row.seq);
-            }
-        }
-        // Room for what concurrent claims take meanwhile.
-        let enough = free.len() as i64 >= tasks.saturating_mul(2);
-        match rows.last() {
-            Some(last) if rows.len() as i64 == step && !enough => after = last.seq,
-            _ => break,
-        }
+            .bind(now)
+            // Room for what concurrent claims take meanwhile.
+            .bind(tasks.saturating_mul(2)),
+        )
+        .await?;
+    if candidates.is_empty() {
+        return Ok(Claim {
+            id,
+            events: Vec::new(),
+        });
     }
-    if free.is_empty() {
-        return Ok(empty());
-    }
-
-    // Those still free now, locked: another claim may have taken some since the walk read them.
     let backend = tx.backend();
-    let mut lock = Query::new("SELECT seq, subject FROM outbox WHERE published_at IS NULL AND (");
-    lock.push("locked_until IS NULL OR locked_until <= ")
-        .push_bind(now)
-        .push(") AND (next_attempt_at IS NULL OR next_attempt_at <= ")
-        .push_bind(now)
+    let mut free = Query::new(
+        "SELECT seq, subject FROM outbox WHERE published_at IS NULL \
+         AND (locked_until IS NULL OR locked_until <= ",
+    );
+    free.push_bind(now)
         .push(") AND seq")
-        .push_in(backend, free)
+        .push_in(backend, candidates.iter().map(|h| h.seq).collect())
         .push(" ORDER BY seq LIMIT ")
         .push_bind(tasks)
         .push(tx.skip_locked_clause());
-    let heads: Vec<Head> = tx.fetch_all(&lock).await?;
+    let heads: Vec<Head> = tx.fetch_all(&free).await?;
     if heads.is_empty() {
-        return Ok(empty());
+        return Ok(Claim {
+            id,
+            events: Vec::new(),
+        });
     }
-    let mut lease_them = Query::new("UPDATE outbox SET locked_until = ");
-    lease_them
-        .push_bind(now + lease)
+    let mut lock = Query::new("UPDATE outbox SET locked_until = ");
+    lock.push_bind(now + lease)
         .push(", claim_id = ")
         .push_bind(id)
         .push(" WHERE seq")
         .push_in(backend, heads.iter().map(|h| h.seq).collect());
-    tx.execute(&lease_them).await?;
-
-    // Every head, and as many of the events behind them as `max_events` leaves room for.
-    let room = usize::try_from(max_events)
-        .unwrap_or(0)
-        .saturating_sub(heads.len());
-    let mut behind: Vec<i64> = heads
-        .iter()
-        .flat_map(|h| queued.get(&h.subject).into_iter().flatten().copied())
-        .collect();
-    behind.sort_unstable();
-    behind.truncate(room);
-    let mut seqs: Vec<i64> = heads.iter().map(|h| h.seq).collect();
-    seqs.extend(behind);
+    tx.execute(&lock).await?;
     let mut events = Query::new(
         "SELECT seq, topic, subject, envelope, traceparent, attempts FROM outbox \
-         WHERE published_at IS NULL AND seq",
+         WHERE published_at IS NULL AND subject",
     );
-    events.push_in(backend, seqs).push(" ORDER BY seq");
+    events
+        .push_in(backend, heads.iter().map(|h| h.subject).collect())
+        .push(" ORDER BY seq LIMIT ")
+        .push_bind(max_events.max(tasks));
     let events = tx.fetch_all(&events).await?;
     tx.commit().await?;
     Ok(Claim { id, events })
