@@ -183,7 +183,7 @@ impl DaprClient {
         let mut request = tonic::Request::new(PublishEventRequest {
             pubsub_name: pubsub.to_owned(),
             topic: topic.to_owned(),
-            data: envelope.to_string().into_bytes(),
+            data: with_trace(envelope, traceparent).to_string().into_bytes(),
             data_content_type: CLOUDEVENTS_JSON.to_owned(),
             metadata: HashMap::new(),
         });
@@ -436,6 +436,18 @@ impl DaprClient {
         self.grpc().delete_job(request).await?;
         Ok(())
     }
+}
+
+/// The envelope with its trace context as CloudEvents attributes (the distributed-tracing
+/// extension), where Dapr keeps it: it keeps an envelope's `traceparent` when `traceid` is
+/// present too, and otherwise puts its own.
+pub fn with_trace(envelope: &Value, traceparent: Option<&str>) -> Value {
+    let mut envelope = envelope.clone();
+    if let (Some(tp), Some(attributes)) = (traceparent, envelope.as_object_mut()) {
+        attributes.insert("traceparent".into(), tp.into());
+        attributes.insert("traceid".into(), tp.into());
+    }
+    envelope
 }
 
 /// Whether this process runs beside a sidecar: Dapr sets `DAPR_GRPC_PORT` in the app's

@@ -7,6 +7,8 @@
 //!   the `dapr-api-token` check and a subscriber's answer to a delivered event.
 //! - [`metrics`]: the Prometheus endpoint both services serve beside the sidecar's own.
 //! - [`shutdown`]: the signals both services stop on, so that the sidecar sees a clean exit.
+//! - [`telemetry`]: logs to stderr, spans over OTLP when configured, and the W3C trace context
+//!   that events and sidecar calls carry between the services.
 //!
 //! The domain (`todo-shared`) knows nothing of this crate: here is everything that talks to or
 //! from the sidecar.
@@ -15,5 +17,6 @@ pub mod app;
 pub mod client;
 pub mod metrics;
 pub mod shutdown;
+pub mod telemetry;
 
 pub use client::{DaprClient, DaprError};

@@ -16,6 +16,9 @@ use todo_shared::events::EventType;
 use todo_shared::incoming::Disposition;
 use uuid::Uuid;
 
+use todo_dapr::telemetry;
+use tracing::Instrument;
+
 use crate::engine::{Engine, JobName};
 use crate::incoming::TaskChange;
 use crate::ports::PortError;
@@ -40,21 +43,37 @@ impl Engine {
             Ok(None) => return Disposition::Success,
             Err(reason) => return Disposition::Drop(reason),
         };
-        for _ in 0..MAX_ATTEMPTS {
-            match self.apply(&change, now).await {
-                Ok(()) => return Disposition::Success,
-                Err(PortError::Conflict) => continue,
-                Err(e) => return Disposition::Retry(e.to_string()),
+        let span = tracing::info_span!(
+            "consume",
+            otel.name = %format_args!("consume {}", change.kind.as_str()),
+            task = %change.task_id,
+        );
+        telemetry::continue_trace(&span, change.traceparent.as_deref());
+        // What the event arms continues this span's trace (or, not exporting, the event's).
+        let trace = telemetry::traceparent(&span).or_else(|| change.traceparent.clone());
+        let attempts = async {
+            for _ in 0..MAX_ATTEMPTS {
+                match self.apply(&change, trace.as_deref(), now).await {
+                    Ok(()) => return Disposition::Success,
+                    Err(PortError::Conflict) => continue,
+                    Err(e) => return Disposition::Retry(e.to_string()),
+                }
             }
-        }
-        Disposition::Retry(format!(
-            "the state of task {} kept changing under concurrent writers",
-            change.task_id
-        ))
+            Disposition::Retry(format!(
+                "the state of task {} kept changing under concurrent writers",
+                change.task_id
+            ))
+        };
+        attempts.instrument(span).await
     }
 
-    /// Applies the event once; [`PortError::Conflict`] asks to start over.
-    async fn apply(&self, change: &TaskChange, now: DateTime<Utc>) -> Result<(), PortError> {
+    /// Applies the event once, in trace `trace`; [`PortError::Conflict`] asks to start over.
+    async fn apply(
+        &self,
+        change: &TaskChange,
+        trace: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
         let store = &*self.store;
         let key = task_key(change.task_id);
         let deleted = change.kind == EventType::TaskDeleted;
@@ -135,7 +154,7 @@ impl Engine {
             if deleted {
                 cancel_reminder(&mut batch, &mut jobs, change, id)?;
             } else if change.is_active() {
-                arm_reminder(&mut batch, &mut jobs, &mut index, change, id, at)?;
+                arm_reminder(&mut batch, &mut jobs, &mut index, change, trace, id, at)?;
             } else {
                 // Completed: pending reminders are cancelled, fired ones stay fired (a reopened
                 // task must not notify twice).
@@ -153,6 +172,7 @@ impl Engine {
                 series_start: spec.series_start,
                 current_task_id: change.task_id,
                 current_due: due,
+                traceparent: None,
             });
             series.rule = spec.rule.clone();
             series.time_zone = spec.time_zone.name().to_owned();
@@ -160,6 +180,7 @@ impl Engine {
             // Only the newest occurrence moves the series; older ones may still change its rule.
             if series.current_task_id == change.task_id {
                 series.current_due = due;
+                series.traceparent = trace.map(str::to_owned);
                 index.push((key.clone(), due));
                 jobs.insert(JobName::Series(spec.series_id).to_string(), Some(due));
             }
@@ -240,6 +261,7 @@ fn arm_reminder(
     jobs: &mut JobChanges,
     index: &mut Vec<(String, DateTime<Utc>)>,
     change: &TaskChange,
+    trace: Option<&str>,
     id: Uuid,
     at: DateTime<Utc>,
 ) -> Result<(), PortError> {
@@ -262,6 +284,7 @@ fn arm_reminder(
         time_zone: Some(change.time_zone.name().to_owned()),
         state,
         version: Some(change.version),
+        traceparent: trace.map(str::to_owned),
     };
     if current.as_ref() != Some(&record) {
         batch.put(&key, &record, None)?;

@@ -122,7 +122,12 @@ impl Jobs for Sidecar {
 impl Publisher for Sidecar {
     async fn publish(&self, event: &OutgoingEvent) -> Result<(), PortError> {
         self.client
-            .publish(PUBSUB_NAME, event.event_type.topic(), &event.envelope, None)
+            .publish(
+                PUBSUB_NAME,
+                event.event_type.topic(),
+                &event.envelope,
+                event.traceparent.as_deref(),
+            )
             .await
             .map_err(port_error)
     }

@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use todo_dapr::telemetry;
 use todo_shared::events::{
     EventType, OutgoingEvent, RecurringScheduled, ReminderTriggered, notification_id,
     occurrence_task_id,
 };
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::ports::{Jobs, PortError, Publisher, StateStore};
@@ -153,6 +155,7 @@ impl Engine {
                     EventType::ReminderTriggered,
                     record.task_id,
                     &data,
+                    record.traceparent.as_deref(),
                     now,
                 )
                 .await?;
@@ -215,11 +218,21 @@ impl Engine {
                     task_id,
                     due: next,
                 };
-                self.publish(task_id, EventType::RecurringScheduled, task_id, &data, now)
+                let parent = record.traceparent.as_deref();
+                let trace = self
+                    .publish(
+                        task_id,
+                        EventType::RecurringScheduled,
+                        task_id,
+                        &data,
+                        parent,
+                        now,
+                    )
                     .await?;
                 let moved = SeriesRecord {
                     current_task_id: task_id,
                     current_due: next,
+                    traceparent: trace,
                     ..record
                 };
                 Ok(Step::Put(moved, None, SeriesFiring::Next(task_id, next)))
@@ -244,19 +257,31 @@ impl Engine {
         }
     }
 
+    /// Publishes an event the engine derives, in a span continuing the trace `parent` names;
+    /// returns the event's trace, which what comes of it continues.
     async fn publish(
         &self,
         id: Uuid,
         event_type: EventType,
         subject: Uuid,
         data: &impl serde::Serialize,
+        parent: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
+    ) -> Result<Option<String>, PortError> {
+        let span = tracing::info_span!(
+            "fire",
+            otel.name = %format_args!("fire {}", event_type.as_str()),
+            event_id = %id,
+        );
+        telemetry::continue_trace(&span, parent);
+        let trace = telemetry::traceparent(&span).or_else(|| parent.map(str::to_owned));
         let data = serde_json::to_value(data)
             .map_err(|e| PortError::Unavailable(format!("encoding {event_type:?}: {e}")))?;
         let event = OutgoingEvent::new(id, event_type, SOURCE, subject, data, now)
-            .map_err(|e| PortError::Unavailable(e.to_string()))?;
-        self.publisher.publish(&event).await
+            .map_err(|e| PortError::Unavailable(e.to_string()))?
+            .traced(trace.clone());
+        self.publisher.publish(&event).instrument(span).await?;
+        Ok(trace)
     }
 }
 

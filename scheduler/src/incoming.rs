@@ -35,6 +35,8 @@ pub struct TaskChange {
     pub time_zone: Tz,
     pub reminders: Vec<(Uuid, DateTime<Utc>)>,
     pub series: Option<SeriesSpec>,
+    /// The trace the event belongs to (W3C `traceparent`), which arming continues.
+    pub traceparent: Option<String>,
 }
 
 /// The series a task belongs to, with its rule resolved in the task's zone.
@@ -58,6 +60,7 @@ impl TaskChange {
         let Some(event) = Incoming::<TaskEventData>::parse(envelope, &TASK_EVENTS)? else {
             return Ok(None);
         };
+        let traceparent = event.traceparent;
         let task = event.data.task;
         let time_zone: Tz = task
             .time_zone
@@ -92,6 +95,7 @@ impl TaskChange {
             time_zone,
             reminders,
             series,
+            traceparent,
         }))
     }
 }

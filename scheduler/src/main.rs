@@ -1,18 +1,9 @@
-use std::io::IsTerminal;
-
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let telemetry = todo_dapr::telemetry::init("todo-scheduler", "info");
     let config = todo_scheduler::config::Config::parse();
     let shutdown = CancellationToken::new();
     tokio::spawn({
@@ -23,7 +14,9 @@ async fn main() -> std::process::ExitCode {
             shutdown.cancel();
         }
     });
-    match todo_scheduler::startup::run(config, shutdown).await {
+    let outcome = todo_scheduler::startup::run(config, shutdown).await;
+    telemetry.shutdown();
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -81,6 +81,9 @@ pub struct ReminderRecord {
     /// one that raced past the task record's check. Absent in records of earlier versions.
     #[serde(default)]
     pub version: Option<DateTime<Utc>>,
+    /// The trace of the event that armed it, which its firing continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A recurring series and the occurrence it waits for.
@@ -97,6 +100,9 @@ pub struct SeriesRecord {
     pub current_task_id: Uuid,
     /// When the newest occurrence is due: then the next occurrence is created.
     pub current_due: DateTime<Utc>,
+    /// The trace of the event or firing that last moved it, which its next firing continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Items due within one hour (one shard of it): item key → when it is due.

@@ -213,6 +213,9 @@ pub struct OutgoingEvent {
     pub time: DateTime<Utc>,
     /// The whole CloudEvent in structured JSON form.
     pub envelope: Value,
+    /// The W3C trace context of the work that produced the event, which its consumers continue
+    /// (set by [`OutgoingEvent::traced`]; the publisher adds it to the envelope).
+    pub traceparent: Option<String>,
 }
 
 /// Why an event could not be built; only a bug can cause it, never input.
@@ -264,7 +267,16 @@ impl OutgoingEvent {
             subject,
             time,
             envelope: serde_json::to_value(&event)?,
+            traceparent: None,
         })
+    }
+
+    /// The event, in the trace `traceparent` names.
+    pub fn traced(self, traceparent: Option<String>) -> Self {
+        Self {
+            traceparent,
+            ..self
+        }
     }
 }
 

@@ -45,6 +45,9 @@ pub struct Incoming<T> {
     pub id: String,
     pub event_type: EventType,
     pub data: T,
+    /// The W3C trace context the event carries (the CloudEvents distributed-tracing attribute),
+    /// which the consumer's work continues; `None` when absent or malformed.
+    pub traceparent: Option<String>,
 }
 
 impl<T: DeserializeOwned> Incoming<T> {
@@ -91,8 +94,20 @@ impl<T: DeserializeOwned> Incoming<T> {
             id: id.to_owned(),
             event_type,
             data,
+            traceparent: traceparent(envelope),
         }))
     }
+}
+
+/// The envelope's `traceparent` attribute, when it has the W3C form (`00-` trace id, span id,
+/// flags); anything else is ignored rather than passed on.
+pub fn traceparent(envelope: &Value) -> Option<String> {
+    let value = envelope.get("traceparent")?.as_str()?;
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let well_formed =
+        matches!(parts[..], [v, t, s, f] if hex(v, 2) && hex(t, 32) && hex(s, 16) && hex(f, 2));
+    well_formed.then(|| value.to_owned())
 }
 
 /// The attributes no consumer reads, as an envelope that leaves them out is read.
@@ -136,6 +151,22 @@ mod tests {
         assert_eq!(event.id, "e1");
         assert_eq!(event.event_type, RECURRING);
         assert_eq!(event.data.owner, "alice");
+        assert_eq!(
+            event.traceparent.as_deref(),
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        );
+    }
+
+    #[test]
+    fn a_malformed_traceparent_is_ignored() {
+        for bad in [
+            json!("00-xyz-b7ad6b7169203331-01"),
+            json!(7),
+            json!("00-0af7651916cd43dd8448eb211c80319c-b7ad"),
+        ] {
+            let envelope = json!({"traceparent": bad});
+            assert_eq!(super::traceparent(&envelope), None, "{bad}");
+        }
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! rate. The calls go through `todo_dapr::DaprClient`, the client `todo-scheduler` itself uses.
 //!
 //! Arming a reminder is a sequence of calls from `todo-scheduler` to its daprd (see
-//! `scheduler/src/engine.rs` and `sweep.rs`); for a task event with one reminder:
+//! `scheduler/src/apply.rs`); for a task event with one reminder:
 //!
-//! | call                     | what for                                                  | n |
-//! |--------------------------|-----------------------------------------------------------|---|
-//! | state get                | `processed:…`, `task:…`, `reminder:…`, `sweep:watermark`, `due:…` bucket | 5 |
-//! | state save (first-write) | `task:…`, `reminder:…`, `due:…` bucket, `processed:…`     | 4 |
-//! | job schedule             | the reminder's job                                        | 1 |
+//! | call              | what for                                                         | n |
+//! |-------------------|------------------------------------------------------------------|---|
+//! | state bulk get    | `task:…`, `sweep:watermark`, `reminder:…`, its `due:…` bucket     | 1 |
+//! | state transaction | `reminder:…` and the `due:…` bucket                              | 1 |
+//! | job schedule      | the reminder's job                                               | 1 |
+//! | state save        | `task:…`, the event's commit point                               | 1 |
 //!
 //! and firing one is a job delivery (dapr-scheduler → daprd → `POST /job/…`), a state get, a
 //! publish and a state save. This subcommand times each kind of call on its own, one call at a
@@ -24,6 +25,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use todo_dapr::DaprClient;
 use todo_dapr::app::PUBSUB_NAME;
+use todo_dapr::client::StateWrite;
 
 use super::{parse_watch, rfc3339_ms};
 use crate::cpu::CpuSample;
@@ -112,6 +114,33 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<Value> {
             .await
             .context("state update")?
     });
+    measure!("state bulk get", i, {
+        // Four keys, as an event with one reminder reads: two exist, two do not.
+        let keys = [key(i), key((i + 1) % n), key(n + i), key(2 * n + i)];
+        sidecar.get_bulk_state(STORE, &keys).await?;
+    });
+    measure!("state transaction", i, {
+        let (a, b) = (key(3 * n + 2 * i), key(3 * n + 2 * i + 1));
+        let (va, vb) = (document(i), document(i));
+        let writes = [
+            StateWrite::Save {
+                key: &a,
+                value: &va,
+                etag: None,
+                ttl: None,
+            },
+            StateWrite::Save {
+                key: &b,
+                value: &vb,
+                etag: None,
+                ttl: None,
+            },
+        ];
+        sidecar
+            .transact_state(STORE, &writes)
+            .await
+            .context("state transaction")?
+    });
     let due = Utc::now() + TimeDelta::days(2);
     measure!("job schedule", i, {
         sidecar
@@ -134,7 +163,7 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<Value> {
     measure!("job delete", i, {
         sidecar.delete_job(&job(i)).await.context("delete a job")?
     });
-    for i in 0..n {
+    for i in (0..n).chain(3 * n..5 * n) {
         sidecar.delete_state(STORE, &key(i), None).await?;
     }
     Ok(json!({

@@ -199,6 +199,14 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end }}
 
+{{/* Where both apps export their spans, when set. */}}
+{{- define "todo.tracesEnv" -}}
+{{- with .Values.traces.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+
 {{- define "todo.metricsPort" -}}
 {{- if .Values.metrics.enabled }}
 - name: metrics

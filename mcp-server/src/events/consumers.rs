@@ -15,11 +15,13 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use todo_dapr::telemetry;
 use todo_shared::events::{
     EventType, RecurringScheduled, ReminderTriggered, TOPIC_NOTIFICATIONS, TOPIC_TASKS,
 };
 use todo_shared::incoming::Incoming;
 use todo_shared::time::now;
+use tracing::Instrument;
 
 use super::bus::{Disposition, Subscriber};
 use crate::app::notifications::NotificationService;
@@ -39,7 +41,16 @@ where
     Fut: Future<Output = Result<(), AppError>>,
 {
     match Incoming::<T>::parse(envelope, &[expected]) {
-        Ok(Some(event)) => disposition(effect(event.data, event.id).await),
+        Ok(Some(event)) => {
+            // The work continues the producer's trace; the events it commits carry it on.
+            let span = tracing::info_span!(
+                "consume",
+                otel.name = %format_args!("consume {}", expected.as_str()),
+                event_id = %event.id,
+            );
+            telemetry::continue_trace(&span, event.traceparent.as_deref());
+            disposition(effect(event.data, event.id).instrument(span).await)
+        }
         Ok(None) => Disposition::Success,
         Err(reason) => Disposition::Drop(reason),
     }

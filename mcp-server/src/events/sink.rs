@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 use serde_json::Value;
 use todo_dapr::app::PUBSUB_NAME;
-use todo_dapr::client::BulkEntry;
+use todo_dapr::client::{BulkEntry, with_trace};
 use todo_dapr::{DaprClient, DaprError};
 
 use super::bus::EventBus;
@@ -43,7 +43,9 @@ impl Sink {
             Sink::InProcess(bus) => {
                 let mut delivered = Vec::with_capacity(events.len());
                 for event in events {
-                    delivered.push(bus.deliver(event.topic, event.envelope).await);
+                    // As from Dapr, the subscribers read the trace from the envelope.
+                    let envelope = with_trace(event.envelope, event.traceparent);
+                    delivered.push(bus.deliver(event.topic, &envelope).await);
                 }
                 Ok(delivered)
             }
@@ -58,7 +60,10 @@ async fn publish(client: &DaprClient, events: &[Outgoing<'_>]) -> Result<Deliver
         by_topic.entry(event.topic).or_default().push(i);
     }
     let calls = by_topic.into_iter().map(|(topic, indices)| async move {
-        let envelopes: Vec<Value> = indices.iter().map(|&i| traced(&events[i])).collect();
+        let envelopes: Vec<Value> = indices
+            .iter()
+            .map(|&i| with_trace(events[i].envelope, events[i].traceparent))
+            .collect();
         (indices, publish_topic(client, topic, &envelopes).await)
     });
     let mut delivered = vec![Ok(()); events.len()];
@@ -121,15 +126,4 @@ async fn publish_topic(
             Err(e) => Ok(Err(e.to_string())),
         })
         .collect()
-}
-
-/// The envelope with its trace context as CloudEvents attributes, where Dapr keeps it for each
-/// event of a bulk (it keeps an envelope's `traceparent` when `traceid` is present too).
-fn traced(event: &Outgoing<'_>) -> Value {
-    let mut envelope = event.envelope.clone();
-    if let (Some(tp), Some(attributes)) = (event.traceparent, envelope.as_object_mut()) {
-        attributes.insert("traceparent".into(), tp.into());
-        attributes.insert("traceid".into(), tp.into());
-    }
-    envelope
 }

@@ -15,8 +15,10 @@ use rmcp::model::{CallToolResult, ContentBlock, JsonObject, ToolAnnotations};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use todo_dapr::telemetry;
 use todo_shared::error::{MAX_MESSAGE_CHARS, elide_middle};
 use todo_shared::task::UserId;
+use tracing::Instrument;
 
 use super::TodoServer;
 use crate::error::{AppError, AppResult};
@@ -54,8 +56,17 @@ pub fn route<T: Tool>() -> ToolRoute<TodoServer> {
             let started = std::time::Instant::now();
             let server = ctx.service;
             let args = parse_args::<T::Args>(ctx.arguments.unwrap_or_default());
+            // Each call is a trace of its own (not a part of the session's), or goes on with the
+            // client's (`_meta.traceparent`, SEP-414); the events it commits carry it on.
+            let span = tracing::info_span!(
+                parent: None,
+                "tools/call",
+                otel.name = %format_args!("tools/call {}", T::NAME),
+                tool = T::NAME,
+            );
+            telemetry::continue_trace(&span, ctx.request_context.meta.get_traceparent());
             let result = match (args, server.user(&ctx.request_context)) {
-                (Ok(args), Ok(user)) => T::run(server, args, user).await,
+                (Ok(args), Ok(user)) => T::run(server, args, user).instrument(span).await,
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
             let outcome = if result.is_ok() { "ok" } else { "error" };

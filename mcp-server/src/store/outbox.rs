@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
+use todo_dapr::telemetry;
 use todo_scheduler::ports::{PortError, Publisher};
 use todo_shared::events::OutgoingEvent;
 use tokio::sync::Notify;
@@ -30,7 +31,8 @@ pub fn new_traceparent() -> String {
     format!("00-{trace}-{span}-01")
 }
 
-/// Adds `event` to the outbox inside `tx`, with a trace context of its own.
+/// Adds `event` to the outbox inside `tx`, in its trace: the one the event names, else the
+/// current span's (a tool call, a consumer), else a new one.
 pub async fn enqueue(tx: &mut Tx, event: &OutgoingEvent) -> Result<(), sqlx::Error> {
     tx.execute(&insert(event, "")).await.map(drop)
 }
@@ -77,7 +79,13 @@ fn insert(event: &OutgoingEvent, on_conflict: &str) -> Query {
     .bind(event.subject)
     .bind(event.envelope.clone())
     .bind(event.time)
-    .bind(new_traceparent())
+    .bind(
+        event
+            .traceparent
+            .clone()
+            .or_else(|| telemetry::traceparent(&tracing::Span::current()))
+            .unwrap_or_else(new_traceparent),
+    )
 }
 
 /// An unpublished event, as the relay publishes it.
