@@ -148,17 +148,15 @@ impl Engine {
         let mut jobs = JobChanges::new();
         let mut index = Vec::new();
         for id in dropped {
-            cancel_reminder(&mut batch, &mut jobs, change, id)?;
+            cancel_reminder(&mut batch, &mut jobs, change, id, Cancel::Forget)?;
         }
         for &(id, at) in &change.reminders {
             if deleted {
-                cancel_reminder(&mut batch, &mut jobs, change, id)?;
+                cancel_reminder(&mut batch, &mut jobs, change, id, Cancel::Forget)?;
             } else if change.is_active() {
                 arm_reminder(&mut batch, &mut jobs, &mut index, change, trace, id, at)?;
             } else {
-                // Completed: pending reminders are cancelled, fired ones stay fired (a reopened
-                // task must not notify twice).
-                disarm_reminder(&mut batch, &mut jobs, change, id)?;
+                cancel_reminder(&mut batch, &mut jobs, change, id, Cancel::KeepFired)?;
             }
         }
         if let (Some(spec), Some(due)) = (kept_series, change.due) {
@@ -238,18 +236,32 @@ impl Engine {
     }
 }
 
-/// Forgets the reminder, whatever its state, unless a newer event of its task wrote it.
+/// What cancelling a reminder does with its record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cancel {
+    /// Forgets it, whatever its state (the reminder or its task is gone).
+    Forget,
+    /// Forgets it only while pending: a completed task's fired reminder stays fired, so that
+    /// reopening the task does not notify twice.
+    KeepFired,
+}
+
+/// Cancels the reminder and its job, unless a newer event of its task wrote it.
 fn cancel_reminder(
     batch: &mut Batch,
     jobs: &mut JobChanges,
     change: &TaskChange,
     id: Uuid,
+    how: Cancel,
 ) -> Result<(), PortError> {
     let key = reminder_key(id);
-    if newer(batch.get::<ReminderRecord>(&key)?.as_ref(), change) {
+    let current = batch.get::<ReminderRecord>(&key)?;
+    if newer(current.as_ref(), change) {
         return Ok(());
     }
-    batch.delete(&key);
+    if how == Cancel::Forget || current.is_some_and(|c| c.state == ReminderState::Pending) {
+        batch.delete(&key);
+    }
     jobs.insert(JobName::Reminder(id).to_string(), None);
     Ok(())
 }
@@ -293,25 +305,6 @@ fn arm_reminder(
         index.push((key, at));
         jobs.insert(JobName::Reminder(id).to_string(), Some(at));
     }
-    Ok(())
-}
-
-/// Cancels the reminder if it is still pending; a fired one is kept as fired.
-fn disarm_reminder(
-    batch: &mut Batch,
-    jobs: &mut JobChanges,
-    change: &TaskChange,
-    id: Uuid,
-) -> Result<(), PortError> {
-    let key = reminder_key(id);
-    let current = batch.get::<ReminderRecord>(&key)?;
-    if newer(current.as_ref(), change) {
-        return Ok(());
-    }
-    if current.is_some_and(|c| c.state == ReminderState::Pending) {
-        batch.delete(&key);
-    }
-    jobs.insert(JobName::Reminder(id).to_string(), None);
     Ok(())
 }
 

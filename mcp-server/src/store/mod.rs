@@ -239,17 +239,20 @@ impl Tx {
         Ok(())
     }
 
-    /// Has PostgreSQL answer this transaction's joins by probing indexes row by row. For a
-    /// query that stops after a few rows (`LIMIT`) of a table that just grew, statistics lag
-    /// behind and the planner would hash the whole table on every run instead. SQLite always
-    /// probes.
-    pub async fn prefer_index_probes(&mut self) -> Result<(), sqlx::Error> {
+    /// Has PostgreSQL answer the next queries by walking indexes in their order (`on`), or
+    /// lets it choose again (`!on`). A query that wants the first rows of a table in index
+    /// order (`ORDER BY … LIMIT`) should stop after them; on a table that just grew by a burst,
+    /// statistics lag behind, and the planner would fetch and sort the whole table on every
+    /// run instead. SQLite's planner walks the index without being told.
+    pub async fn walk_indexes_in_order(&mut self, on: bool) -> Result<(), sqlx::Error> {
         if let Tx::Postgres(_) = self {
-            self.execute(&Query::new(
-                "SELECT set_config('enable_hashjoin', 'off', true), \
-                 set_config('enable_mergejoin', 'off', true)",
-            ))
-            .await?;
+            let value = if on { "off" } else { "on" };
+            let q = Query::new(
+                "SELECT set_config('enable_sort', $1, true), \
+                 set_config('enable_bitmapscan', $1, true), set_config('enable_seqscan', $1, true)",
+            )
+            .bind(value);
+            self.execute(&q).await?;
         }
         Ok(())
     }

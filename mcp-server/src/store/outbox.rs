@@ -136,18 +136,24 @@ pub async fn claim(
     let mut tx = db.begin().await?;
     // A lost claim only delays its tasks until it expires: no need to wait for the disk.
     tx.relax_durability().await?;
-    tx.prefer_index_probes().await?;
     // Candidates first, read without locks; then those still free are locked, skipping any
     // another claim holds. Locking in the first query would have PostgreSQL recheck its join for
     // every row a concurrent claim changed, which turns quadratic under load.
+    //
+    // The unpublished events are walked in commit order and the walk stops at the limit; each
+    // one met is a head if it is its task's first unpublished event, which a subquery per row
+    // finds through the (subject, seq) index. As a join, that check could be planned as a scan
+    // of the whole index per row (the planner's statistics lag behind a burst), a claim
+    // quadratic in the backlog.
+    tx.walk_indexes_in_order(true).await?;
     let candidates: Vec<Head> = tx
         .fetch_all(
             &Query::new(
                 "SELECT o.seq, o.subject FROM outbox o WHERE o.published_at IS NULL \
                  AND (o.locked_until IS NULL OR o.locked_until <= $1) \
                  AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= $1) \
-                 AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.subject = o.subject \
-                 AND p.published_at IS NULL AND p.seq < o.seq) \
+                 AND o.seq = (SELECT min(p.seq) FROM outbox p \
+                 WHERE p.subject = o.subject AND p.published_at IS NULL) \
                  ORDER BY o.seq LIMIT $2",
             )
             .bind(now)
@@ -155,6 +161,8 @@ pub async fn claim(
             .bind(tasks.saturating_mul(2)),
         )
         .await?;
+    // The claim's other queries read few rows by key, and sort them.
+    tx.walk_indexes_in_order(false).await?;
     if candidates.is_empty() {
         return Ok(Claim {
             id,
