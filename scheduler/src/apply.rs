@@ -2,16 +2,13 @@
 //! cancelled, its series started, moved or ended, and every armed item entered in the sweep's
 //! index.
 //!
-//! An event costs one read of every key it touches, one state transaction, its job calls (all
-//! at once) and the write of its task record. The task record goes last, alone: it is the
+//! An event costs one read of every key it touches, one state transaction, the job calls of
+//! slots this replica has not scheduled yet (all at once) and the write of its task record. The task record goes last, alone: it is the
 //! event's commit point. A transaction that lost a race (on Redis, perhaps half applied) is
 //! started over from what it left, which converges, because every write moves its entry toward
 //! what the event says, and reminder records never go back to an older event's version.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
-use futures::future::try_join_all;
 use todo_shared::events::EventType;
 use todo_shared::incoming::Disposition;
 use uuid::Uuid;
@@ -19,16 +16,14 @@ use uuid::Uuid;
 use todo_dapr::telemetry;
 use tracing::Instrument;
 
-use crate::engine::{Engine, JobName};
+use crate::engine::Engine;
 use crate::incoming::TaskChange;
 use crate::ports::PortError;
 use crate::records::{
     Batch, MAX_ATTEMPTS, ReminderRecord, ReminderState, SeriesRecord, TaskRecord, WATERMARK_KEY,
     reminder_key, series_key, task_key, write,
 };
-
-/// The job calls an event decided: each job's new due time, or `None` to cancel it.
-type JobChanges = BTreeMap<String, Option<DateTime<Utc>>>;
+use crate::slots::Arming;
 
 impl Engine {
     /// Handles one event of the `tasks` topic, answering as a Dapr subscriber: other event types
@@ -104,9 +99,9 @@ impl Engine {
         keys.extend(change.reminders.iter().map(|(id, _)| reminder_key(*id)));
         keys.extend(change.series.iter().map(|s| series_key(s.series_id)));
         keys.extend(
-            armed
-                .iter()
-                .map(|(item, at)| self.bucket_for(item, *at, None)),
+            armed.iter().flat_map(|(item, at)| {
+                [self.bucket_for(item, *at, None), self.slot_for(item, *at)]
+            }),
         );
         batch.read(store, keys).await?;
 
@@ -145,18 +140,17 @@ impl Engine {
             )
             .await?;
 
-        let mut jobs = JobChanges::new();
         let mut index = Vec::new();
         for id in dropped {
-            cancel_reminder(&mut batch, &mut jobs, change, id, Cancel::Forget)?;
+            cancel_reminder(&mut batch, change, id, Cancel::Forget)?;
         }
         for &(id, at) in &change.reminders {
             if deleted {
-                cancel_reminder(&mut batch, &mut jobs, change, id, Cancel::Forget)?;
+                cancel_reminder(&mut batch, change, id, Cancel::Forget)?;
             } else if change.is_active() {
-                arm_reminder(&mut batch, &mut jobs, &mut index, change, trace, id, at)?;
+                arm_reminder(&mut batch, &mut index, change, trace, id, at)?;
             } else {
-                cancel_reminder(&mut batch, &mut jobs, change, id, Cancel::KeepFired)?;
+                cancel_reminder(&mut batch, change, id, Cancel::KeepFired)?;
             }
         }
         if let (Some(spec), Some(due)) = (kept_series, change.due) {
@@ -180,7 +174,6 @@ impl Engine {
                 series.current_due = due;
                 series.traceparent = trace.map(str::to_owned);
                 index.push((key.clone(), due));
-                jobs.insert(JobName::Series(spec.series_id).to_string(), Some(due));
             }
             if before.as_ref() != Some(&series) {
                 batch.put(&key, &series, None)?;
@@ -192,23 +185,18 @@ impl Engine {
             if current.is_some_and(|c| c.current_task_id == change.task_id) {
                 tracing::info!(series = %series_id, "the series has ended");
                 batch.delete(&key);
-                jobs.insert(JobName::Series(series_id).to_string(), None);
             }
         }
         let armed_reminders = index
             .iter()
             .filter(|(k, _)| k.starts_with("reminder:"))
             .count();
-        self.plan_index(&mut batch, &index, now).await?;
+        let mut arming = Arming::default();
+        self.plan_index(&mut batch, &index, &mut arming, now)
+            .await?;
 
         batch.commit(store).await?;
-        try_join_all(jobs.iter().map(|(name, due)| async move {
-            match due {
-                Some(due) => self.jobs.schedule(name, *due).await,
-                None => self.jobs.cancel(name).await,
-            }
-        }))
-        .await?;
+        self.arm(arming, now).await?;
         metrics::counter!("todo_reminders_armed_total").increment(armed_reminders as u64);
         let ttl = deleted.then_some(self.settings.tombstone_ttl);
         write(store, &key, &record, batch.etag(&key), ttl).await
@@ -246,10 +234,10 @@ enum Cancel {
     KeepFired,
 }
 
-/// Cancels the reminder and its job, unless a newer event of its task wrote it.
+/// Cancels the reminder, unless a newer event of its task wrote it. Its job needs no call: a
+/// job finds nothing pending to fire.
 fn cancel_reminder(
     batch: &mut Batch,
-    jobs: &mut JobChanges,
     change: &TaskChange,
     id: Uuid,
     how: Cancel,
@@ -262,15 +250,13 @@ fn cancel_reminder(
     if how == Cancel::Forget || current.is_some_and(|c| c.state == ReminderState::Pending) {
         batch.delete(&key);
     }
-    jobs.insert(JobName::Reminder(id).to_string(), None);
     Ok(())
 }
 
-/// Makes the reminder pending at `at` (unless it already fired at that time), to be indexed
-/// and its job scheduled. Scheduling again is harmless: a job's name is its identity.
+/// Makes the reminder pending at `at` (unless it already fired at that time), to be indexed,
+/// which schedules what fires it.
 fn arm_reminder(
     batch: &mut Batch,
-    jobs: &mut JobChanges,
     index: &mut Vec<(String, DateTime<Utc>)>,
     change: &TaskChange,
     trace: Option<&str>,
@@ -303,7 +289,6 @@ fn arm_reminder(
     }
     if state == ReminderState::Pending {
         index.push((key, at));
-        jobs.insert(JobName::Reminder(id).to_string(), Some(at));
     }
     Ok(())
 }

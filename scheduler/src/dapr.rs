@@ -1,12 +1,13 @@
 //! The engine's ports on the Dapr sidecar: the state store, the Jobs API and pub/sub.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use todo_dapr::app::PUBSUB_NAME;
-use todo_dapr::client::StateWrite;
+use todo_dapr::client::{BulkEntry, StateWrite, with_trace};
 use todo_dapr::{DaprClient, DaprError};
 use todo_shared::events::OutgoingEvent;
 
@@ -130,5 +131,42 @@ impl Publisher for Sidecar {
             )
             .await
             .map_err(port_error)
+    }
+
+    /// One bulk publish per topic. On Redis streams a failed call may have published some
+    /// entries; the engine publishes them again under the same ids.
+    async fn publish_all(&self, events: &[OutgoingEvent]) -> Result<(), PortError> {
+        let mut by_topic: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        for event in events {
+            let envelope = with_trace(&event.envelope, event.traceparent.as_deref());
+            by_topic
+                .entry(event.event_type.topic())
+                .or_default()
+                .push(envelope);
+        }
+        for (topic, envelopes) in &by_topic {
+            let entries: Vec<BulkEntry<'_>> = envelopes
+                .iter()
+                .enumerate()
+                .map(|(i, envelope)| BulkEntry {
+                    id: i.to_string(),
+                    envelope,
+                })
+                .collect();
+            let failed = self
+                .client
+                .bulk_publish(PUBSUB_NAME, topic, &entries)
+                .await
+                .map_err(port_error)?;
+            if let Some(first) = failed.first() {
+                return Err(PortError::Unavailable(format!(
+                    "{} of {} events to `{topic}` were not published: {}",
+                    failed.len(),
+                    entries.len(),
+                    first.error
+                )));
+            }
+        }
+        Ok(())
     }
 }

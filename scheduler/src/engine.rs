@@ -24,12 +24,13 @@ use crate::ports::{Jobs, PortError, Publisher, StateStore};
 use crate::records::{
     ReminderRecord, ReminderState, SeriesRecord, Step, reminder_key, series_key, update,
 };
+use crate::slots::ScheduledSlots;
 
 /// The CloudEvents `source` of the events the scheduler publishes.
 pub const SOURCE: &str = "/scheduler";
 
 /// A job that arrives this much early still fires (clocks of hosts differ slightly).
-const EARLY_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+pub(crate) const EARLY_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct Settings {
     pub sweep_grace: chrono::TimeDelta,
     /// Shards per hour of the sweep's index: spreads concurrent writes over more keys.
     pub index_shards: u32,
+    /// Shards per second of the due slots ([`crate::slots`]), for the same reason.
+    pub slot_shards: u32,
     /// Whether the events of one task arrive in the order they were committed (the embedded
     /// bus guarantees it; Dapr's concurrent delivery does not). Then a task that never had
     /// anything to schedule needs no record, which spares the database a write per event.
@@ -52,6 +55,7 @@ impl Default for Settings {
             tombstone_ttl: Duration::from_secs(7 * 24 * 3600),
             sweep_grace: chrono::TimeDelta::seconds(30),
             index_shards: 64,
+            slot_shards: 16,
             ordered_delivery: false,
         }
     }
@@ -60,8 +64,12 @@ impl Default for Settings {
 /// What a job's name says it is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobName {
+    /// One reminder due within seconds of its arming (or a job of an earlier version).
     Reminder(Uuid),
+    /// One series' occurrence due within seconds (or a job of an earlier version).
     Series(Uuid),
+    /// Everything due in one second (Unix time): [`crate::slots`].
+    Slot(i64),
 }
 
 impl JobName {
@@ -69,7 +77,21 @@ impl JobName {
         if let Some(id) = name.strip_prefix("reminder-") {
             return id.parse().ok().map(JobName::Reminder);
         }
+        if let Some(slot) = name.strip_prefix("due-") {
+            return slot.parse().ok().map(JobName::Slot);
+        }
         name.strip_prefix("recurring-")?
+            .parse()
+            .ok()
+            .map(JobName::Series)
+    }
+
+    /// The job of its own for an item of the index (a state key).
+    pub(crate) fn for_item(item: &str) -> Option<JobName> {
+        if let Some(id) = item.strip_prefix("reminder:") {
+            return id.parse().ok().map(JobName::Reminder);
+        }
+        item.strip_prefix("recurring:")?
             .parse()
             .ok()
             .map(JobName::Series)
@@ -81,6 +103,7 @@ impl std::fmt::Display for JobName {
         match self {
             JobName::Reminder(id) => write!(f, "reminder-{id}"),
             JobName::Series(id) => write!(f, "recurring-{id}"),
+            JobName::Slot(second) => write!(f, "due-{second}"),
         }
     }
 }
@@ -90,8 +113,10 @@ impl std::fmt::Display for JobName {
 pub struct Engine {
     pub(crate) store: Arc<dyn StateStore>,
     pub(crate) jobs: Arc<dyn Jobs>,
-    publisher: Arc<dyn Publisher>,
+    pub(crate) publisher: Arc<dyn Publisher>,
     pub(crate) settings: Settings,
+    /// The due slots this replica has scheduled jobs for.
+    pub(crate) slots_scheduled: Arc<ScheduledSlots>,
 }
 
 impl Engine {
@@ -106,15 +131,17 @@ impl Engine {
             jobs,
             publisher,
             settings,
+            slots_scheduled: Arc::default(),
         }
     }
 
-    /// Runs the job `name` (a reminder or a series' next occurrence). An error asks the caller
-    /// to run it again later.
+    /// Runs the job `name` (a due slot, a reminder or a series' next occurrence). An error asks
+    /// the caller to run it again later.
     pub async fn fire_job(&self, name: &str, now: DateTime<Utc>) -> Result<(), PortError> {
         match JobName::parse(name) {
             Some(JobName::Reminder(id)) => self.fire_reminder(id, now).await.map(drop),
             Some(JobName::Series(id)) => self.fire_series(id, now).await.map(drop),
+            Some(JobName::Slot(second)) => self.fire_slot(second, now).await.map(drop),
             None => {
                 tracing::warn!(%name, "ignored a job that is not the scheduler's");
                 Ok(())
@@ -140,25 +167,8 @@ impl Engine {
                         .await?;
                     return Ok(Step::Keep(None));
                 }
-                let data = ReminderTriggered {
-                    owner: record.owner.clone(),
-                    task_id: record.task_id,
-                    reminder_id: id,
-                    title: record.title.clone(),
-                    fire_at: record.fire_at,
-                    due: record.due,
-                    time_zone: record.time_zone.clone(),
-                };
-                let event_id = notification_id(id, record.fire_at);
-                self.publish(
-                    event_id,
-                    EventType::ReminderTriggered,
-                    record.task_id,
-                    &data,
-                    record.traceparent.as_deref(),
-                    now,
-                )
-                .await?;
+                let (event, span) = self.notification(id, &record, now)?;
+                self.publisher.publish(&event).instrument(span).await?;
                 let done = Some((record.task_id, record.fire_at));
                 let fired = ReminderRecord {
                     state: ReminderState::Fired,
@@ -171,12 +181,50 @@ impl Engine {
         let Some((task_id, fire_at)) = fired else {
             return Ok(false);
         };
+        self.record_fired(id, task_id, fire_at, now);
+        Ok(true)
+    }
+
+    /// Logs and counts a reminder fired.
+    pub(crate) fn record_fired(
+        &self,
+        id: Uuid,
+        task_id: Uuid,
+        fire_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
         let late_ms = (now - fire_at).num_milliseconds();
         tracing::info!(reminder = %id, task = %task_id, late_ms, "reminder fired");
         metrics::counter!("todo_reminders_fired_total").increment(1);
         metrics::histogram!("todo_reminder_lateness_seconds")
             .record(late_ms.max(0) as f64 / 1000.0);
-        Ok(true)
+    }
+
+    /// The notification of a due reminder, with the span of its firing, which continues the
+    /// trace of the event that armed the reminder.
+    pub(crate) fn notification(
+        &self,
+        id: Uuid,
+        record: &ReminderRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(OutgoingEvent, tracing::Span), PortError> {
+        let data = ReminderTriggered {
+            owner: record.owner.clone(),
+            task_id: record.task_id,
+            reminder_id: id,
+            title: record.title.clone(),
+            fire_at: record.fire_at,
+            due: record.due,
+            time_zone: record.time_zone.clone(),
+        };
+        self.derive(
+            notification_id(id, record.fire_at),
+            EventType::ReminderTriggered,
+            record.task_id,
+            &data,
+            record.traceparent.as_deref(),
+            now,
+        )
     }
 
     /// Announces the series' next occurrence if its current one is due, and waits for that one;
@@ -219,20 +267,19 @@ impl Engine {
                     due: next,
                 };
                 let parent = record.traceparent.as_deref();
-                let trace = self
-                    .publish(
-                        task_id,
-                        EventType::RecurringScheduled,
-                        task_id,
-                        &data,
-                        parent,
-                        now,
-                    )
-                    .await?;
+                let (event, span) = self.derive(
+                    task_id,
+                    EventType::RecurringScheduled,
+                    task_id,
+                    &data,
+                    parent,
+                    now,
+                )?;
+                self.publisher.publish(&event).instrument(span).await?;
                 let moved = SeriesRecord {
                     current_task_id: task_id,
                     current_due: next,
-                    traceparent: trace,
+                    traceparent: event.traceparent,
                     ..record
                 };
                 Ok(Step::Put(moved, None, SeriesFiring::Next(task_id, next)))
@@ -248,18 +295,15 @@ impl Engine {
             SeriesFiring::Next(task_id, next) => {
                 tracing::info!(series = %id, task = %task_id, due = %next, "scheduled the next occurrence");
                 self.index_add(&key, next, now).await?;
-                self.jobs
-                    .schedule(&JobName::Series(id).to_string(), next)
-                    .await?;
                 metrics::counter!("todo_series_fired_total").increment(1);
                 Ok(true)
             }
         }
     }
 
-    /// Publishes an event the engine derives, in a span continuing the trace `parent` names;
-    /// returns the event's trace, which what comes of it continues.
-    async fn publish(
+    /// An event the engine derives, with the span of its making, which continues the trace
+    /// `parent` names; the event carries its own trace, which what comes of it continues.
+    fn derive(
         &self,
         id: Uuid,
         event_type: EventType,
@@ -267,7 +311,7 @@ impl Engine {
         data: &impl serde::Serialize,
         parent: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<Option<String>, PortError> {
+    ) -> Result<(OutgoingEvent, tracing::Span), PortError> {
         let span = tracing::info_span!(
             "fire",
             otel.name = %format_args!("fire {}", event_type.as_str()),
@@ -279,9 +323,8 @@ impl Engine {
             .map_err(|e| PortError::Unavailable(format!("encoding {event_type:?}: {e}")))?;
         let event = OutgoingEvent::new(id, event_type, SOURCE, subject, data, now)
             .map_err(|e| PortError::Unavailable(e.to_string()))?
-            .traced(trace.clone());
-        self.publisher.publish(&event).instrument(span).await?;
-        Ok(trace)
+            .traced(trace);
+        Ok((event, span))
     }
 }
 

@@ -3,7 +3,8 @@
 //! Layers, each importing only from those below it:
 //! - [`startup`] wires the service from [`config`]; [`app`]: the HTTP routes Dapr calls.
 //! - [`engine`]: fires due reminders and occurrences; [`apply`]: how a task event changes the
-//!   scheduler's state; [`sweep`]: the reconciliation sweep and the index it reads.
+//!   scheduler's state; [`slots`]: the due slots, one job firing everything due in a second;
+//!   [`sweep`]: the reconciliation sweep and the index it reads.
 //! - [`incoming`]: task events parsed into what the engine needs; [`records`]: the documents the
 //!   engine keeps, one per state key, and the two ways they change ([`records::update`],
 //!   [`records::Batch`]).
@@ -23,6 +24,7 @@ pub mod incoming;
 pub mod memory;
 pub mod ports;
 pub mod records;
+pub mod slots;
 pub mod startup;
 pub mod sweep;
 

@@ -93,4 +93,13 @@ pub trait Jobs: Send + Sync {
 #[async_trait]
 pub trait Publisher: Send + Sync {
     async fn publish(&self, event: &OutgoingEvent) -> Result<(), PortError>;
+
+    /// Publishes several events; where it fails, some may have gone out (their ids make a
+    /// repeat harmless).
+    async fn publish_all(&self, events: &[OutgoingEvent]) -> Result<(), PortError> {
+        for event in events {
+            self.publish(event).await?;
+        }
+        Ok(())
+    }
 }

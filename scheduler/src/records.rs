@@ -8,6 +8,7 @@
 //! | `reminder:{reminder_id}`     | [`ReminderRecord`]  | what a reminder job fires, and if yet |
 //! | `recurring:{series_id}`      | [`SeriesRecord`]    | a series' rule and next occurrence    |
 //! | `due:{hour}:{shard}`         | [`DueBucket`]       | the sweep's index: no key listing     |
+//! | `slot:{second}:{shard}`      | [`DueBucket`]       | what a due slot's job fires           |
 //! | `sweep:watermark`            | [`Watermark`]       | the first hour not yet fully swept    |
 //!
 //! A series is keyed by its series id, which is the id of its first task (the design's
@@ -105,7 +106,7 @@ pub struct SeriesRecord {
     pub traceparent: Option<String>,
 }
 
-/// Items due within one hour (one shard of it): item key → when it is due.
+/// Items due within one hour or one second (one shard of it): item key → when it is due.
 pub type DueBucket = BTreeMap<String, DateTime<Utc>>;
 
 /// The start of the first hour whose bucket may still hold work.

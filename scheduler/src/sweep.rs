@@ -1,7 +1,7 @@
 //! The reconciliation sweep and its index.
 //!
-//! Jobs fire reminders and occurrences on time; the sweep, driven by the cron bindings, catches
-//! whatever a job did not (e.g. jobs lost while the Dapr scheduler service was down). The Dapr
+//! Jobs fire reminders and occurrences on time (through their due slots, [`crate::slots`]); the
+//! sweep, driven by the cron bindings, catches whatever a job did not (e.g. jobs lost while the Dapr scheduler service was down). The Dapr
 //! state API cannot list keys, so everything armed is also entered in an index of hourly
 //! buckets, `due:{YYYYMMDDHH}:{shard}` (item key → due time), sharded so that concurrent writers
 //! rarely meet on one key. A sweep reads the buckets from the watermark (the first hour not yet
@@ -19,6 +19,7 @@ use crate::records::{
     Batch, DueBucket, MAX_ATTEMPTS, ReminderRecord, ReminderState, SeriesRecord, WATERMARK_KEY,
     Watermark, decode, read, write,
 };
+use crate::slots::Arming;
 
 /// At most this many hours are swept in one run (a long outage is caught up over several).
 const MAX_HOURS_PER_SWEEP: i64 = 48;
@@ -39,7 +40,7 @@ fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// A stable spread of keys over shards: FNV-1a, where the std hasher is seeded per process.
-fn shard_of(key: &str, shards: u32) -> u32 {
+pub(crate) fn shard_of(key: &str, shards: u32) -> u32 {
     let mut hasher = fnv::FnvHasher::default();
     hasher.write(key.as_bytes());
     (hasher.finish() % u64::from(shards.max(1))) as u32
@@ -62,13 +63,15 @@ impl Engine {
         bucket_key(hour, shard_of(item, self.settings.index_shards))
     }
 
-    /// Enters each item (a state key) in the batch as due at its time, reading the buckets the
-    /// batch has not read. Items due before the watermark go into the watermark's hour, which
-    /// the next sweep still reads.
+    /// Enters each item (a state key) in the batch as due at its time, in the sweep's index and
+    /// in its due slot (noting in `arming` the jobs to schedule once the batch is committed),
+    /// reading the buckets the batch has not read. Items due before the watermark go into the
+    /// watermark's hour, which the next sweep still reads.
     pub(crate) async fn plan_index(
         &self,
         batch: &mut Batch,
         items: &[(String, DateTime<Utc>)],
+        arming: &mut Arming,
         now: DateTime<Utc>,
     ) -> Result<(), PortError> {
         let Some(earliest) = items.iter().map(|(_, at)| *at).min() else {
@@ -96,10 +99,10 @@ impl Engine {
                 batch.put(key, &bucket, None)?;
             }
         }
-        Ok(())
+        self.plan_slots(batch, items, arming, now).await
     }
 
-    /// Enters one item in the index, in a transaction of its own.
+    /// Enters one item in the index, in a transaction of its own, and schedules what fires it.
     pub(crate) async fn index_add(
         &self,
         item: &str,
@@ -109,14 +112,19 @@ impl Engine {
         let items = [(item.to_owned(), at)];
         for _ in 0..MAX_ATTEMPTS {
             let mut batch = Batch::default();
-            let speculative = self.bucket_for(item, at, None);
-            batch
-                .read(&*self.store, [WATERMARK_KEY.to_owned(), speculative])
+            let mut arming = Arming::default();
+            let speculative = [
+                WATERMARK_KEY.to_owned(),
+                self.bucket_for(item, at, None),
+                self.slot_for(item, at),
+            ];
+            batch.read(&*self.store, speculative).await?;
+            self.plan_index(&mut batch, &items, &mut arming, now)
                 .await?;
-            self.plan_index(&mut batch, &items, now).await?;
             match batch.commit(&*self.store).await {
                 Err(PortError::Conflict) => continue,
-                done => return done,
+                Err(e) => return Err(e),
+                Ok(()) => return self.arm(arming, now).await,
             }
         }
         Err(PortError::Unavailable(format!(
@@ -202,7 +210,7 @@ impl Engine {
 
     /// Brings one index entry to rest: fires it if it is still pending, otherwise notes that
     /// it needs nothing. Returns whether it fired.
-    async fn settle(
+    pub(crate) async fn settle(
         &self,
         item: &str,
         at: DateTime<Utc>,

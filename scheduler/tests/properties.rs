@@ -459,7 +459,7 @@ async fn fire_everything(world: &World) -> Result<(), TestCaseError> {
         for (name, due) in world.jobs() {
             let at = if due > horizon { now() } else { due.max(now()) };
             let published_before = world.published().len();
-            let series_before = series_due(world, &name);
+            let before = world.store.snapshot();
             world
                 .engine
                 .fire_job(&name, at)
@@ -467,7 +467,7 @@ async fn fire_everything(world: &World) -> Result<(), TestCaseError> {
                 .map_err(|e| TestCaseError::fail(format!("{name} at {at}: {e}")))?;
             let published = world.published();
             for event in &published[published_before..] {
-                check_published(event, at, series_before)?;
+                check_published(event, at, &before)?;
             }
             // Firing again at the same time publishes nothing more.
             let count = published.len();
@@ -490,21 +490,16 @@ async fn fire_everything(world: &World) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// The current due time of the series a `recurring-…` job is for, from the store.
-fn series_due(world: &World, job: &str) -> Option<DateTime<Utc>> {
-    let id = job.strip_prefix("recurring-")?;
-    let snapshot = world.store.snapshot();
-    let record = snapshot
-        .iter()
-        .find(|(k, _)| k.contains(id) && k.contains("series"))?
-        .1;
+/// The current due time of a series in a snapshot of the store.
+fn series_due(snapshot: &BTreeMap<String, Value>, series: Uuid) -> Option<DateTime<Utc>> {
+    let record = snapshot.get(&format!("recurring:{series}"))?;
     serde_json::from_value(record.get("current_due")?.clone()).ok()
 }
 
 fn check_published(
     event: &OutgoingEvent,
     at: DateTime<Utc>,
-    series_due: Option<DateTime<Utc>>,
+    before: &BTreeMap<String, Value>,
 ) -> Result<(), TestCaseError> {
     let data = event.envelope.get("data").cloned().unwrap_or(Value::Null);
     match event.event_type {
@@ -522,7 +517,7 @@ fn check_published(
             let r: RecurringScheduled = serde_json::from_value(data)
                 .map_err(|e| TestCaseError::fail(format!("malformed occurrence: {e}")))?;
             prop_assert_eq!(r.task_id, occurrence_task_id(r.series_id, r.due));
-            if let Some(previous) = series_due {
+            if let Some(previous) = series_due(before, r.series_id) {
                 prop_assert!(
                     r.due > previous,
                     "occurrence {} not after {}",

@@ -224,10 +224,11 @@ def test_the_cron_sweep_fires_a_reminder_whose_job_was_lost(main_group, schedule
     sidecar = group.members[0].daprd
     user = new_user()
     mcp = main_group.server.client(user)
-    fire_at = whole_seconds_from_now(4)
+    fire_at = whole_seconds_from_now(8)
     task = mcp.add_task("Renew the passport", reminders=[{"at": iso(fire_at)}])
-    job = f"/v1.0-alpha1/jobs/reminder-{task['reminders'][0]['id']}"
-    wait_until(lambda: sidecar.http.get(job).status_code == 200, 10, "the reminder's job")
+    # The job of the second it is due in (its due slot).
+    job = f"/v1.0-alpha1/jobs/due-{int(fire_at.timestamp())}"
+    wait_until(lambda: sidecar.http.get(job).status_code == 200, 10, "the reminder's slot job")
     # Lost, as when the Dapr scheduler service loses its data.
     assert sidecar.http.delete(job).status_code == 204
     assert sidecar.http.get(job).status_code != 200

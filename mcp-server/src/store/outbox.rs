@@ -66,6 +66,20 @@ impl Publisher for OutboxPublisher {
         }
         Ok(())
     }
+
+    /// All in one transaction.
+    async fn publish_all(&self, events: &[OutgoingEvent]) -> Result<(), PortError> {
+        let mut tx = self.db.begin().await.map_err(port_error)?;
+        let mut added = false;
+        for event in events {
+            added |= enqueue_once(&mut tx, event).await.map_err(port_error)?;
+        }
+        tx.commit().await.map_err(port_error)?;
+        if added {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
 }
 
 fn insert(event: &OutgoingEvent, on_conflict: &str) -> Query {

@@ -33,7 +33,7 @@ fn version_of(etag: &Etag) -> Result<i64, PortError> {
 
 fn expiry(ttl: Option<Duration>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     ttl.and_then(|ttl| chrono::Duration::from_std(ttl).ok())
-        .map(|ttl| now + ttl)
+        .and_then(|ttl| now.checked_add_signed(ttl))
 }
 
 impl SqlStateStore {
