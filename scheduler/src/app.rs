@@ -15,10 +15,13 @@ use todo_dapr::app::{DEAD_LETTER_TOPIC, PUBSUB_NAME, answer, parse_body, with_ap
 use todo_shared::events::TOPIC_TASKS;
 
 use crate::engine::Engine;
+use crate::intake::Intake;
 
 /// What the routes share.
 pub struct AppState {
     pub engine: Engine,
+    /// Applies the task events delivered at the same time together.
+    pub intake: Intake,
     /// For `/readyz`: ready means the sidecar can reach its components.
     pub sidecar: DaprClient,
 }
@@ -51,7 +54,7 @@ async fn subscribe() -> Json<Value> {
 
 async fn task_event(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     match parse_body(&body) {
-        Ok(envelope) => answer(state.engine.handle_event(&envelope, Utc::now()).await),
+        Ok(envelope) => answer(state.intake.handle(envelope).await),
         Err(drop) => answer(drop),
     }
 }

@@ -1,12 +1,16 @@
-//! How a task event changes the scheduler's state: its reminders armed, moved, disarmed or
-//! cancelled, its series started, moved or ended, and every armed item entered in the sweep's
-//! index.
+//! How task events change the scheduler's state: their reminders armed, moved, disarmed or
+//! cancelled, their series started, moved or ended, and every armed item entered in the sweep's
+//! index and its due slot.
 //!
-//! An event costs one read of every key it touches, one state transaction, the job calls of
-//! slots this replica has not scheduled yet (all at once) and the write of its task record. The task record goes last, alone: it is the
-//! event's commit point. A transaction that lost a race (on Redis, perhaps half applied) is
-//! started over from what it left, which converges, because every write moves its entry toward
-//! what the event says, and reminder records never go back to an older event's version.
+//! Events delivered together are applied together: one read of every key they touch (and one
+//! more for what their tasks had), one state transaction, the job calls of slots this replica
+//! has not scheduled yet (all at once) and one write of their task records. The task records go
+//! last: each is its event's commit point. A transaction that lost a race (on Redis, perhaps
+//! half applied) is started over from what it left, which converges, because every write moves
+//! its entry toward what the event says, and reminder records never go back to an older event's
+//! version.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use todo_shared::events::EventType;
@@ -14,16 +18,23 @@ use todo_shared::incoming::Disposition;
 use uuid::Uuid;
 
 use todo_dapr::telemetry;
-use tracing::Instrument;
 
 use crate::engine::Engine;
 use crate::incoming::TaskChange;
 use crate::ports::PortError;
 use crate::records::{
     Batch, MAX_ATTEMPTS, ReminderRecord, ReminderState, SeriesRecord, TaskRecord, WATERMARK_KEY,
-    reminder_key, series_key, task_key, write,
+    reminder_key, series_key, task_key,
 };
 use crate::slots::Arming;
+
+/// A task event ready to apply, with the trace what it arms continues.
+struct Applying {
+    change: TaskChange,
+    trace: Option<String>,
+    /// The event's `consume` span, open until the event is applied.
+    span: tracing::Span,
+}
 
 impl Engine {
     /// Handles one event of the `tasks` topic, answering as a Dapr subscriber: other event types
@@ -33,44 +44,170 @@ impl Engine {
         envelope: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> Disposition {
-        let change = match TaskChange::parse(envelope) {
-            Ok(Some(change)) => change,
-            Ok(None) => return Disposition::Success,
-            Err(reason) => return Disposition::Drop(reason),
-        };
-        let span = tracing::info_span!(
-            "consume",
-            otel.name = %format_args!("consume {}", change.kind.as_str()),
-            task = %change.task_id,
-        );
-        telemetry::continue_trace(&span, change.traceparent.as_deref());
-        // What the event arms continues this span's trace (or, not exporting, the event's).
-        let trace = telemetry::traceparent(&span).or_else(|| change.traceparent.clone());
-        let attempts = async {
-            for _ in 0..MAX_ATTEMPTS {
-                match self.apply(&change, trace.as_deref(), now).await {
-                    Ok(()) => return Disposition::Success,
-                    Err(PortError::Conflict) => continue,
-                    Err(e) => return Disposition::Retry(e.to_string()),
-                }
-            }
-            Disposition::Retry(format!(
-                "the state of task {} kept changing under concurrent writers",
-                change.task_id
-            ))
-        };
-        attempts.instrument(span).await
+        let mut answers = self
+            .handle_events(std::slice::from_ref(envelope), now)
+            .await;
+        answers.pop().unwrap_or(Disposition::Success)
     }
 
-    /// Applies the event once, in trace `trace`; [`PortError::Conflict`] asks to start over.
-    async fn apply(
+    /// Handles events of the `tasks` topic together (those delivered at the same time): one
+    /// read, one state transaction and one write of their task records for all of them. Answers
+    /// each as [`Engine::handle_event`] does, in order. When they fail together for a reason
+    /// other than a lost race, each is tried alone, so that one event that cannot be applied
+    /// holds back no other.
+    pub async fn handle_events(
         &self,
-        change: &TaskChange,
-        trace: Option<&str>,
+        envelopes: &[serde_json::Value],
+        now: DateTime<Utc>,
+    ) -> Vec<Disposition> {
+        let mut answers = vec![Disposition::Success; envelopes.len()];
+        let mut applying = Vec::new();
+        let mut positions = Vec::new();
+        for (i, envelope) in envelopes.iter().enumerate() {
+            match TaskChange::parse(envelope) {
+                Ok(Some(change)) => {
+                    applying.push(Applying::new(change));
+                    positions.push(i);
+                }
+                Ok(None) => {}
+                Err(reason) => answers[i] = Disposition::Drop(reason),
+            }
+        }
+        let outcome = self.apply_with_retries(&applying, now).await;
+        let outcomes = match outcome {
+            Err(PortError::Unavailable(_)) if applying.len() > 1 => {
+                let alone = applying
+                    .chunks(1)
+                    .map(|one| self.apply_with_retries(one, now));
+                futures::future::join_all(alone).await
+            }
+            outcome => vec![outcome; applying.len()],
+        };
+        for ((i, outcome), event) in positions.into_iter().zip(outcomes).zip(&applying) {
+            if let Err(e) = outcome {
+                answers[i] = Disposition::Retry(match e {
+                    PortError::Conflict => format!(
+                        "the state of task {} kept changing under concurrent writers",
+                        event.change.task_id
+                    ),
+                    PortError::Unavailable(reason) => reason,
+                });
+            }
+        }
+        answers
+    }
+
+    /// Applies the events, starting over on lost races (at most [`MAX_ATTEMPTS`] times).
+    async fn apply_with_retries(
+        &self,
+        events: &[Applying],
         now: DateTime<Utc>,
     ) -> Result<(), PortError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut outcome = Err(PortError::Conflict);
+        for _ in 0..MAX_ATTEMPTS {
+            outcome = self.apply(events, now).await;
+            if !matches!(outcome, Err(PortError::Conflict)) {
+                break;
+            }
+        }
+        outcome
+    }
+
+    /// Applies the events once, in order; [`PortError::Conflict`] asks to start over.
+    async fn apply(&self, events: &[Applying], now: DateTime<Utc>) -> Result<(), PortError> {
         let store = &*self.store;
-        let key = task_key(change.task_id);
+        let mut batch = Batch::default();
+        // In order, a task's first event is its creation, and a task that never had anything to
+        // schedule has no record: neither needs one now.
+        let events: Vec<&Applying> = events
+            .iter()
+            .filter(|e| {
+                !(self.nothing_to_schedule(&e.change) && e.change.kind == EventType::TaskCreated)
+            })
+            .collect();
+
+        // One read for what the events name, with the index buckets and slots their times fall
+        // in, and then one for what the tasks had and the events no longer name.
+        let armed: Vec<(String, DateTime<Utc>)> = events
+            .iter()
+            .flat_map(|e| self.indexed(&e.change))
+            .collect();
+        let mut keys: Vec<String> = events.iter().flat_map(|e| named_keys(&e.change)).collect();
+        if !armed.is_empty() {
+            keys.push(WATERMARK_KEY.to_owned());
+        }
+        keys.extend(
+            armed.iter().flat_map(|(item, at)| {
+                [self.bucket_for(item, *at, None), self.slot_for(item, *at)]
+            }),
+        );
+        batch.read(store, keys).await?;
+        let mut had = Vec::new();
+        for event in &events {
+            if let Some(previous) = batch.get::<TaskRecord>(&task_key(event.change.task_id))? {
+                had.extend(previous.reminders.iter().map(|id| reminder_key(*id)));
+                had.extend(previous.series_id.map(series_key));
+            }
+        }
+        batch.read(store, had).await?;
+
+        // Each event in turn; a later event of the same task sees what an earlier one decided.
+        let mut records: BTreeMap<String, (TaskRecord, Option<std::time::Duration>)> =
+            BTreeMap::new();
+        let mut index = Vec::new();
+        for event in events {
+            let key = task_key(event.change.task_id);
+            let previous = match records.get(&key) {
+                Some((record, _)) => Some(record.clone()),
+                None => batch.get::<TaskRecord>(&key)?,
+            };
+            if self.nothing_to_schedule(&event.change) && previous.is_none() {
+                continue;
+            }
+            if let Some(record) = self.decide(&mut batch, &mut index, event, previous)? {
+                let ttl = record.deleted.then_some(self.settings.tombstone_ttl);
+                records.insert(key, (record, ttl));
+            }
+        }
+        let armed_reminders = index
+            .iter()
+            .filter(|(k, _)| k.starts_with("reminder:"))
+            .count();
+        let mut arming = Arming::default();
+        self.plan_index(&mut batch, &index, &mut arming, now)
+            .await?;
+
+        batch.commit(store).await?;
+        self.arm(arming, now).await?;
+        metrics::counter!("todo_reminders_armed_total").increment(armed_reminders as u64);
+        // The task records last, together: each is its event's commit point.
+        let mut commits = Batch::default();
+        for (key, (record, ttl)) in &records {
+            commits.put_over(key, record, batch.etag(key).cloned(), *ttl)?;
+        }
+        commits.commit(store).await
+    }
+
+    /// Whether a task event has nothing to schedule and, delivered in order, can be skipped
+    /// when its task has no record.
+    fn nothing_to_schedule(&self, change: &TaskChange) -> bool {
+        self.settings.ordered_delivery && change.reminders.is_empty() && change.series.is_none()
+    }
+
+    /// Decides what one event changes, into the batch, and returns its task's new record, or
+    /// `None` when the event is stale or applied already.
+    fn decide(
+        &self,
+        batch: &mut Batch,
+        index: &mut Vec<(String, DateTime<Utc>)>,
+        event: &Applying,
+        previous: Option<TaskRecord>,
+    ) -> Result<Option<TaskRecord>, PortError> {
+        let change = &event.change;
+        let _entered = event.span.enter();
         let deleted = change.kind == EventType::TaskDeleted;
         let record = TaskRecord {
             event_id: Some(change.event_id.clone()),
@@ -79,39 +216,12 @@ impl Engine {
             reminders: change.reminders.iter().map(|(id, _)| *id).collect(),
             series_id: change.series.as_ref().map(|s| s.series_id),
         };
-        let mut batch = Batch::default();
-        if self.settings.ordered_delivery && change.reminders.is_empty() && change.series.is_none()
-        {
-            // In order, a task's first event is its creation, and a task that never had anything
-            // to schedule has no record: neither needs one now.
-            if change.kind == EventType::TaskCreated {
-                return Ok(());
-            }
-            batch.read(store, [key.clone()]).await?;
-            if batch.get::<TaskRecord>(&key)?.is_none() {
-                return Ok(());
-            }
-        }
-
-        // One read for what the event names, with the index buckets its times fall in.
-        let armed = self.indexed(change);
-        let mut keys = vec![key.clone(), WATERMARK_KEY.to_owned()];
-        keys.extend(change.reminders.iter().map(|(id, _)| reminder_key(*id)));
-        keys.extend(change.series.iter().map(|s| series_key(s.series_id)));
-        keys.extend(
-            armed.iter().flat_map(|(item, at)| {
-                [self.bucket_for(item, *at, None), self.slot_for(item, *at)]
-            }),
-        );
-        batch.read(store, keys).await?;
-
-        let previous: Option<TaskRecord> = batch.get(&key)?;
         match &previous {
             Some(cur) if cur.version > change.version || (cur.deleted && !deleted) => {
                 tracing::debug!(task = %change.task_id, "skipped a stale task event");
-                return Ok(());
+                return Ok(None);
             }
-            Some(cur) if cur.event_id == record.event_id => return Ok(()),
+            Some(cur) if cur.event_id == record.event_id => return Ok(None),
             _ => {}
         }
         // What the task had and the event no longer names.
@@ -130,27 +240,18 @@ impl Engine {
         } else {
             had_series.filter(|b| kept_series.is_none_or(|k| k.series_id != *b))
         };
-        batch
-            .read(
-                store,
-                dropped
-                    .iter()
-                    .map(|id| reminder_key(*id))
-                    .chain(ended_series.map(series_key)),
-            )
-            .await?;
 
-        let mut index = Vec::new();
+        let trace = event.trace.as_deref();
         for id in dropped {
-            cancel_reminder(&mut batch, change, id, Cancel::Forget)?;
+            cancel_reminder(batch, change, id, Cancel::Forget)?;
         }
         for &(id, at) in &change.reminders {
             if deleted {
-                cancel_reminder(&mut batch, change, id, Cancel::Forget)?;
+                cancel_reminder(batch, change, id, Cancel::Forget)?;
             } else if change.is_active() {
-                arm_reminder(&mut batch, &mut index, change, trace, id, at)?;
+                arm_reminder(batch, index, change, trace, id, at)?;
             } else {
-                cancel_reminder(&mut batch, change, id, Cancel::KeepFired)?;
+                cancel_reminder(batch, change, id, Cancel::KeepFired)?;
             }
         }
         if let (Some(spec), Some(due)) = (kept_series, change.due) {
@@ -187,19 +288,7 @@ impl Engine {
                 batch.delete(&key);
             }
         }
-        let armed_reminders = index
-            .iter()
-            .filter(|(k, _)| k.starts_with("reminder:"))
-            .count();
-        let mut arming = Arming::default();
-        self.plan_index(&mut batch, &index, &mut arming, now)
-            .await?;
-
-        batch.commit(store).await?;
-        self.arm(arming, now).await?;
-        metrics::counter!("todo_reminders_armed_total").increment(armed_reminders as u64);
-        let ttl = deleted.then_some(self.settings.tombstone_ttl);
-        write(store, &key, &record, batch.etag(&key), ttl).await
+        Ok(Some(record))
     }
 
     /// The items the event arms, with their times: what its index buckets are read for.
@@ -222,6 +311,33 @@ impl Engine {
         }
         items
     }
+}
+
+impl Applying {
+    fn new(change: TaskChange) -> Self {
+        let span = tracing::info_span!(
+            "consume",
+            otel.name = %format_args!("consume {}", change.kind.as_str()),
+            task = %change.task_id,
+        );
+        telemetry::continue_trace(&span, change.traceparent.as_deref());
+        // What the event arms continues this span's trace (or, not exporting, the event's).
+        let trace = telemetry::traceparent(&span).or_else(|| change.traceparent.clone());
+        Self {
+            change,
+            trace,
+            span,
+        }
+    }
+}
+
+/// The keys an event names: its task's record, its reminders and its series.
+fn named_keys(change: &TaskChange) -> impl Iterator<Item = String> + '_ {
+    let reminders = change.reminders.iter().map(|(id, _)| reminder_key(*id));
+    let series = change.series.iter().map(|s| series_key(s.series_id));
+    std::iter::once(task_key(change.task_id))
+        .chain(reminders)
+        .chain(series)
 }
 
 /// What cancelling a reminder does with its record.

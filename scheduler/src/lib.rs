@@ -1,7 +1,8 @@
 //! `todo-scheduler`: drives reminders and recurring series from task lifecycle events.
 //!
 //! Layers, each importing only from those below it:
-//! - [`startup`] wires the service from [`config`]; [`app`]: the HTTP routes Dapr calls.
+//! - [`startup`] wires the service from [`config`]; [`app`]: the HTTP routes Dapr calls;
+//!   [`intake`]: task events delivered at the same time, applied together.
 //! - [`engine`]: fires due reminders and occurrences; [`apply`]: how a task event changes the
 //!   scheduler's state; [`slots`]: the due slots, one job firing everything due in a second;
 //!   [`sweep`]: the reconciliation sweep and the index it reads.
@@ -21,6 +22,7 @@ pub mod contract;
 pub mod dapr;
 pub mod engine;
 pub mod incoming;
+pub mod intake;
 pub mod memory;
 pub mod ports;
 pub mod records;

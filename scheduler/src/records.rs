@@ -263,18 +263,27 @@ impl Batch {
         value: &T,
         ttl: Option<std::time::Duration>,
     ) -> Result<(), PortError> {
+        let etag = self.etag(key).cloned();
+        self.put_over(key, value, etag, ttl)
+    }
+
+    /// Writes `value` at `key` over version `etag` (or as a new key), whatever was read.
+    pub fn put_over<T: Serialize>(
+        &mut self,
+        key: &str,
+        value: &T,
+        etag: Option<Etag>,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<(), PortError> {
         let value = serde_json::to_value(value)
             .map_err(|e| PortError::Unavailable(format!("encoding `{key}`: {e}")))?;
-        let etag = self.etag(key).cloned();
-        self.writes.insert(
-            key.to_owned(),
-            Write::Put {
-                key: key.to_owned(),
-                value,
-                etag,
-                ttl,
-            },
-        );
+        let write = Write::Put {
+            key: key.to_owned(),
+            value,
+            etag,
+            ttl,
+        };
+        self.writes.insert(key.to_owned(), write);
         Ok(())
     }
 

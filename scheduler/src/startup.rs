@@ -10,6 +10,7 @@ use crate::app::{AppState, router};
 use crate::config::Config;
 use crate::dapr::Sidecar;
 use crate::engine::{Engine, Settings};
+use crate::intake::Intake;
 
 /// Runs the service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -33,6 +34,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     let engine = Engine::new(port.clone(), port.clone(), port, settings);
     let state = Arc::new(AppState {
+        intake: Intake::start(engine.clone()),
         engine,
         sidecar: client,
     });
