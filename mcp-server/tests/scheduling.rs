@@ -231,11 +231,15 @@ async fn a_reminder_fires_once_at_its_time(t: TestDb) {
         .await;
     let fire_at = Utc.with_ymd_and_hms(2026, 6, 1, 9, 30, 0).unwrap();
     w.run_until_idle(t0()).await;
-    // One job for the second it falls in (its due slot).
-    let slot_job = format!("due-{}", fire_at.timestamp());
-    assert_eq!(w.jobs().await, [(slot_job.clone(), fire_at)]);
+    // Its hour's job, five minutes before the hour, enters it in its slot, whose job fires it.
+    let hour = Utc.with_ymd_and_hms(2026, 6, 1, 9, 0, 0).unwrap();
+    let hour_job = format!("hour-{}", hour.timestamp());
+    assert_eq!(w.jobs().await, [(hour_job, hour - Duration::minutes(5))]);
     assert!(w.notifications().await.is_empty());
 
+    w.run_until_idle(hour - Duration::minutes(5)).await;
+    let slot_job = format!("due-{}", fire_at.timestamp());
+    assert_eq!(w.jobs().await, [(slot_job.clone(), fire_at)]);
     w.run_until_idle(fire_at - Duration::seconds(2)).await;
     assert!(w.notifications().await.is_empty(), "not before its time");
 
@@ -274,15 +278,21 @@ async fn a_daily_series_keeps_its_local_time_across_dst(t: TestDb) {
     w.run_until_idle(start).await;
     // Each occurrence falls due; then the next one exists.
     for day in 7..=10 {
-        // The reminder's slot, then the occurrence's.
-        let due = w
-            .jobs()
-            .await
-            .into_iter()
-            .map(|(_, due)| due)
-            .max()
-            .unwrap();
-        w.run_until_idle(due).await;
+        // Each job at its time (the hours', the slots'), until the occurrence is announced.
+        let before = w.dues().await.len();
+        for _ in 0..10 {
+            if w.dues().await.len() > before {
+                break;
+            }
+            let next = w
+                .jobs()
+                .await
+                .into_iter()
+                .map(|(_, due)| due)
+                .min()
+                .unwrap();
+            w.run_until_idle(next).await;
+        }
         assert_eq!(
             w.dues().await.len(),
             day - 5,
@@ -332,18 +342,16 @@ async fn completing_cancels_pending_reminders_and_the_series_goes_on(t: TestDb) 
         .await
         .unwrap();
     w.run_until_idle(t0() + Duration::minutes(1)).await;
-    // The reminder's slot job stays; it finds nothing pending to fire (checked below).
-    let reminder_slot = Utc.with_ymd_and_hms(2026, 6, 1, 17, 0, 0).unwrap();
-    assert_eq!(
-        w.jobs().await,
-        [
-            (format!("due-{}", reminder_slot.timestamp()), reminder_slot),
-            (
-                format!("due-{}", (reminder_slot + Duration::hours(1)).timestamp()),
-                reminder_slot + Duration::hours(1)
-            ),
-        ]
-    );
+    // The jobs of the reminder's hour and the occurrence's stay; the reminder is found no
+    // longer pending (checked below).
+    let hour_job = |hour: u32| {
+        let start = Utc.with_ymd_and_hms(2026, 6, 1, hour, 0, 0).unwrap();
+        (
+            format!("hour-{}", start.timestamp()),
+            start - Duration::minutes(5),
+        )
+    };
+    assert_eq!(w.jobs().await, [hour_job(17), hour_job(18)]);
 
     let due = Utc.with_ymd_and_hms(2026, 6, 1, 18, 0, 0).unwrap();
     w.run_until_idle(due).await;
@@ -403,13 +411,15 @@ async fn moving_the_due_time_moves_relative_reminders(t: TestDb) {
     .unwrap();
     w.run_until_idle(t0()).await;
     let moved = Utc.with_ymd_and_hms(2026, 6, 1, 16, 0, 0).unwrap();
-    let old_slot = moved - Duration::hours(2);
+    let hour_job = |start: DateTime<Utc>| {
+        (
+            format!("hour-{}", start.timestamp()),
+            start - Duration::minutes(5),
+        )
+    };
     assert_eq!(
         w.jobs().await,
-        [
-            (format!("due-{}", old_slot.timestamp()), old_slot),
-            (format!("due-{}", moved.timestamp()), moved)
-        ]
+        [hour_job(moved - Duration::hours(2)), hour_job(moved)]
     );
     w.run_until_idle(moved - Duration::minutes(61)).await;
     assert!(w.notifications().await.is_empty(), "not at the old time");

@@ -24,7 +24,7 @@ use crate::ports::{Jobs, PortError, Publisher, StateStore};
 use crate::records::{
     ReminderRecord, ReminderState, SeriesRecord, Step, reminder_key, series_key, update,
 };
-use crate::slots::ScheduledSlots;
+use crate::slots::ScheduledJobs;
 
 /// The CloudEvents `source` of the events the scheduler publishes.
 pub const SOURCE: &str = "/scheduler";
@@ -55,7 +55,7 @@ impl Default for Settings {
             tombstone_ttl: Duration::from_secs(7 * 24 * 3600),
             sweep_grace: chrono::TimeDelta::seconds(30),
             index_shards: 64,
-            slot_shards: 16,
+            slot_shards: 64,
             ordered_delivery: false,
         }
     }
@@ -70,6 +70,8 @@ pub enum JobName {
     Series(Uuid),
     /// Everything due in one second (Unix time): [`crate::slots`].
     Slot(i64),
+    /// Enters the items due in one hour (Unix time of its start) in their slots.
+    Hour(i64),
 }
 
 impl JobName {
@@ -79,6 +81,9 @@ impl JobName {
         }
         if let Some(slot) = name.strip_prefix("due-") {
             return slot.parse().ok().map(JobName::Slot);
+        }
+        if let Some(hour) = name.strip_prefix("hour-") {
+            return hour.parse().ok().map(JobName::Hour);
         }
         name.strip_prefix("recurring-")?
             .parse()
@@ -104,6 +109,7 @@ impl std::fmt::Display for JobName {
             JobName::Reminder(id) => write!(f, "reminder-{id}"),
             JobName::Series(id) => write!(f, "recurring-{id}"),
             JobName::Slot(second) => write!(f, "due-{second}"),
+            JobName::Hour(start) => write!(f, "hour-{start}"),
         }
     }
 }
@@ -115,8 +121,8 @@ pub struct Engine {
     pub(crate) jobs: Arc<dyn Jobs>,
     pub(crate) publisher: Arc<dyn Publisher>,
     pub(crate) settings: Settings,
-    /// The due slots this replica has scheduled jobs for.
-    pub(crate) slots_scheduled: Arc<ScheduledSlots>,
+    /// The hour and slot jobs this replica has scheduled.
+    pub(crate) jobs_scheduled: Arc<ScheduledJobs>,
 }
 
 impl Engine {
@@ -131,7 +137,7 @@ impl Engine {
             jobs,
             publisher,
             settings,
-            slots_scheduled: Arc::default(),
+            jobs_scheduled: Arc::default(),
         }
     }
 
@@ -142,6 +148,7 @@ impl Engine {
             Some(JobName::Reminder(id)) => self.fire_reminder(id, now).await.map(drop),
             Some(JobName::Series(id)) => self.fire_series(id, now).await.map(drop),
             Some(JobName::Slot(second)) => self.fire_slot(second, now).await.map(drop),
+            Some(JobName::Hour(start)) => self.fire_hour(start, now).await,
             None => {
                 tracing::warn!(%name, "ignored a job that is not the scheduler's");
                 Ok(())

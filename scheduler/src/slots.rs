@@ -5,21 +5,27 @@
 //! callbacks. Instead every armed item is also entered in its slot, `slot:{unix second}:{shard}`
 //! (item key → due time, sharded like the sweep's index), and one job per slot,
 //! `due-{unix second}`, fires it: one read of the slot, then per chunk of reminders one read of
-//! their records, one bulk publish and one state transaction.
+//! their records, one bulk publish and one state transaction. The job holds until each item's
+//! exact time within its second, so nothing fires early.
 //!
-//! A replica schedules a slot's job once, and remembers the slots it has scheduled until they
-//! pass (scheduling again would only replace the job with the same one). Cancelling or moving
-//! an item needs no job call: the slot's job finds the item no longer due at that time and
-//! passes over it. An item due within [`SLOT_MARGIN`] gets a job of its own instead: its slot's
-//! job may be firing already and would miss it. Buckets expire a day after their second, so a
-//! slot whose job was lost (the sweep fires its items) leaves nothing behind.
+//! Items due in a later hour are not slotted when armed: they are in the sweep's hourly index
+//! already, and one job per hour, `hour-{unix hour}`, [`HOUR_LEAD`] before it, enters that
+//! hour's items in their slots and schedules the slots' jobs (a timing wheel of two levels).
+//! Arming a reminder for tomorrow costs no job call of its own, however many are armed.
+//!
+//! A replica schedules each hour's and slot's job once, and remembers the jobs it has scheduled
+//! until they pass (scheduling again would only replace a job with the same one). Cancelling or
+//! moving an item needs no job call: the job finds the item no longer due at that time and
+//! passes over it. An item due within [`SLOT_MARGIN`] gets a job of its own instead, as one
+//! whose hour's job has run or is about to gets its slot: those jobs may be firing already and
+//! would miss it. Slot buckets expire a day after their second, so a slot whose job was lost
+//! (the sweep fires its items) leaves nothing behind.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::future::try_join_all;
 use futures::{StreamExt, TryStreamExt};
 use uuid::Uuid;
 
@@ -28,11 +34,24 @@ use crate::ports::{PortError, Write};
 use crate::records::{
     Batch, DueBucket, MAX_ATTEMPTS, ReminderRecord, ReminderState, decode, reminder_key,
 };
-use crate::sweep::shard_of;
+use crate::sweep::{hour_buckets, hour_of, shard_of};
 
 /// Items due sooner than this after they are armed get a job of their own rather than their
 /// slot's (see the module docs).
-const SLOT_MARGIN: TimeDelta = TimeDelta::seconds(3);
+pub const SLOT_MARGIN: TimeDelta = TimeDelta::seconds(3);
+
+/// How long before its hour an hour's job enters the hour's items in their slots.
+pub const HOUR_LEAD: TimeDelta = TimeDelta::minutes(5);
+
+/// An item is left to its hour's job only if that job is at least this far off when the item
+/// is armed: the job must read the index after the arming's transaction.
+const HOUR_MARGIN: TimeDelta = TimeDelta::minutes(1);
+
+/// How long a slot's job waits for the items of its second that are not due yet.
+const MAX_HOLD: TimeDelta = TimeDelta::seconds(2);
+
+/// Job calls made at once (an hour's job schedules up to 3,600 slots).
+const JOB_CALLS_IN_FLIGHT: usize = 16;
 
 /// How long a slot's bucket outlives its second, should its job never come.
 const SLOT_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -56,34 +75,43 @@ fn slot_key(slot: i64, shard: u32) -> String {
     format!("slot:{slot}:{shard:02}")
 }
 
-/// The slots this replica has scheduled jobs for and that have not passed.
+/// The hour and slot jobs this replica has scheduled and that have not come yet, by due time.
 #[derive(Default)]
-pub struct ScheduledSlots(Mutex<BTreeSet<i64>>);
+pub struct ScheduledJobs(Mutex<BTreeSet<(DateTime<Utc>, String)>>);
 
-impl ScheduledSlots {
-    /// Of `slots`, those with no job from this replica yet, forgetting the slots before `now`.
-    fn unscheduled(&self, slots: &BTreeSet<i64>, now: DateTime<Utc>) -> Vec<i64> {
+impl ScheduledJobs {
+    /// Of `jobs`, those this replica has not scheduled yet, forgetting the jobs before `now`.
+    fn unscheduled(
+        &self,
+        jobs: BTreeSet<(DateTime<Utc>, String)>,
+        now: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, String)> {
         let mut known = self.0.lock().expect("not poisoned");
-        *known = known.split_off(&slot_of(now));
-        slots.difference(&known).copied().collect()
+        *known = known.split_off(&(now, String::new()));
+        jobs.difference(&known).cloned().collect()
     }
 
-    fn remember(&self, slots: &[i64]) {
-        self.0.lock().expect("not poisoned").extend(slots);
+    fn remember(&self, jobs: &[(DateTime<Utc>, String)]) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .extend(jobs.iter().cloned());
     }
 }
 
-/// The jobs an arming needs once its writes are committed: slots, and items due too soon for
-/// theirs.
+/// The jobs an arming needs once its writes are committed: hours, slots, and items due too
+/// soon for theirs.
 #[derive(Debug, Default)]
 pub(crate) struct Arming {
-    slots: BTreeSet<i64>,
+    /// Hour and slot jobs: scheduled once per replica.
+    shared: BTreeSet<(DateTime<Utc>, String)>,
     own_jobs: BTreeMap<String, DateTime<Utc>>,
 }
 
 impl Engine {
-    /// Enters each item (a state key, due at its time) in its slot, or, due too soon for that,
-    /// notes a job of its own; reads the buckets the batch has not read.
+    /// Leaves each item (a state key, due at its time, entered in the sweep's index) to its
+    /// hour's job, or enters it in its slot, or, due too soon for that, notes a job of its own;
+    /// reads the buckets the batch has not read.
     pub(crate) async fn plan_slots(
         &self,
         batch: &mut Batch,
@@ -93,7 +121,11 @@ impl Engine {
     ) -> Result<(), PortError> {
         let mut slotted = Vec::new();
         for (item, at) in items {
-            if *at > now + SLOT_MARGIN {
+            let hour = hour_of(*at);
+            if hour - HOUR_LEAD > now + HOUR_MARGIN {
+                let job = JobName::Hour(hour.timestamp()).to_string();
+                arming.shared.insert((hour - HOUR_LEAD, job));
+            } else if *at > now + SLOT_MARGIN {
                 slotted.push((item, *at, self.slot_for(item, *at)));
             } else if let Some(job) = JobName::for_item(item) {
                 arming.own_jobs.insert(job.to_string(), *at);
@@ -109,7 +141,9 @@ impl Engine {
                 let ttl = (at - now).to_std().unwrap_or_default() + SLOT_TTL;
                 batch.put(&key, &bucket, Some(ttl))?;
             }
-            arming.slots.insert(slot_of(at));
+            let slot = slot_of(at);
+            let job = (slot_time(slot), JobName::Slot(slot).to_string());
+            arming.shared.insert(job);
         }
         Ok(())
     }
@@ -120,31 +154,88 @@ impl Engine {
     }
 
     /// Schedules the jobs `arming` needs, after its writes are committed (a job that fired
-    /// before would not find them); slots this replica scheduled before are skipped.
+    /// before would not find them); hours and slots this replica scheduled before are skipped.
     pub(crate) async fn arm(&self, arming: Arming, now: DateTime<Utc>) -> Result<(), PortError> {
-        let slots = self.slots_scheduled.unscheduled(&arming.slots, now);
-        let slot_jobs = slots
-            .iter()
-            .map(|&slot| (JobName::Slot(slot).to_string(), slot_time(slot)));
-        let jobs: Vec<(String, DateTime<Utc>)> = slot_jobs.chain(arming.own_jobs).collect();
-        try_join_all(
-            jobs.iter()
-                .map(|(name, due)| self.jobs.schedule(name, *due)),
-        )
-        .await?;
-        self.slots_scheduled.remember(&slots);
+        let shared = self.jobs_scheduled.unscheduled(arming.shared, now);
+        let own = arming.own_jobs.into_iter().map(|(name, due)| (due, name));
+        let jobs: Vec<(DateTime<Utc>, String)> = shared.iter().cloned().chain(own).collect();
+        futures::stream::iter(jobs)
+            .map(|(due, name)| async move { self.jobs.schedule(&name, due).await })
+            .buffer_unordered(JOB_CALLS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
+        self.jobs_scheduled.remember(&shared);
         Ok(())
     }
 
-    /// Fires everything due in the slot, and removes the slot once all of it is settled;
-    /// returns how many reminders it fired. An error asks for the job to run again.
+    /// Enters the items due in the hour (Unix time of its start) in their slots and schedules
+    /// the slots' jobs. An error asks for the job to run again.
+    pub async fn fire_hour(&self, hour: i64, now: DateTime<Utc>) -> Result<(), PortError> {
+        let start = slot_time(hour);
+        // Planned as of the job's time, should it come early: every item gets its slot.
+        let now = now.max(start - HOUR_LEAD);
+        let keys = hour_buckets(start, self.settings.index_shards);
+        let mut items = Vec::new();
+        for (key, entry) in keys.iter().zip(self.store.get_many(&keys).await?) {
+            let Some((value, _)) = entry else { continue };
+            match decode::<DueBucket>(key, value) {
+                Ok(bucket) => {
+                    items.extend(bucket.into_iter().filter(|(_, at)| hour_of(*at) == start))
+                }
+                Err(e) => tracing::warn!(error = %e, "passed over an index bucket"),
+            }
+        }
+        let mut arming = Arming::default();
+        for chunk in items.chunks(CHUNK) {
+            self.slot_all(chunk, &mut arming, now).await?;
+        }
+        let slots = arming.shared.len();
+        self.arm(arming, now).await?;
+        tracing::info!(hour = %start, items = items.len(), slots, "entered an hour's items in their slots");
+        Ok(())
+    }
+
+    /// Enters the items in their slots, in a transaction of their own.
+    async fn slot_all(
+        &self,
+        items: &[(String, DateTime<Utc>)],
+        arming: &mut Arming,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let mut batch = Batch::default();
+            let mut planned = Arming::default();
+            self.plan_slots(&mut batch, items, &mut planned, now)
+                .await?;
+            match batch.commit(&*self.store).await {
+                Err(PortError::Conflict) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    arming.shared.extend(planned.shared);
+                    arming.own_jobs.extend(planned.own_jobs);
+                    return Ok(());
+                }
+            }
+        }
+        Err(PortError::Unavailable(
+            "the slots kept changing under concurrent writers".into(),
+        ))
+    }
+
+    /// Fires everything in the slot at its time, and removes the slot once all of it is
+    /// settled; returns how many reminders it fired. An error asks for the job to run again.
     pub async fn fire_slot(&self, slot: i64, now: DateTime<Utc>) -> Result<usize, PortError> {
         let store = &*self.store;
         let keys: Vec<String> = (0..self.settings.slot_shards)
             .map(|shard| slot_key(slot, shard))
             .collect();
+        let started = Instant::now();
+        let mut settled = HashSet::new();
         let mut fired = 0;
-        for _ in 0..MAX_ATTEMPTS {
+        let mut conflicts = 0;
+        while conflicts < MAX_ATTEMPTS {
+            // The caller's clock, moved on by the time spent here.
+            let now = now + TimeDelta::from_std(started.elapsed()).unwrap_or_default();
             let mut items = DueBucket::new();
             let mut read = Vec::new();
             for (key, entry) in keys.iter().zip(store.get_many(&keys).await?) {
@@ -162,14 +253,20 @@ impl Engine {
                     etag: Some(etag),
                 });
             }
-            let (due, early): (Vec<_>, Vec<_>) = items
-                .into_iter()
-                .partition(|(_, at)| *at <= now + crate::engine::EARLY_TOLERANCE);
+            items.retain(|item, _| !settled.contains(item));
+            let (due, later): (Vec<_>, Vec<_>) = items.into_iter().partition(|(_, at)| *at <= now);
             fired += self.fire_items(&due, now).await?;
-            if !early.is_empty() {
-                // The job came before its second (clocks differ): the rest fire at their time.
+            settled.extend(due.into_iter().map(|(item, _)| item));
+            if let Some(next) = later.iter().map(|(_, at)| *at).min() {
+                if next - now <= MAX_HOLD {
+                    let wait = (next - now).to_std().unwrap_or_default();
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                // The job came well before its second (clocks differ): the rest get jobs of
+                // their own.
                 let mut arming = Arming::default();
-                for (item, at) in early {
+                for (item, at) in later {
                     if let Some(job) = JobName::for_item(&item) {
                         arming.own_jobs.insert(job.to_string(), at);
                     }
@@ -182,7 +279,7 @@ impl Engine {
             }
             // A conflict means an item was added meanwhile: fire it too.
             match store.transact(&read).await {
-                Err(PortError::Conflict) => continue,
+                Err(PortError::Conflict) => conflicts += 1,
                 done => return done.map(|()| fired),
             }
         }
@@ -285,17 +382,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_remembered_until_they_pass() {
-        let slots = ScheduledSlots::default();
+    fn jobs_remembered_until_they_pass() {
+        let jobs = ScheduledJobs::default();
+        let at = |second: i64| (slot_time(second), format!("due-{second}"));
+        let wanted: BTreeSet<_> = [at(999), at(1_000), at(1_005)].into();
         let now = slot_time(1_000);
-        let wanted: BTreeSet<i64> = [999, 1_000, 1_005].into();
-        assert_eq!(slots.unscheduled(&wanted, now), vec![999, 1_000, 1_005]);
-        slots.remember(&[999, 1_000, 1_005]);
-        assert_eq!(slots.unscheduled(&wanted, now), vec![999]);
-        // Once a slot has passed it is forgotten, and scheduled again if asked.
-        assert_eq!(
-            slots.unscheduled(&wanted, slot_time(1_006)),
-            vec![999, 1_000, 1_005]
-        );
+        assert_eq!(jobs.unscheduled(wanted.clone(), now).len(), 3);
+        jobs.remember(&[at(999), at(1_000), at(1_005)]);
+        // Those before now are forgotten, and scheduled again if asked.
+        assert_eq!(jobs.unscheduled(wanted.clone(), now), vec![at(999)]);
+        assert_eq!(jobs.unscheduled(wanted, slot_time(1_006)).len(), 3);
     }
 }

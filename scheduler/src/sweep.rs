@@ -35,7 +35,7 @@ pub struct SweepReport {
     pub failed: usize,
 }
 
-fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
 }
 
@@ -48,6 +48,11 @@ pub(crate) fn shard_of(key: &str, shards: u32) -> u32 {
 
 fn bucket_key(hour: DateTime<Utc>, shard: u32) -> String {
     format!("due:{}:{shard:02}", hour.format("%Y%m%d%H"))
+}
+
+/// The keys of the hour's buckets, every shard.
+pub(crate) fn hour_buckets(hour: DateTime<Utc>, shards: u32) -> Vec<String> {
+    (0..shards).map(|s| bucket_key(hour, s)).collect()
 }
 
 impl Engine {
@@ -148,9 +153,7 @@ impl Engine {
             if hour > current_hour {
                 break;
             }
-            let keys: Vec<String> = (0..self.settings.index_shards)
-                .map(|s| bucket_key(hour, s))
-                .collect();
+            let keys = hour_buckets(hour, self.settings.index_shards);
             let mut empty = true;
             for (key, entry) in keys.iter().zip(store.get_many(&keys).await?) {
                 let Some((value, etag)) = entry else { continue };
