@@ -21,19 +21,18 @@
 //! would miss it. Slot buckets expire a day after their second, so a slot whose job was lost
 //! (the sweep fires its items) leaves nothing behind.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt};
+use todo_shared::events::OutgoingEvent;
 use uuid::Uuid;
 
 use crate::engine::{Engine, JobName};
-use crate::ports::{PortError, Write};
-use crate::records::{
-    Batch, DueBucket, MAX_ATTEMPTS, ReminderRecord, ReminderState, decode, reminder_key,
-};
+use crate::ports::{Etag, PortError, Write};
+use crate::records::{Batch, DueBucket, MAX_ATTEMPTS, ReminderRecord, ReminderState, decode};
 use crate::sweep::{hour_buckets, hour_of, shard_of};
 
 /// Items due sooner than this after they are armed get a job of their own rather than their
@@ -225,61 +224,40 @@ impl Engine {
     /// Fires everything in the slot at its time, and removes the slot once all of it is
     /// settled; returns how many reminders it fired. An error asks for the job to run again.
     pub async fn fire_slot(&self, slot: i64, now: DateTime<Utc>) -> Result<usize, PortError> {
-        let store = &*self.store;
         let keys: Vec<String> = (0..self.settings.slot_shards)
             .map(|shard| slot_key(slot, shard))
             .collect();
         let started = Instant::now();
+        // The caller's clock, moved on by the time spent here.
+        let clock = move || now + TimeDelta::from_std(started.elapsed()).unwrap_or_default();
         let mut settled = HashSet::new();
         let mut fired = 0;
-        let mut conflicts = 0;
-        while conflicts < MAX_ATTEMPTS {
-            // The caller's clock, moved on by the time spent here.
-            let now = now + TimeDelta::from_std(started.elapsed()).unwrap_or_default();
-            let mut items = DueBucket::new();
-            let mut read = Vec::new();
-            for (key, entry) in keys.iter().zip(store.get_many(&keys).await?) {
-                let Some((value, etag)) = entry else { continue };
-                match decode::<DueBucket>(key, value) {
-                    Ok(bucket) => items.extend(bucket),
-                    // Not this version's: its items are in the sweep's index too.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "passed over a slot bucket");
-                        continue;
-                    }
-                }
-                read.push(Write::Delete {
-                    key: key.clone(),
-                    etag: Some(etag),
-                });
-            }
-            items.retain(|item, _| !settled.contains(item));
-            let (due, later): (Vec<_>, Vec<_>) = items.into_iter().partition(|(_, at)| *at <= now);
-            fired += self.fire_items(&due, now).await?;
-            settled.extend(due.into_iter().map(|(item, _)| item));
-            if let Some(next) = later.iter().map(|(_, at)| *at).min() {
-                if next - now <= MAX_HOLD {
-                    let wait = (next - now).to_std().unwrap_or_default();
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                // The job came well before its second (clocks differ): the rest get jobs of
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut items, buckets) = self.read_slot(&keys).await?;
+            items.retain(|(item, _)| !settled.contains(item));
+            if items
+                .first()
+                .is_some_and(|(_, first)| *first - clock() > MAX_HOLD)
+            {
+                // The job came well before its second (clocks differ): the items get jobs of
                 // their own.
                 let mut arming = Arming::default();
-                for (item, at) in later {
+                for (item, at) in items {
                     if let Some(job) = JobName::for_item(&item) {
                         arming.own_jobs.insert(job.to_string(), at);
                     }
                 }
-                self.arm(arming, now).await?;
+                self.arm(arming, clock()).await?;
                 return Ok(fired);
             }
-            if read.is_empty() {
+            fired += self.fire_in_time(&items, &clock).await?;
+            settled.extend(items.into_iter().map(|(item, _)| item));
+            if buckets.is_empty() {
                 return Ok(fired);
             }
             // A conflict means an item was added meanwhile: fire it too.
-            match store.transact(&read).await {
-                Err(PortError::Conflict) => conflicts += 1,
+            match self.store.transact(&buckets).await {
+                Err(PortError::Conflict) => continue,
                 done => return done.map(|()| fired),
             }
         }
@@ -288,93 +266,182 @@ impl Engine {
         )))
     }
 
-    /// Fires the items that are still pending at the time they were indexed with.
-    async fn fire_items(
+    /// The slot's items in time order, and the deletes of its buckets at the versions read.
+    async fn read_slot(
         &self,
-        items: &[(String, DateTime<Utc>)],
-        now: DateTime<Utc>,
-    ) -> Result<usize, PortError> {
-        let mut reminders = Vec::new();
-        let mut fired = 0;
-        for (item, at) in items {
-            match JobName::for_item(item) {
-                Some(JobName::Reminder(id)) => reminders.push((id, *at)),
-                _ => fired += usize::from(self.settle(item, *at, now).await?),
-            }
-        }
-        let chunks: Vec<Vec<(Uuid, DateTime<Utc>)>> =
-            reminders.chunks(CHUNK).map(<[_]>::to_vec).collect();
-        let chunks = futures::stream::iter(chunks)
-            .map(|chunk| async move { self.fire_reminders(&chunk, now).await })
-            .buffer_unordered(CHUNKS_IN_FLIGHT);
-        chunks
-            .try_fold(fired, |sum, n| async move { Ok(sum + n) })
-            .await
-    }
-
-    /// Fires a chunk of reminders: one read, one bulk publish and one transaction marking them
-    /// fired. When a reminder changed between the read and the transaction, each is settled on
-    /// its own (what was published is published again under the same ids).
-    async fn fire_reminders(
-        &self,
-        chunk: &[(Uuid, DateTime<Utc>)],
-        now: DateTime<Utc>,
-    ) -> Result<usize, PortError> {
-        let store = &*self.store;
-        let keys: Vec<String> = chunk.iter().map(|(id, _)| reminder_key(*id)).collect();
-        let mut notifications = Vec::new();
-        let mut writes = Vec::new();
-        let mut fired = Vec::new();
-        for ((key, (id, at)), entry) in keys.iter().zip(chunk).zip(store.get_many(&keys).await?) {
+        keys: &[String],
+    ) -> Result<(Vec<(String, DateTime<Utc>)>, Vec<Write>), PortError> {
+        let mut items = Vec::new();
+        let mut buckets = Vec::new();
+        for (key, entry) in keys.iter().zip(self.store.get_many(keys).await?) {
             let Some((value, etag)) = entry else { continue };
-            let record: ReminderRecord = match decode(key, value) {
-                Ok(record) => record,
+            match decode::<DueBucket>(key, value) {
+                Ok(bucket) => items.extend(bucket),
+                // Not this version's: its items are in the sweep's index too.
                 Err(e) => {
-                    tracing::warn!(error = %e, "passed over a reminder this version cannot read");
+                    tracing::warn!(error = %e, "passed over a slot bucket");
                     continue;
                 }
-            };
-            if record.state != ReminderState::Pending || record.fire_at != *at {
+            }
+            buckets.push(Write::Delete {
+                key: key.clone(),
+                etag: Some(etag),
+            });
+        }
+        items.sort_by_key(|(_, at)| *at);
+        Ok((items, buckets))
+    }
+
+    /// Fires the items (in time order) that are still pending at the time they were indexed
+    /// with, each at that time: the reminders' records are read once, the notifications due
+    /// together are published together, and the records are marked fired at the end (a
+    /// firing cut short publishes again under the same ids).
+    async fn fire_in_time(
+        &self,
+        items: &[(String, DateTime<Utc>)],
+        clock: &impl Fn() -> DateTime<Utc>,
+    ) -> Result<usize, PortError> {
+        let pending = self.pending_reminders(items).await?;
+        let mut fired = Vec::new();
+        let mut series = 0;
+        let mut rest = items;
+        while let Some((_, next)) = rest.first() {
+            let now = clock();
+            if *next > now {
+                tokio::time::sleep((*next - now).to_std().unwrap_or_default()).await;
                 continue;
             }
-            notifications.push(self.notification(*id, &record, now)?);
-            fired.push((*id, record.task_id, record.fire_at));
+            let (due, later) = rest.split_at(rest.partition_point(|(_, at)| *at <= now));
+            rest = later;
+            let mut notifications = Vec::new();
+            for (item, at) in due {
+                if let Some((id, record, etag)) = pending.get(item) {
+                    notifications.push(self.notification(*id, record, now)?);
+                    fired.push(Fired {
+                        key: item.clone(),
+                        id: *id,
+                        record: record.clone(),
+                        etag: etag.clone(),
+                        at: now,
+                    });
+                } else if !item.starts_with("reminder:") {
+                    series += usize::from(self.settle(item, *at, now).await?);
+                }
+            }
+            self.publish_in_chunks(notifications).await?;
+        }
+        let chunks: Vec<Vec<Fired>> = fired.chunks(CHUNK).map(<[_]>::to_vec).collect();
+        let marked = futures::stream::iter(chunks)
+            .map(|chunk| async move { self.mark_fired(&chunk).await })
+            .buffer_unordered(CHUNKS_IN_FLIGHT)
+            .try_fold(0, |sum, n| async move { Ok(sum + n) })
+            .await?;
+        Ok(series + marked)
+    }
+
+    /// The reminders among `items` that are pending at the time indexed, with their versions,
+    /// by item key.
+    async fn pending_reminders(
+        &self,
+        items: &[(String, DateTime<Utc>)],
+    ) -> Result<HashMap<String, (Uuid, ReminderRecord, Etag)>, PortError> {
+        let reminders: Vec<(String, Uuid, DateTime<Utc>)> = items
+            .iter()
+            .filter_map(|(item, at)| match JobName::for_item(item) {
+                Some(JobName::Reminder(id)) => Some((item.clone(), id, *at)),
+                _ => None,
+            })
+            .collect();
+        let chunks: Vec<Vec<(String, Uuid, DateTime<Utc>)>> =
+            reminders.chunks(CHUNK).map(<[_]>::to_vec).collect();
+        let reads = futures::stream::iter(chunks)
+            .map(|chunk| async move {
+                let keys: Vec<String> = chunk.iter().map(|(key, _, _)| key.clone()).collect();
+                let entries = self.store.get_many(&keys).await?;
+                Ok::<_, PortError>((chunk, entries))
+            })
+            .buffered(CHUNKS_IN_FLIGHT);
+        let mut pending = HashMap::new();
+        let mut reads = std::pin::pin!(reads);
+        while let Some((chunk, entries)) = reads.try_next().await? {
+            for ((key, id, at), entry) in chunk.iter().zip(entries) {
+                let Some((value, etag)) = entry else { continue };
+                match decode::<ReminderRecord>(key, value) {
+                    Ok(r) if r.state == ReminderState::Pending && r.fire_at == *at => {
+                        pending.insert(key.clone(), (*id, r, etag));
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "passed over a reminder"),
+                }
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Publishes the events (with the spans of their firing) a chunk at a time.
+    async fn publish_in_chunks(
+        &self,
+        notifications: Vec<(OutgoingEvent, tracing::Span)>,
+    ) -> Result<(), PortError> {
+        let (events, spans): (Vec<_>, Vec<_>) = notifications.into_iter().unzip();
+        let chunks: Vec<Vec<OutgoingEvent>> = events.chunks(CHUNK).map(<[_]>::to_vec).collect();
+        futures::stream::iter(chunks)
+            .map(|chunk| async move { self.publisher.publish_all(&chunk).await })
+            .buffer_unordered(CHUNKS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
+        drop(spans);
+        Ok(())
+    }
+
+    /// Marks fired the reminders whose notifications went out, in one transaction; when one
+    /// changed since it was read, each is settled on its own. Returns how many it marked.
+    async fn mark_fired(&self, fired: &[Fired]) -> Result<usize, PortError> {
+        let mut writes = Vec::with_capacity(fired.len());
+        for f in fired {
             let record = ReminderRecord {
                 state: ReminderState::Fired,
-                ..record
+                ..f.record.clone()
             };
             let value = serde_json::to_value(&record)
-                .map_err(|e| PortError::Unavailable(format!("encoding `{key}`: {e}")))?;
+                .map_err(|e| PortError::Unavailable(format!("encoding `{}`: {e}", f.key)))?;
             writes.push(Write::Put {
-                key: key.clone(),
+                key: f.key.clone(),
                 value,
-                etag: Some(etag),
+                etag: Some(f.etag.clone()),
                 ttl: None,
             });
         }
-        if writes.is_empty() {
-            return Ok(0);
-        }
-        let (events, spans): (Vec<_>, Vec<_>) = notifications.into_iter().unzip();
-        self.publisher.publish_all(&events).await?;
-        drop(spans);
-        match store.transact(&writes).await {
+        match self.store.transact(&writes).await {
             Ok(()) => {
-                for (id, task_id, fire_at) in &fired {
-                    self.record_fired(*id, *task_id, *fire_at, now);
+                for f in fired {
+                    self.record_fired(f.id, f.record.task_id, f.record.fire_at, f.at);
                 }
                 Ok(fired.len())
             }
             Err(PortError::Conflict) => {
                 let mut settled = 0;
-                for (id, at) in chunk {
-                    settled += usize::from(self.settle(&reminder_key(*id), *at, now).await?);
+                for f in fired {
+                    settled += usize::from(self.settle(&f.key, f.record.fire_at, f.at).await?);
                 }
                 Ok(settled)
             }
             Err(e) => Err(e),
         }
     }
+}
+
+/// A reminder whose notification went out, to be marked fired.
+#[derive(Clone)]
+struct Fired {
+    key: String,
+    id: Uuid,
+    /// As read, pending.
+    record: ReminderRecord,
+    /// The version read, which marking it fired is conditional on.
+    etag: Etag,
+    /// When it fired.
+    at: DateTime<Utc>,
 }
 
 #[cfg(test)]
