@@ -420,8 +420,9 @@ fn relay_sections<'a>(
             relay_max = Some(relay_max.unwrap_or(0.0).max(f(r, "/relay_rate")));
         }
         md.block(&format!(
-            "#### Maximum sustained throughput: {} events committed at once, relayed until all arrived",
-            u(r, "/events")
+            "#### Maximum sustained throughput: {} events committed at once, relayed until all arrived ({})",
+            u(r, "/events"),
+            app_protocol(r)
         ));
         md.table(
             ">relay published events/s | >subscriber received events/s | \
@@ -446,7 +447,28 @@ fn relay_sections<'a>(
                 series(r, "relay_rate_by_10s")
             ),
         ]);
-        cpu.push(("relay drain".to_owned(), *r, "cpu"));
+        cpu.push((format!("relay drain, {}", app_protocol(r)), *r, "cpu"));
+    }
+    if drain.len() > 1 {
+        md.block("#### The subscriber's app protocol: HTTP or Dapr's gRPC app callback");
+        md.table(
+            "delivered to the subscriber over | >received events/s | \
+             >CPU ms per event: subscriber's daprd | >subscriber",
+            drain.iter().map(|r| {
+                let events = u(r, "/distinct_delivered").max(1) as f64;
+                let window = f(r, "/cpu/window_s");
+                let per_event = |process: &str| {
+                    let ms = f(r, &format!("/cpu/{process}")) / 100.0 * window * 1000.0 / events;
+                    format!("{ms:.3}")
+                };
+                vec![
+                    app_protocol(r).to_owned(),
+                    n(r, "/sink_rate", 0),
+                    per_event("daprd-sink"),
+                    per_event("sink"),
+                ]
+            }),
+        );
     }
 
     let xadd: Vec<&Value> = kind("xadd").collect();
@@ -738,6 +760,15 @@ fn cpu_table(md: &mut Md, rows: &[CpuRow<'_>]) {
     warn_other(md, max_other);
 }
 
+/// How a relay drain's subscriber was called: its label names the gRPC run.
+fn app_protocol(r: &Value) -> &'static str {
+    if r.get("label").and_then(Value::as_str) == Some("drain-grpc") {
+        "gRPC app callback"
+    } else {
+        "HTTP"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -803,7 +834,19 @@ mod tests {
         ]);
         assert!(ok.is_err());
         assert!(out.contains("relay drain: 1 event(s) lost"), "{out}");
-        assert!(out.contains("| relay drain | 2 | 5 |"), "{out}");
+        assert!(out.contains("| relay drain, HTTP | 2 | 5 |"), "{out}");
+        // Two drains, one to a subscriber over gRPC: the protocols side by side, per event.
+        let drain = |label: &str, daprd: f64| {
+            serde_json::json!({"kind": "relay-drain", "label": label, "events": 1000, "lost": 0,
+                "distinct_delivered": 1000, "sink_rate": 500.0,
+                "cpu": {"daprd-sink": daprd, "sink": 5.0, "window_s": 2.0}})
+        };
+        let (out, _) = report(&[drain("drain", 50.0), drain("drain-grpc", 25.0)]);
+        assert!(out.contains("| HTTP | 500 | 1.000 | 0.100 |"), "{out}");
+        assert!(
+            out.contains("| gRPC app callback | 500 | 0.500 | 0.100 |"),
+            "{out}"
+        );
         let (out, ok) = report(&[
             serde_json::json!({"kind": "relay-drain", "events": 10, "lost": 0, "relay_rate": 100.0, "cpu": {}}),
             serde_json::json!({"kind": "xadd", "clients": 50, "rate": 10000.0, "payload_bytes": 0, "maxlen": 0}),

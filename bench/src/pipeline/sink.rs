@@ -6,6 +6,10 @@
 //! `reminder_id` and `fire_at` of the data, and answers `{"status": "SUCCESS"}`. Nothing else is
 //! done per event, so that the sink measures the pipeline rather than itself.
 //!
+//! With `--grpc-listen` it is called over Dapr's gRPC app callback instead (its sidecar runs with
+//! `--app-protocol grpc`), through the `dapr` crate's generated `AppCallback` service, and does
+//! the same per event: what the benchmark compares the two app protocols on.
+//!
 //! The other subcommands read what it recorded on `/bench/count` and `/bench/deliveries`
 //! (`?topic=…&from=<index>&owner=…`). Deliveries are kept in arrival order per topic, duplicates
 //! included, for the life of the process.
@@ -22,10 +26,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use clap::Args;
+use dapr::dapr::proto::common::v1::{InvokeRequest, InvokeResponse};
+use dapr::dapr::proto::runtime::v1::app_callback_server::{AppCallback, AppCallbackServer};
+use dapr::dapr::proto::runtime::v1::topic_event_response::TopicEventResponseStatus;
+use dapr::dapr::proto::runtime::v1::{
+    BindingEventRequest, BindingEventResponse, JobEventRequest, JobEventResponse,
+    ListInputBindingsResponse, ListTopicSubscriptionsResponse, TopicEventBulkRequest,
+    TopicEventBulkResponse, TopicEventRequest, TopicEventResponse, TopicSubscription,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use todo_dapr::app::{PUBSUB_NAME, answer, parse_body};
 use todo_shared::incoming::Disposition;
+use tonic::{Request, Status};
 
 use super::now_ns;
 
@@ -35,6 +48,10 @@ pub struct SinkArgs {
     /// Where to listen (the sidecar's --app-port).
     #[arg(long)]
     listen: SocketAddr,
+    /// Where to serve Dapr's gRPC app callback (the sidecar's --app-port, with
+    /// --app-protocol grpc); `--listen` then serves only the benchmark's queries.
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
     /// Topics of pub/sub `pubsub` to subscribe to, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "tasks,notifications")]
     topics: Vec<String>,
@@ -105,6 +122,18 @@ struct Filter {
 }
 
 impl Sink {
+    /// Keeps a delivery; false when the sink does not subscribe to `topic`.
+    fn record(&self, topic: &str, delivery: Delivery) -> bool {
+        let mut all = self.deliveries.lock().unwrap_or_else(|e| e.into_inner());
+        match all.get_mut(topic) {
+            Some(list) => {
+                list.push(delivery);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The deliveries of `f.topic` from index `f.from` (of `f.owner`), and the topic's total.
     fn select<T>(
         &self,
@@ -146,10 +175,114 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
         "sink listening on {} for topics {:?}",
         args.listen, sink.topics
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(todo_dapr::shutdown::shutdown_signal())
-        .await?;
+    let http =
+        axum::serve(listener, app).with_graceful_shutdown(todo_dapr::shutdown::shutdown_signal());
+    let Some(grpc) = args.grpc_listen else {
+        return Ok(http.await?);
+    };
+    eprintln!("sink serving Dapr's gRPC app callback on {grpc}");
+    let callback = tonic::transport::Server::builder()
+        .add_service(AppCallbackServer::new(GrpcSink(sink)))
+        .serve_with_shutdown(grpc, todo_dapr::shutdown::shutdown_signal());
+    tokio::try_join!(
+        async { http.await.context("the HTTP server failed") },
+        async { callback.await.context("the gRPC app callback failed") },
+    )?;
     Ok(())
+}
+
+/// The sink over Dapr's gRPC app callback.
+struct GrpcSink(Arc<Sink>);
+
+#[tonic::async_trait]
+impl AppCallback for GrpcSink {
+    async fn on_invoke(
+        &self,
+        _: Request<InvokeRequest>,
+    ) -> Result<tonic::Response<InvokeResponse>, Status> {
+        Err(Status::unimplemented("the sink serves no invocations"))
+    }
+
+    async fn list_topic_subscriptions(
+        &self,
+        _: Request<()>,
+    ) -> Result<tonic::Response<ListTopicSubscriptionsResponse>, Status> {
+        let subscriptions = self
+            .0
+            .topics
+            .iter()
+            .map(|topic| TopicSubscription {
+                pubsub_name: PUBSUB_NAME.to_owned(),
+                topic: topic.clone(),
+                ..Default::default()
+            })
+            .collect();
+        Ok(tonic::Response::new(ListTopicSubscriptionsResponse {
+            subscriptions,
+        }))
+    }
+
+    async fn on_topic_event(
+        &self,
+        request: Request<TopicEventRequest>,
+    ) -> Result<tonic::Response<TopicEventResponse>, Status> {
+        let recv_ns = now_ns();
+        let event = request.into_inner();
+        // The same fields the HTTP route reads from the envelope: `subject` and `time` come as
+        // CloudEvent extensions.
+        let extension = |name: &str| {
+            let value = event.extensions.as_ref()?.fields.get(name)?;
+            match &value.kind {
+                Some(prost_types::value::Kind::StringValue(s)) => Some(s.clone()),
+                _ => None,
+            }
+        };
+        let envelope = json!({
+            "id": event.id,
+            "subject": extension("subject"),
+            "time": extension("time"),
+            "data": serde_json::from_slice::<Value>(&event.data).unwrap_or(Value::Null),
+        });
+        if !self
+            .0
+            .record(&event.topic, Delivery::from_event(recv_ns, &envelope))
+        {
+            return Err(Status::not_found("not subscribed"));
+        }
+        Ok(tonic::Response::new(TopicEventResponse {
+            status: TopicEventResponseStatus::Success.into(),
+        }))
+    }
+
+    async fn list_input_bindings(
+        &self,
+        _: Request<()>,
+    ) -> Result<tonic::Response<ListInputBindingsResponse>, Status> {
+        Ok(tonic::Response::new(ListInputBindingsResponse::default()))
+    }
+
+    async fn on_binding_event(
+        &self,
+        _: Request<BindingEventRequest>,
+    ) -> Result<tonic::Response<BindingEventResponse>, Status> {
+        Err(Status::unimplemented("the sink has no bindings"))
+    }
+
+    async fn on_bulk_topic_event(
+        &self,
+        _: Request<TopicEventBulkRequest>,
+    ) -> Result<tonic::Response<TopicEventBulkResponse>, Status> {
+        Err(Status::unimplemented(
+            "the sink subscribes one event at a time",
+        ))
+    }
+
+    async fn on_job_event(
+        &self,
+        _: Request<JobEventRequest>,
+    ) -> Result<tonic::Response<JobEventResponse>, Status> {
+        Err(Status::unimplemented("the sink has no jobs"))
+    }
 }
 
 async fn subscribe(State(sink): State<Arc<Sink>>) -> Json<Value> {
@@ -171,14 +304,10 @@ async fn event(State(sink): State<Arc<Sink>>, Path(topic): Path<String>, body: B
             return answer(drop);
         }
     };
-    let delivery = Delivery::from_event(recv_ns, &event);
-    let mut all = sink.deliveries.lock().unwrap_or_else(|e| e.into_inner());
-    match all.get_mut(&topic) {
-        Some(list) => {
-            list.push(delivery);
-            answer(Disposition::Success)
-        }
-        None => (StatusCode::NOT_FOUND, "not subscribed").into_response(),
+    if sink.record(&topic, Delivery::from_event(recv_ns, &event)) {
+        answer(Disposition::Success)
+    } else {
+        (StatusCode::NOT_FOUND, "not subscribed").into_response()
     }
 }
 
