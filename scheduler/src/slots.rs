@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt};
-use todo_shared::events::OutgoingEvent;
 use uuid::Uuid;
 
 use crate::engine::{Engine, JobName};
@@ -301,8 +300,8 @@ impl Engine {
         items: &[(String, DateTime<Utc>)],
         clock: &impl Fn() -> DateTime<Utc>,
     ) -> Result<usize, PortError> {
-        let pending = self.pending_reminders(items).await?;
-        let mut fired = Vec::new();
+        let mut pending = self.pending_reminders(items).await?;
+        let mut published = Vec::new();
         let mut series = 0;
         let mut rest = items;
         while let Some((_, next)) = rest.first() {
@@ -313,25 +312,27 @@ impl Engine {
             }
             let (due, later) = rest.split_at(rest.partition_point(|(_, at)| *at <= now));
             rest = later;
-            let mut notifications = Vec::new();
+            let mut group = Vec::new();
             for (item, at) in due {
-                if let Some((id, record, etag)) = pending.get(item) {
-                    notifications.push(self.notification(*id, record, now)?);
-                    fired.push(Fired {
-                        key: item.clone(),
-                        id: *id,
-                        record: record.clone(),
-                        etag: etag.clone(),
+                if let Some((key, (id, record, etag))) = pending.remove_entry(item) {
+                    group.push(Fired {
+                        key,
+                        id,
+                        record,
+                        etag,
                         at: now,
                     });
                 } else if !item.starts_with("reminder:") {
                     series += usize::from(self.settle(item, *at, now).await?);
                 }
             }
-            self.publish_in_chunks(notifications).await?;
+            // Chunk by chunk, so that only a few chunks' notifications exist at once.
+            let chunks = futures::stream::iter(in_chunks(group))
+                .map(|chunk| async move { self.publish_fired(&chunk).await.map(|()| chunk) })
+                .buffer_unordered(CHUNKS_IN_FLIGHT);
+            published.extend(chunks.try_collect::<Vec<_>>().await?);
         }
-        let chunks: Vec<Vec<Fired>> = fired.chunks(CHUNK).map(<[_]>::to_vec).collect();
-        let marked = futures::stream::iter(chunks)
+        let marked = futures::stream::iter(published)
             .map(|chunk| async move { self.mark_fired(&chunk).await })
             .buffer_unordered(CHUNKS_IN_FLIGHT)
             .try_fold(0, |sum, n| async move { Ok(sum + n) })
@@ -378,18 +379,14 @@ impl Engine {
         Ok(pending)
     }
 
-    /// Publishes the events (with the spans of their firing) a chunk at a time.
-    async fn publish_in_chunks(
-        &self,
-        notifications: Vec<(OutgoingEvent, tracing::Span)>,
-    ) -> Result<(), PortError> {
+    /// Publishes the notifications of reminders due now, each in the span of its firing.
+    async fn publish_fired(&self, fired: &[Fired]) -> Result<(), PortError> {
+        let notifications = fired
+            .iter()
+            .map(|f| self.notification(f.id, &f.record, f.at))
+            .collect::<Result<Vec<_>, _>>()?;
         let (events, spans): (Vec<_>, Vec<_>) = notifications.into_iter().unzip();
-        let chunks: Vec<Vec<OutgoingEvent>> = events.chunks(CHUNK).map(<[_]>::to_vec).collect();
-        futures::stream::iter(chunks)
-            .map(|chunk| async move { self.publisher.publish_all(&chunk).await })
-            .buffer_unordered(CHUNKS_IN_FLIGHT)
-            .try_collect::<()>()
-            .await?;
+        self.publisher.publish_all(&events).await?;
         drop(spans);
         Ok(())
     }
@@ -431,8 +428,17 @@ impl Engine {
     }
 }
 
+/// The items in chunks of [`CHUNK`], moved rather than copied.
+fn in_chunks<T>(items: Vec<T>) -> Vec<Vec<T>> {
+    let mut chunks = Vec::with_capacity(items.len().div_ceil(CHUNK));
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        chunks.push(items.by_ref().take(CHUNK).collect());
+    }
+    chunks
+}
+
 /// A reminder whose notification went out, to be marked fired.
-#[derive(Clone)]
 struct Fired {
     key: String,
     id: Uuid,
