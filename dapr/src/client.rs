@@ -87,6 +87,20 @@ pub struct BulkEntry<'a> {
     pub envelope: &'a Value,
 }
 
+impl<'a> BulkEntry<'a> {
+    /// One entry per envelope, named by its index, which a failed entry's id gives back.
+    pub fn numbered(envelopes: &'a [Value]) -> Vec<BulkEntry<'a>> {
+        envelopes
+            .iter()
+            .enumerate()
+            .map(|(i, envelope)| BulkEntry {
+                id: i.to_string(),
+                envelope,
+            })
+            .collect()
+    }
+}
+
 /// A bulk entry the sidecar did not publish, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedEntry {

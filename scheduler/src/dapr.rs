@@ -145,14 +145,7 @@ impl Publisher for Sidecar {
                 .push(envelope);
         }
         for (topic, envelopes) in &by_topic {
-            let entries: Vec<BulkEntry<'_>> = envelopes
-                .iter()
-                .enumerate()
-                .map(|(i, envelope)| BulkEntry {
-                    id: i.to_string(),
-                    envelope,
-                })
-                .collect();
+            let entries = BulkEntry::numbered(envelopes);
             let failed = self
                 .client
                 .bulk_publish(PUBSUB_NAME, topic, &entries)

@@ -4,7 +4,7 @@
 //! engine behaves as it does on Dapr or the embedded database.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use todo_shared::events::OutgoingEvent;
 
+use crate::engine::{Engine, Settings};
 use crate::ports::{Etag, Jobs, PortError, Publisher, StateStore, Write};
 
 /// A state store: each write gets a new version, which is the entry's ETag; transactions are
@@ -155,5 +156,28 @@ impl Publisher for MemoryPublisher {
     async fn publish(&self, event: &OutgoingEvent) -> Result<(), PortError> {
         self.0.lock().expect("not poisoned").push(event.clone());
         Ok(())
+    }
+}
+
+/// An engine on fresh in-memory ports, the ports kept to look at.
+pub struct InMemory {
+    pub store: Arc<MemoryStore>,
+    pub jobs: Arc<MemoryJobs>,
+    pub published: Arc<MemoryPublisher>,
+    pub engine: Engine,
+}
+
+impl InMemory {
+    pub fn new(settings: Settings) -> Self {
+        let store = Arc::new(MemoryStore::default());
+        let jobs = Arc::new(MemoryJobs::default());
+        let published = Arc::new(MemoryPublisher::default());
+        let engine = Engine::new(store.clone(), jobs.clone(), published.clone(), settings);
+        Self {
+            store,
+            jobs,
+            published,
+            engine,
+        }
     }
 }

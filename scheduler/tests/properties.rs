@@ -8,16 +8,15 @@
 //! occurrences.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
+use todo_scheduler::Settings;
 use todo_scheduler::incoming::TaskChange;
-use todo_scheduler::memory::{MemoryJobs, MemoryPublisher, MemoryStore};
-use todo_scheduler::{Engine, Settings};
+use todo_scheduler::memory::InMemory;
 use todo_shared::events::{
     EventType, OutgoingEvent, RecurringScheduled, ReminderTriggered, TaskEventData,
     occurrence_task_id,
@@ -42,38 +41,27 @@ fn now() -> DateTime<Utc> {
         .expect("valid literal")
 }
 
-struct World {
-    store: Arc<MemoryStore>,
-    jobs: Arc<MemoryJobs>,
-    published: Arc<MemoryPublisher>,
-    engine: Engine,
+/// The engine on in-memory ports, with what the checks read of them.
+struct World(InMemory);
+
+impl std::ops::Deref for World {
+    type Target = InMemory;
+    fn deref(&self) -> &InMemory {
+        &self.0
+    }
 }
 
 impl World {
     fn new() -> World {
-        let store = Arc::new(MemoryStore::default());
-        let jobs = Arc::new(MemoryJobs::default());
-        let published = Arc::new(MemoryPublisher::default());
-        let engine = Engine::new(
-            store.clone(),
-            jobs.clone(),
-            published.clone(),
-            Settings::default(),
-        );
-        World {
-            store,
-            jobs,
-            published,
-            engine,
-        }
+        World(InMemory::new(Settings::default()))
     }
 
     fn jobs(&self) -> BTreeMap<String, DateTime<Utc>> {
-        self.jobs.scheduled()
+        self.0.jobs.scheduled()
     }
 
     fn published(&self) -> Vec<OutgoingEvent> {
-        self.published.published()
+        self.0.published.published()
     }
 }
 

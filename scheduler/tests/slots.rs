@@ -1,40 +1,18 @@
 //! Due slots and hour jobs on the in-memory ports: what a slot's job fires and when, and how an
 //! hour's job hands its items to their slots.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, TimeZone, Utc};
 use serde_json::{Value, json};
-use todo_scheduler::memory::{MemoryJobs, MemoryPublisher, MemoryStore};
-use todo_scheduler::{Engine, Settings};
+use todo_scheduler::Settings;
+use todo_scheduler::memory::InMemory;
 use todo_shared::events::ReminderTriggered;
 use todo_shared::incoming::Disposition;
 use uuid::Uuid;
 
-struct World {
-    store: Arc<MemoryStore>,
-    jobs: Arc<MemoryJobs>,
-    published: Arc<MemoryPublisher>,
-    engine: Engine,
-}
-
-fn world() -> World {
-    let store = Arc::new(MemoryStore::default());
-    let jobs = Arc::new(MemoryJobs::default());
-    let published = Arc::new(MemoryPublisher::default());
-    let engine = Engine::new(
-        store.clone(),
-        jobs.clone(),
-        published.clone(),
-        Settings::default(),
-    );
-    World {
-        store,
-        jobs,
-        published,
-        engine,
-    }
+fn world() -> InMemory {
+    InMemory::new(Settings::default())
 }
 
 fn noon() -> DateTime<Utc> {
@@ -55,7 +33,7 @@ fn created(at: DateTime<Utc>) -> Value {
     })
 }
 
-fn notifications(world: &World) -> Vec<(ReminderTriggered, DateTime<Utc>)> {
+fn notifications(world: &InMemory) -> Vec<(ReminderTriggered, DateTime<Utc>)> {
     world
         .published
         .published()
@@ -68,7 +46,7 @@ fn notifications(world: &World) -> Vec<(ReminderTriggered, DateTime<Utc>)> {
         .collect()
 }
 
-fn slot_keys(world: &World) -> usize {
+fn slot_keys(world: &InMemory) -> usize {
     let snapshot = world.store.snapshot();
     snapshot.keys().filter(|k| k.starts_with("slot:")).count()
 }

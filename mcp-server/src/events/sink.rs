@@ -84,14 +84,7 @@ async fn publish_topic(
     topic: &str,
     envelopes: &[Value],
 ) -> Result<Delivered, Unreachable> {
-    let entries: Vec<BulkEntry<'_>> = envelopes
-        .iter()
-        .enumerate()
-        .map(|(i, envelope)| BulkEntry {
-            id: i.to_string(),
-            envelope,
-        })
-        .collect();
+    let entries = BulkEntry::numbered(envelopes);
     let whole = match client.bulk_publish(PUBSUB_NAME, topic, &entries).await {
         Ok(failed) => {
             let mut delivered = vec![Ok(()); envelopes.len()];
