@@ -177,7 +177,8 @@ impl Engine {
             .filter(|(k, _)| k.starts_with("reminder:"))
             .count();
         let mut arming = Arming::default();
-        self.plan_index(&mut batch, &index, &mut arming, now)
+        self.plan_index(&mut batch, &index, now).await?;
+        self.plan_slots(&mut batch, &index, &mut arming, now)
             .await?;
 
         batch.commit(store).await?;

@@ -7,7 +7,8 @@
 //! the task id derived from the series and its due time, so a firing repeated by a race or a
 //! crash produces one notification and one task downstream.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,7 +25,6 @@ use crate::ports::{Jobs, PortError, Publisher, StateStore};
 use crate::records::{
     ReminderRecord, ReminderState, SeriesRecord, Step, reminder_key, series_key, update,
 };
-use crate::slots::ScheduledJobs;
 
 /// The CloudEvents `source` of the events the scheduler publishes.
 pub const SOURCE: &str = "/scheduler";
@@ -111,6 +111,30 @@ impl std::fmt::Display for JobName {
             JobName::Slot(second) => write!(f, "due-{second}"),
             JobName::Hour(start) => write!(f, "hour-{start}"),
         }
+    }
+}
+
+/// The hour and slot jobs this replica has scheduled and that have not come yet, by due time.
+#[derive(Default)]
+pub struct ScheduledJobs(Mutex<BTreeSet<(DateTime<Utc>, String)>>);
+
+impl ScheduledJobs {
+    /// Of `jobs`, those this replica has not scheduled yet, forgetting the jobs before `now`.
+    pub(crate) fn unscheduled(
+        &self,
+        jobs: BTreeSet<(DateTime<Utc>, String)>,
+        now: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, String)> {
+        let mut known = self.0.lock().expect("not poisoned");
+        *known = known.split_off(&(now, String::new()));
+        jobs.difference(&known).cloned().collect()
+    }
+
+    pub(crate) fn remember(&self, jobs: &[(DateTime<Utc>, String)]) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .extend(jobs.iter().cloned());
     }
 }
 
@@ -372,5 +396,24 @@ pub fn describe_metrics() {
         "todo_series_fired_total",
     ] {
         counter!(name).increment(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::slot_time;
+
+    #[test]
+    fn jobs_remembered_until_they_pass() {
+        let jobs = ScheduledJobs::default();
+        let at = |second: i64| (slot_time(second), format!("due-{second}"));
+        let wanted: BTreeSet<_> = [at(999), at(1_000), at(1_005)].into();
+        let now = slot_time(1_000);
+        assert_eq!(jobs.unscheduled(wanted.clone(), now).len(), 3);
+        jobs.remember(&[at(999), at(1_000), at(1_005)]);
+        // Those before now are forgotten, and scheduled again if asked.
+        assert_eq!(jobs.unscheduled(wanted.clone(), now), vec![at(999)]);
+        assert_eq!(jobs.unscheduled(wanted, slot_time(1_006)).len(), 3);
     }
 }

@@ -16,8 +16,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::hash::Hasher;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -36,6 +37,41 @@ pub fn series_key(id: Uuid) -> String {
     format!("recurring:{id}")
 }
 pub const WATERMARK_KEY: &str = "sweep:watermark";
+
+/// The start of the hour an instant falls in: its bucket in the sweep's index.
+pub(crate) fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
+}
+
+/// A stable spread of keys over shards: FNV-1a, where the std hasher is seeded per process.
+pub(crate) fn shard_of(key: &str, shards: u32) -> u32 {
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(key.as_bytes());
+    (hasher.finish() % u64::from(shards.max(1))) as u32
+}
+
+pub(crate) fn bucket_key(hour: DateTime<Utc>, shard: u32) -> String {
+    format!("due:{}:{shard:02}", hour.format("%Y%m%d%H"))
+}
+
+/// The keys of the hour's buckets, every shard.
+pub(crate) fn hour_buckets(hour: DateTime<Utc>, shards: u32) -> Vec<String> {
+    (0..shards).map(|s| bucket_key(hour, s)).collect()
+}
+
+/// The second an instant falls in (Unix time): its due slot.
+pub fn slot_of(at: DateTime<Utc>) -> i64 {
+    at.timestamp()
+}
+
+/// The start of a slot.
+pub fn slot_time(slot: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(slot, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+pub fn slot_key(slot: i64, shard: u32) -> String {
+    format!("slot:{slot}:{shard:02}")
+}
 
 /// The scheduler's view of a task, from the newest event applied. Written after everything else
 /// the event changes, it is the event's commit point: an event that finds its own id here was
@@ -312,5 +348,27 @@ impl Batch {
         }
         let writes: Vec<Write> = self.writes.values().cloned().collect();
         store.transact(&writes).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn buckets_are_hourly_and_shards_stable() {
+        let t = Utc.with_ymd_and_hms(2026, 3, 8, 6, 59, 59).unwrap();
+        assert_eq!(bucket_key(hour_of(t), 7), "due:2026030806:07");
+        let key = "reminder:0190b7e0-0000-7000-8000-000000000001";
+        assert_eq!(shard_of(key, 64), shard_of(key, 64));
+        assert!(shard_of(key, 64) < 64);
+        // FNV-1a's published vector for "a": items stay in the shards earlier versions chose.
+        assert_eq!(u64::from(shard_of("a", 64)), 0xaf63_dc4c_8601_ec8c % 64);
+        // Keys spread over the shards.
+        let used: std::collections::HashSet<u32> = (0..1000)
+            .map(|i| shard_of(&format!("reminder:{i}"), 64))
+            .collect();
+        assert!(used.len() > 50, "only {} shards used", used.len());
     }
 }

@@ -22,7 +22,6 @@
 //! (the sweep fires its items) leaves nothing behind.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -31,8 +30,10 @@ use uuid::Uuid;
 
 use crate::engine::{Engine, JobName};
 use crate::ports::{Etag, PortError, Write};
-use crate::records::{Batch, DueBucket, MAX_ATTEMPTS, ReminderRecord, ReminderState, decode};
-use crate::sweep::{hour_buckets, hour_of, shard_of};
+use crate::records::{
+    Batch, DueBucket, MAX_ATTEMPTS, ReminderRecord, ReminderState, WATERMARK_KEY, decode,
+    hour_buckets, hour_of, shard_of, slot_key, slot_of, slot_time,
+};
 
 /// Items due sooner than this after they are armed get a job of their own rather than their
 /// slot's (see the module docs).
@@ -60,43 +61,6 @@ const CHUNK: usize = 250;
 /// Chunks of one slot fired at once.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
-/// The second an instant falls in.
-pub fn slot_of(at: DateTime<Utc>) -> i64 {
-    at.timestamp()
-}
-
-fn slot_time(slot: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(slot, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-fn slot_key(slot: i64, shard: u32) -> String {
-    format!("slot:{slot}:{shard:02}")
-}
-
-/// The hour and slot jobs this replica has scheduled and that have not come yet, by due time.
-#[derive(Default)]
-pub struct ScheduledJobs(Mutex<BTreeSet<(DateTime<Utc>, String)>>);
-
-impl ScheduledJobs {
-    /// Of `jobs`, those this replica has not scheduled yet, forgetting the jobs before `now`.
-    fn unscheduled(
-        &self,
-        jobs: BTreeSet<(DateTime<Utc>, String)>,
-        now: DateTime<Utc>,
-    ) -> Vec<(DateTime<Utc>, String)> {
-        let mut known = self.0.lock().expect("not poisoned");
-        *known = known.split_off(&(now, String::new()));
-        jobs.difference(&known).cloned().collect()
-    }
-
-    fn remember(&self, jobs: &[(DateTime<Utc>, String)]) {
-        self.0
-            .lock()
-            .expect("not poisoned")
-            .extend(jobs.iter().cloned());
-    }
-}
-
 /// The jobs an arming needs once its writes are committed: hours, slots, and items due too
 /// soon for theirs.
 #[derive(Debug, Default)]
@@ -107,6 +71,38 @@ pub(crate) struct Arming {
 }
 
 impl Engine {
+    /// Enters one item in the sweep's index and its slot, in a transaction of its own, and
+    /// schedules what fires it.
+    pub(crate) async fn index_add(
+        &self,
+        item: &str,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let items = [(item.to_owned(), at)];
+        for _ in 0..MAX_ATTEMPTS {
+            let mut batch = Batch::default();
+            let mut arming = Arming::default();
+            let speculative = [
+                WATERMARK_KEY.to_owned(),
+                self.bucket_for(item, at, None),
+                self.slot_for(item, at),
+            ];
+            batch.read(&*self.store, speculative).await?;
+            self.plan_index(&mut batch, &items, now).await?;
+            self.plan_slots(&mut batch, &items, &mut arming, now)
+                .await?;
+            match batch.commit(&*self.store).await {
+                Err(PortError::Conflict) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => return self.arm(arming, now).await,
+            }
+        }
+        Err(PortError::Unavailable(format!(
+            "the index kept changing under concurrent writers while adding `{item}`"
+        )))
+    }
+
     /// Leaves each item (a state key, due at its time, entered in the sweep's index) to its
     /// hour's job, or enters it in its slot, or, due too soon for that, notes a job of its own;
     /// reads the buckets the batch has not read.
@@ -448,22 +444,4 @@ struct Fired {
     etag: Etag,
     /// When it fired.
     at: DateTime<Utc>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jobs_remembered_until_they_pass() {
-        let jobs = ScheduledJobs::default();
-        let at = |second: i64| (slot_time(second), format!("due-{second}"));
-        let wanted: BTreeSet<_> = [at(999), at(1_000), at(1_005)].into();
-        let now = slot_time(1_000);
-        assert_eq!(jobs.unscheduled(wanted.clone(), now).len(), 3);
-        jobs.remember(&[at(999), at(1_000), at(1_005)]);
-        // Those before now are forgotten, and scheduled again if asked.
-        assert_eq!(jobs.unscheduled(wanted.clone(), now), vec![at(999)]);
-        assert_eq!(jobs.unscheduled(wanted, slot_time(1_006)).len(), 3);
-    }
 }

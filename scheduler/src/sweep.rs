@@ -9,17 +9,14 @@
 //! (firing it if it is still pending), removes settled entries, and moves the watermark past
 //! hours left empty.
 
-use std::hash::Hasher;
-
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::engine::Engine;
 use crate::ports::{PortError, StateStore};
 use crate::records::{
-    Batch, DueBucket, MAX_ATTEMPTS, ReminderRecord, ReminderState, SeriesRecord, WATERMARK_KEY,
-    Watermark, decode, read, write,
+    Batch, DueBucket, ReminderRecord, ReminderState, SeriesRecord, WATERMARK_KEY, Watermark,
+    bucket_key, decode, hour_buckets, hour_of, read, shard_of, write,
 };
-use crate::slots::Arming;
 
 /// At most this many hours are swept in one run (a long outage is caught up over several).
 const MAX_HOURS_PER_SWEEP: i64 = 48;
@@ -35,26 +32,6 @@ pub struct SweepReport {
     pub failed: usize,
 }
 
-pub(crate) fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
-}
-
-/// A stable spread of keys over shards: FNV-1a, where the std hasher is seeded per process.
-pub(crate) fn shard_of(key: &str, shards: u32) -> u32 {
-    let mut hasher = fnv::FnvHasher::default();
-    hasher.write(key.as_bytes());
-    (hasher.finish() % u64::from(shards.max(1))) as u32
-}
-
-fn bucket_key(hour: DateTime<Utc>, shard: u32) -> String {
-    format!("due:{}:{shard:02}", hour.format("%Y%m%d%H"))
-}
-
-/// The keys of the hour's buckets, every shard.
-pub(crate) fn hour_buckets(hour: DateTime<Utc>, shards: u32) -> Vec<String> {
-    (0..shards).map(|s| bucket_key(hour, s)).collect()
-}
-
 impl Engine {
     /// The bucket that holds `item` due at `at`, given the watermark (`None`: as if it were
     /// earlier, the usual case, which lets a caller read the bucket before the watermark).
@@ -68,15 +45,13 @@ impl Engine {
         bucket_key(hour, shard_of(item, self.settings.index_shards))
     }
 
-    /// Enters each item (a state key) in the batch as due at its time, in the sweep's index and
-    /// in its due slot (noting in `arming` the jobs to schedule once the batch is committed),
-    /// reading the buckets the batch has not read. Items due before the watermark go into the
-    /// watermark's hour, which the next sweep still reads.
+    /// Enters each item (a state key) in the batch as due at its time, reading the buckets the
+    /// batch has not read. Items due before the watermark go into the watermark's hour, which
+    /// the next sweep still reads.
     pub(crate) async fn plan_index(
         &self,
         batch: &mut Batch,
         items: &[(String, DateTime<Utc>)],
-        arming: &mut Arming,
         now: DateTime<Utc>,
     ) -> Result<(), PortError> {
         let Some(earliest) = items.iter().map(|(_, at)| *at).min() else {
@@ -104,37 +79,7 @@ impl Engine {
                 batch.put(key, &bucket, None)?;
             }
         }
-        self.plan_slots(batch, items, arming, now).await
-    }
-
-    /// Enters one item in the index, in a transaction of its own, and schedules what fires it.
-    pub(crate) async fn index_add(
-        &self,
-        item: &str,
-        at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        let items = [(item.to_owned(), at)];
-        for _ in 0..MAX_ATTEMPTS {
-            let mut batch = Batch::default();
-            let mut arming = Arming::default();
-            let speculative = [
-                WATERMARK_KEY.to_owned(),
-                self.bucket_for(item, at, None),
-                self.slot_for(item, at),
-            ];
-            batch.read(&*self.store, speculative).await?;
-            self.plan_index(&mut batch, &items, &mut arming, now)
-                .await?;
-            match batch.commit(&*self.store).await {
-                Err(PortError::Conflict) => continue,
-                Err(e) => return Err(e),
-                Ok(()) => return self.arm(arming, now).await,
-            }
-        }
-        Err(PortError::Unavailable(format!(
-            "the index kept changing under concurrent writers while adding `{item}`"
-        )))
+        Ok(())
     }
 
     /// Settles every indexed item whose time is more than the grace period past.
@@ -236,27 +181,5 @@ impl Engine {
         }
         tracing::warn!(%item, "removed an index entry the scheduler does not know");
         Ok(false)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn buckets_are_hourly_and_shards_stable() {
-        let t = Utc.with_ymd_and_hms(2026, 3, 8, 6, 59, 59).unwrap();
-        assert_eq!(bucket_key(hour_of(t), 7), "due:2026030806:07");
-        let key = "reminder:0190b7e0-0000-7000-8000-000000000001";
-        assert_eq!(shard_of(key, 64), shard_of(key, 64));
-        assert!(shard_of(key, 64) < 64);
-        // FNV-1a's published vector for "a": items stay in the shards earlier versions chose.
-        assert_eq!(u64::from(shard_of("a", 64)), 0xaf63_dc4c_8601_ec8c % 64);
-        // Keys spread over the shards.
-        let used: std::collections::HashSet<u32> = (0..1000)
-            .map(|i| shard_of(&format!("reminder:{i}"), 64))
-            .collect();
-        assert!(used.len() > 50, "only {} shards used", used.len());
     }
 }
