@@ -386,6 +386,10 @@ pub fn describe_metrics() {
         "Occurrences of recurring tasks announced"
     );
     describe_histogram!(
+        "todo_scheduler_batch_events",
+        "Task events applied together, as delivered at the same time"
+    );
+    describe_histogram!(
         "todo_reminder_lateness_seconds",
         Unit::Seconds,
         "How long after its time a reminder fired"

@@ -37,6 +37,7 @@ impl Intake {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let (envelopes, replies): (Vec<Value>, Vec<_>) = batch.drain(..).unzip();
+                metrics::histogram!("todo_scheduler_batch_events").record(envelopes.len() as f64);
                 let engine = engine.clone();
                 // Its own task, so that a panic fails this batch and not the worker.
                 let applied =

@@ -84,3 +84,19 @@ def test_metrics_count_a_known_workload(groups, schedulers, probe, infra):
     assert armed >= 1 and fired >= 1, (armed, fired)
     assert late == fired, "every firing records its lateness"
     assert value(after, "todo_events_consumed_total", status="SUCCESS") >= 5
+
+    # Every task event delivered went through a batch, however they were grouped (a batch is
+    # counted before its events are answered: equal once nothing is in flight).
+    def batched_and_answered():
+        now = scrape(scheduler_port)
+        answered = sum(
+            value(now, "todo_events_consumed_total", status=status)
+            - value(before, "todo_events_consumed_total", status=status)
+            for status in ("SUCCESS", "RETRY", "DROP")
+        )
+        batched = value(now, "todo_scheduler_batch_events_sum") - value(
+            before, "todo_scheduler_batch_events_sum"
+        )
+        return (batched, answered) if batched == answered >= 5 else None
+
+    wait_until(batched_and_answered, timeout=30, what="every delivered task event in a batch")
