@@ -30,7 +30,7 @@ use crate::records::{
 pub const SOURCE: &str = "/scheduler";
 
 /// A job that arrives this much early still fires (clocks of hosts differ slightly).
-pub(crate) const EARLY_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+const EARLY_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -116,7 +116,7 @@ impl std::fmt::Display for JobName {
 
 /// The hour and slot jobs this replica has scheduled and that have not come yet, by due time.
 #[derive(Default)]
-pub struct ScheduledJobs(Mutex<BTreeSet<(DateTime<Utc>, String)>>);
+pub(crate) struct ScheduledJobs(Mutex<BTreeSet<(DateTime<Utc>, String)>>);
 
 impl ScheduledJobs {
     /// Of `jobs`, those this replica has not scheduled yet, forgetting the jobs before `now`.

@@ -79,28 +79,42 @@ impl Engine {
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), PortError> {
-        let items = [(item.to_owned(), at)];
+        let arming = self.enter(&[(item.to_owned(), at)], true, now).await?;
+        self.arm(arming, now).await
+    }
+
+    /// Enters the items in the sweep's index (with `index`) and in their slots, in a
+    /// transaction of their own, started over on conflicts; returns the jobs that fire them.
+    async fn enter(
+        &self,
+        items: &[(String, DateTime<Utc>)],
+        index: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Arming, PortError> {
         for _ in 0..MAX_ATTEMPTS {
             let mut batch = Batch::default();
             let mut arming = Arming::default();
-            let speculative = [
-                WATERMARK_KEY.to_owned(),
-                self.bucket_for(item, at, None),
-                self.slot_for(item, at),
-            ];
-            batch.read(&*self.store, speculative).await?;
-            self.plan_index(&mut batch, &items, now).await?;
-            self.plan_slots(&mut batch, &items, &mut arming, now)
-                .await?;
+            if index {
+                // Every key the plans read, in one call.
+                let keys = items.iter().flat_map(|(item, at)| {
+                    [self.bucket_for(item, *at, None), self.slot_for(item, *at)]
+                });
+                let keys: Vec<String> = std::iter::once(WATERMARK_KEY.to_owned())
+                    .chain(keys)
+                    .collect();
+                batch.read(&*self.store, keys).await?;
+                self.plan_index(&mut batch, items, now).await?;
+            }
+            self.plan_slots(&mut batch, items, &mut arming, now).await?;
             match batch.commit(&*self.store).await {
                 Err(PortError::Conflict) => continue,
                 Err(e) => return Err(e),
-                Ok(()) => return self.arm(arming, now).await,
+                Ok(()) => return Ok(arming),
             }
         }
-        Err(PortError::Unavailable(format!(
-            "the index kept changing under concurrent writers while adding `{item}`"
-        )))
+        Err(PortError::Unavailable(
+            "the index kept changing under concurrent writers".into(),
+        ))
     }
 
     /// Leaves each item (a state key, due at its time, entered in the sweep's index) to its
@@ -181,39 +195,14 @@ impl Engine {
         }
         let mut arming = Arming::default();
         for chunk in items.chunks(CHUNK) {
-            self.slot_all(chunk, &mut arming, now).await?;
+            let entered = self.enter(chunk, false, now).await?;
+            arming.shared.extend(entered.shared);
+            arming.own_jobs.extend(entered.own_jobs);
         }
         let slots = arming.shared.len();
         self.arm(arming, now).await?;
         tracing::info!(hour = %start, items = items.len(), slots, "entered an hour's items in their slots");
         Ok(())
-    }
-
-    /// Enters the items in their slots, in a transaction of their own.
-    async fn slot_all(
-        &self,
-        items: &[(String, DateTime<Utc>)],
-        arming: &mut Arming,
-        now: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let mut batch = Batch::default();
-            let mut planned = Arming::default();
-            self.plan_slots(&mut batch, items, &mut planned, now)
-                .await?;
-            match batch.commit(&*self.store).await {
-                Err(PortError::Conflict) => continue,
-                Err(e) => return Err(e),
-                Ok(()) => {
-                    arming.shared.extend(planned.shared);
-                    arming.own_jobs.extend(planned.own_jobs);
-                    return Ok(());
-                }
-            }
-        }
-        Err(PortError::Unavailable(
-            "the slots kept changing under concurrent writers".into(),
-        ))
     }
 
     /// Fires everything in the slot at its time, and removes the slot once all of it is
