@@ -23,8 +23,10 @@
 #           the commit wakes the relay) and `sql` (rows inserted into `outbox` by another process:
 #           the relay finds them at its next poll). Zero loss required;
 #        b. throughput: $PIPELINE_DRAIN_EVENTS events committed in one transaction, relayed until
-#           all have arrived; then again to a sink its sidecar calls over Dapr's gRPC app
-#           callback (--app-protocol grpc), for the CPU each app protocol costs per event;
+#           all have arrived; again with the sink's daprd stopped until the relay is done (the
+#           relay's own ceiling, then the subscriber's); then again to a sink its sidecar calls
+#           over Dapr's gRPC app callback (--app-protocol grpc), for the CPU each app protocol
+#           costs per event;
 #        c. `redis-benchmark` XADD on the same Redis (tiny value, and a value the size of the
 #           relay's events), the ceiling the relay's rate is put against;
 #   4. the scheduler: the Dapr scheduler service (`dapr-scheduler`, fresh etcd), then
@@ -349,6 +351,15 @@ if phase_on relay; then
     wait_quiet
     line="$("$TB" pipeline relay-drain --database-url "$PIPELINE_URL" --sink "$SINK_URL" \
         --events "$PIPELINE_DRAIN_EVENTS" "${relay_watch[@]}" --label drain)" || die "relay-drain failed"
+    record "$line"
+
+    # On two cores the relay and the subscriber's sidecar share the machine: the relay's own
+    # ceiling with the subscriber stopped until every event is published, then the subscriber's.
+    log "relay throughput with the subscriber held until the relay is done"
+    wait_quiet
+    line="$("$TB" pipeline relay-drain --database-url "$PIPELINE_URL" --sink "$SINK_URL" \
+        --events "$PIPELINE_DRAIN_EVENTS" "${relay_watch[@]}" --hold "$SINK_DAPR_PID" \
+        --label drain-alone)" || die "relay-drain (held subscriber) failed"
     record "$line"
 
     # The same drain to a subscriber that its sidecar calls over Dapr's gRPC app callback: what

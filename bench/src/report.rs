@@ -422,7 +422,7 @@ fn relay_sections<'a>(
         md.block(&format!(
             "#### Maximum sustained throughput: {} events committed at once, relayed until all arrived ({})",
             u(r, "/events"),
-            app_protocol(r)
+            drain_mode(r)
         ));
         md.table(
             ">relay published events/s | >subscriber received events/s | \
@@ -447,7 +447,16 @@ fn relay_sections<'a>(
                 series(r, "relay_rate_by_10s")
             ),
         ]);
-        cpu.push((format!("relay drain, {}", app_protocol(r)), *r, "cpu"));
+        if r.get("held_subscriber").and_then(Value::as_bool) == Some(true) {
+            cpu.push(("relay drain, the relay alone".into(), *r, "cpu_relay"));
+            cpu.push((
+                "relay drain, the subscriber catching up alone".into(),
+                *r,
+                "cpu_delivery",
+            ));
+        } else {
+            cpu.push((format!("relay drain, {}", drain_mode(r)), *r, "cpu"));
+        }
     }
     if drain.len() > 1 {
         md.block("#### The subscriber's app protocol: HTTP or Dapr's gRPC app callback");
@@ -462,7 +471,7 @@ fn relay_sections<'a>(
                     format!("{ms:.3}")
                 };
                 vec![
-                    app_protocol(r).to_owned(),
+                    drain_mode(r),
                     n(r, "/sink_rate", 0),
                     per_event("daprd-sink"),
                     per_event("sink"),
@@ -760,12 +769,18 @@ fn cpu_table(md: &mut Md, rows: &[CpuRow<'_>]) {
     warn_other(md, max_other);
 }
 
-/// How a relay drain's subscriber was called: its label names the gRPC run.
-fn app_protocol(r: &Value) -> &'static str {
-    if r.get("label").and_then(Value::as_str) == Some("drain-grpc") {
+/// How a relay drain's subscriber was called (its label names the gRPC run), and whether it
+/// was held until the relay was done.
+fn drain_mode(r: &Value) -> String {
+    let protocol = if r.get("label").and_then(Value::as_str) == Some("drain-grpc") {
         "gRPC app callback"
     } else {
         "HTTP"
+    };
+    if r.get("held_subscriber").and_then(Value::as_bool) == Some(true) {
+        format!("{protocol}; subscriber held until the relay was done")
+    } else {
+        protocol.to_owned()
     }
 }
 

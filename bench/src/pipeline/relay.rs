@@ -21,7 +21,10 @@
 //! **Throughput** (`relay-drain`): `--events` rows committed in one transaction (so the relay
 //! sees the whole backlog at once, at its next poll); then the relay's publishing rate (from the
 //! `published_at` the relay stamps per batch) and the sink's receiving rate (first to last
-//! delivery) are measured until every event has arrived.
+//! delivery) are measured until every event has arrived. With `--hold PID` (the subscriber's
+//! sidecar) the subscriber is stopped (SIGSTOP) until the relay has published every event, so
+//! the relay has the machine to itself, and the subscriber then catches up alone: on two cores
+//! the two halves otherwise share them, and each figure is the other's ceiling too.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -384,6 +387,9 @@ pub struct DrainArgs {
     /// Processes whose CPU to sample, as name=pid (repeatable).
     #[arg(long = "watch", value_parser = parse_watch)]
     watch: Vec<(String, u32)>,
+    /// Stop this process (the subscriber's sidecar) until the relay has published every event.
+    #[arg(long)]
+    hold: Option<u32>,
     #[arg(long, default_value = "")]
     label: String,
 }
@@ -402,6 +408,9 @@ pub async fn drain(args: DrainArgs) -> anyhow::Result<Value> {
     // The envelope add_task writes; each row gets its own event id and task id.
     let now = Utc::now();
     let template = task_created(Uuid::nil(), "bench-drain", "Drain", &[], now)?.envelope;
+    if let Some(pid) = args.hold {
+        signal(pid, "STOP")?;
+    }
     let cpu0 = CpuSample::take(&args.watch);
     let t_insert = Instant::now();
     let mut tx = pool.begin().await?;
@@ -430,6 +439,17 @@ pub async fn drain(args: DrainArgs) -> anyhow::Result<Value> {
         "committed {} outbox rows in {insert_s:.1} s; waiting for the sink",
         ids.len()
     );
+    // With the subscriber held: the relay's share of the CPU, then the subscriber's.
+    let cpu_relay = match args.hold {
+        Some(pid) => {
+            let relayed = wait_published(&pool, Duration::from_secs_f64(args.idle)).await;
+            let cpu = CpuSample::take(&args.watch);
+            signal(pid, "CONT")?;
+            relayed?;
+            Some(cpu)
+        }
+        None => None,
+    };
     let count = sink
         .wait_distinct(
             TOPIC,
@@ -504,6 +524,43 @@ pub async fn drain(args: DrainArgs) -> anyhow::Result<Value> {
         // Commit of the backlog to its last delivery (includes the relay's poll interval).
         "commit_to_last_s": if matched > 0 { round(secs(commit_ns, last_recv), 3) } else { 0.0 },
         "commit_to_first_ms": if matched > 0 { round(secs(commit_ns, first_recv) * 1e3, 1) } else { 0.0 },
+        "held_subscriber": args.hold.is_some(),
         "cpu": cpu0.until(&cpu1).by_process(),
+        "cpu_relay": cpu_relay.as_ref().map(|mid| cpu0.until(mid).by_process()),
+        "cpu_delivery": cpu_relay.as_ref().map(|mid| mid.until(&cpu1).by_process()),
     }))
+}
+
+/// Until nothing is left to publish in the outbox; fails after `idle` without progress. Reads
+/// only the oldest unpublished event (through the relay's own index), as a count would scan the
+/// table and take the cores from the relay being measured.
+async fn wait_published(pool: &PgPool, idle: Duration) -> anyhow::Result<()> {
+    let (mut oldest, mut since) = (None, Instant::now());
+    loop {
+        let now_oldest: Option<i64> = sqlx::query_scalar(
+            // `seq > 0`: the relay's walk index (migration 0005).
+            "SELECT seq FROM outbox WHERE published_at IS NULL AND seq > 0 ORDER BY seq LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await?;
+        if now_oldest.is_none() {
+            return Ok(());
+        }
+        if now_oldest != oldest {
+            (oldest, since) = (now_oldest, Instant::now());
+        } else if since.elapsed() > idle {
+            bail!("the relay published nothing for {idle:?}; event {oldest:?} waits");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Sends `kill -SIG pid`.
+fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .context("running kill")?;
+    anyhow::ensure!(status.success(), "kill -{sig} {pid} failed");
+    Ok(())
 }

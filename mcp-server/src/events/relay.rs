@@ -134,6 +134,7 @@ impl OutboxRelay {
         let woken_by = if first { &self.wake } else { &self.more };
         let mut backoff = Duration::ZERO;
         let mut last_prune = tokio::time::Instant::now();
+        let mut last_analyze: Option<tokio::time::Instant> = None;
         loop {
             let round = self.relay_once().await.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "outbox relay round failed");
@@ -155,6 +156,13 @@ impl OutboxRelay {
             }
             // A full claim means more is waiting: go again at once, and bring another worker in.
             if !round.outage && round.tasks as i64 >= self.settings.batch {
+                // A backlog the planner has not seen yet: let it see it (at most once a minute).
+                if first && last_analyze.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    last_analyze = Some(tokio::time::Instant::now());
+                    if let Err(e) = outbox::refresh_statistics(&self.db).await {
+                        tracing::warn!(error = %e, "refreshing the outbox's statistics failed");
+                    }
+                }
                 if shutdown.is_cancelled() {
                     break;
                 }

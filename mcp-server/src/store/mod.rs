@@ -239,6 +239,24 @@ impl Tx {
         Ok(())
     }
 
+    /// Has PostgreSQL plan each query of this transaction for the values it is given, not
+    /// reuse a plan made for any values. A generic plan tests `col = ANY($n)` against each row
+    /// by walking the array, and where statistics lag behind a burst it may choose to do so for
+    /// every row of an index (rows × array: quadratic); planned with the array's values, the
+    /// test is a hash lookup and the estimates see its size. Nor is the plan compiled (JIT):
+    /// a walk that stops at its limit is estimated at the cost of the whole backlog, and
+    /// compiling it takes longer than running it. SQLite has no such settings.
+    pub async fn plan_for_values(&mut self) -> Result<(), sqlx::Error> {
+        if let Tx::Postgres(_) = self {
+            self.execute(&Query::new(
+                "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), \
+                 set_config('jit', 'off', true)",
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Has PostgreSQL answer the next queries by walking indexes in their order (`on`), or
     /// lets it choose again (`!on`). A query that wants the first rows of a table in index
     /// order (`ORDER BY … LIMIT`) should stop after them; on a table that just grew by a burst,

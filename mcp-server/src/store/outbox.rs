@@ -150,20 +150,22 @@ pub async fn claim(
     let mut tx = db.begin().await?;
     // A lost claim only delays its tasks until it expires: no need to wait for the disk.
     tx.relax_durability().await?;
-    // Candidates first, read without locks; then those still free are locked, skipping any
+    tx.plan_for_values().await?;
+    // Candidates first, read without locks; then those still free are claimed, skipping any
     // another claim holds. Locking in the first query would have PostgreSQL recheck its join for
     // every row a concurrent claim changed, which turns quadratic under load.
     //
-    // The unpublished events are walked in commit order and the walk stops at the limit; each
-    // one met is a head if it is its task's first unpublished event, which a subquery per row
-    // finds through the (subject, seq) index. As a join, that check could be planned as a scan
-    // of the whole index per row (the planner's statistics lag behind a burst), a claim
-    // quadratic in the backlog.
+    // The unpublished events are walked in commit order (`outbox_free_walk`, which only a query
+    // that says `seq > 0` can use) and the walk stops at the limit; each one met is a head if it
+    // is its task's first unpublished event, which a subquery per row finds through the
+    // (subject, seq) index. Right after a burst the planner's statistics still say no event is
+    // unpublished; were the walk's index usable for that subquery, it could be chosen there
+    // too, walking the backlog from its start for every row: a claim quadratic in the backlog.
     tx.walk_indexes_in_order(true).await?;
     let candidates: Vec<Head> = tx
         .fetch_all(
             &Query::new(
-                "SELECT o.seq, o.subject FROM outbox o WHERE o.published_at IS NULL \
+                "SELECT o.seq, o.subject FROM outbox o WHERE o.published_at IS NULL AND o.seq > 0 \
                  AND (o.locked_until IS NULL OR o.locked_until <= $1) \
                  AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= $1) \
                  AND o.seq = (SELECT min(p.seq) FROM outbox p \
@@ -184,30 +186,29 @@ pub async fn claim(
         });
     }
     let backend = tx.backend();
-    let mut free = Query::new(
-        "SELECT seq, subject FROM outbox WHERE published_at IS NULL \
-         AND (locked_until IS NULL OR locked_until <= ",
-    );
-    free.push_bind(now)
+    let heads: Vec<i64> = candidates.iter().map(|c| c.seq).collect();
+    let mut lock = Query::new("UPDATE outbox SET locked_until = ");
+    lock.push_bind(now + lease)
+        .push(", claim_id = ")
+        .push_bind(id)
+        .push(
+            " WHERE seq IN (SELECT seq FROM outbox WHERE published_at IS NULL \
+             AND (locked_until IS NULL OR locked_until <= ",
+        )
+        .push_bind(now)
         .push(") AND seq")
-        .push_in(backend, candidates.iter().map(|h| h.seq).collect())
+        .push_in(backend, heads)
         .push(" ORDER BY seq LIMIT ")
         .push_bind(tasks)
-        .push(tx.skip_locked_clause());
-    let heads: Vec<Head> = tx.fetch_all(&free).await?;
+        .push(tx.skip_locked_clause())
+        .push(") RETURNING seq, subject");
+    let heads: Vec<Head> = tx.fetch_all(&lock).await?;
     if heads.is_empty() {
         return Ok(Claim {
             id,
             events: Vec::new(),
         });
     }
-    let mut lock = Query::new("UPDATE outbox SET locked_until = ");
-    lock.push_bind(now + lease)
-        .push(", claim_id = ")
-        .push_bind(id)
-        .push(" WHERE seq")
-        .push_in(backend, heads.iter().map(|h| h.seq).collect());
-    tx.execute(&lock).await?;
     let mut events = Query::new(
         "SELECT seq, topic, subject, envelope, traceparent, attempts FROM outbox \
          WHERE published_at IS NULL AND subject",
@@ -311,6 +312,21 @@ pub async fn prune(db: &Db, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Error> {
             .bind(cutoff),
     )
     .await
+}
+
+/// Refreshes the planner's statistics of the outbox (PostgreSQL; SQLite's planner needs none).
+/// After a burst they still say that no event waits, every index over unpublished events looks
+/// empty, and the claim's queries can be planned as scans of the whole backlog; autovacuum
+/// catches up only at its next round, a minute or more later. Only the columns the claim's
+/// queries filter on: the envelopes' statistics would cost more than all the others.
+pub async fn refresh_statistics(db: &Db) -> Result<(), sqlx::Error> {
+    if db.backend() == super::Backend::Postgres {
+        db.execute(&Query::new(
+            "ANALYZE outbox (seq, subject, published_at, locked_until, next_attempt_at)",
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// What `/readyz` reports about the outbox.
