@@ -408,9 +408,8 @@ pub async fn drain(args: DrainArgs) -> anyhow::Result<Value> {
     // The envelope add_task writes; each row gets its own event id and task id.
     let now = Utc::now();
     let template = task_created(Uuid::nil(), "bench-drain", "Drain", &[], now)?.envelope;
-    if let Some(pid) = args.hold {
-        signal(pid, "STOP")?;
-    }
+    // Resumed however this ends, so that a failed run cannot leave the sidecar stopped.
+    let held = args.hold.map(Held::stop).transpose()?;
     let cpu0 = CpuSample::take(&args.watch);
     let t_insert = Instant::now();
     let mut tx = pool.begin().await?;
@@ -440,11 +439,11 @@ pub async fn drain(args: DrainArgs) -> anyhow::Result<Value> {
         ids.len()
     );
     // With the subscriber held: the relay's share of the CPU, then the subscriber's.
-    let cpu_relay = match args.hold {
-        Some(pid) => {
+    let cpu_relay = match held {
+        Some(held) => {
             let relayed = wait_published(&pool, Duration::from_secs_f64(args.idle)).await;
             let cpu = CpuSample::take(&args.watch);
-            signal(pid, "CONT")?;
+            drop(held);
             relayed?;
             Some(cpu)
         }
@@ -552,6 +551,24 @@ async fn wait_published(pool: &PgPool, idle: Duration) -> anyhow::Result<()> {
             bail!("the relay published nothing for {idle:?}; event {oldest:?} waits");
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A process stopped (SIGSTOP) until this is dropped (SIGCONT).
+struct Held(u32);
+
+impl Held {
+    fn stop(pid: u32) -> anyhow::Result<Self> {
+        signal(pid, "STOP")?;
+        Ok(Held(pid))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Err(e) = signal(self.0, "CONT") {
+            eprintln!("cannot resume process {}: {e:#}", self.0);
+        }
     }
 }
 

@@ -186,7 +186,7 @@ pub async fn claim(
         });
     }
     let backend = tx.backend();
-    let heads: Vec<i64> = candidates.iter().map(|c| c.seq).collect();
+    let candidates: Vec<i64> = candidates.iter().map(|c| c.seq).collect();
     let mut lock = Query::new("UPDATE outbox SET locked_until = ");
     lock.push_bind(now + lease)
         .push(", claim_id = ")
@@ -197,7 +197,7 @@ pub async fn claim(
         )
         .push_bind(now)
         .push(") AND seq")
-        .push_in(backend, heads)
+        .push_in(backend, candidates)
         .push(" ORDER BY seq LIMIT ")
         .push_bind(tasks)
         .push(tx.skip_locked_clause())
