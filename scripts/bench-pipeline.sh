@@ -24,9 +24,10 @@
 #           the relay finds them at its next poll). Zero loss required;
 #        b. throughput: $PIPELINE_DRAIN_EVENTS events committed in one transaction, relayed until
 #           all have arrived; again with the sink's daprd stopped until the relay is done (the
-#           relay's own ceiling, then the subscriber's); then again to a sink its sidecar calls
-#           over Dapr's gRPC app callback (--app-protocol grpc), for the CPU each app protocol
-#           costs per event;
+#           relay's own ceiling, then the subscriber's); then again to a sink that takes one
+#           event per request (no bulk subscription) and to one its sidecar calls over Dapr's
+#           gRPC app callback (--app-protocol grpc), for the CPU each way of delivering costs per
+#           event;
 #        c. `redis-benchmark` XADD on the same Redis (tiny value, and a value the size of the
 #           relay's events), the ceiling the relay's rate is put against;
 #   4. the scheduler: the Dapr scheduler service (`dapr-scheduler`, fresh etcd), then
@@ -228,21 +229,24 @@ start_daprd() {
     wait_http "http://127.0.0.1:$DAPRD_HTTP/v1.0/healthz/outbound" 204 "daprd $app_id" "$DAPRD_PID" "$logf"
 }
 
-# start_sink NAME TOPICS [grpc]: the sink and its daprd (app-id bench-sink), called over HTTP or
-# with "grpc" over Dapr's gRPC app callback; sets SINK_URL, SINK_PID, SINK_DAPR_HTTP,
-# SINK_DAPR_GRPC, SINK_DAPR_PID.
+# start_sink NAME TOPICS [grpc|one-by-one]: the sink and its daprd (app-id bench-sink), called
+# over HTTP with bulk subscriptions (as the services subscribe), with "one-by-one" over HTTP one
+# event per request, or with "grpc" over Dapr's gRPC app callback; sets SINK_URL, SINK_PID,
+# SINK_DAPR_HTTP, SINK_DAPR_GRPC, SINK_DAPR_PID.
 start_sink() {
     local name="$1" topics="$2" protocol="${3:-http}" port app_port t
-    local callback=() daprd_args=()
+    local sink_args=() daprd_args=()
     port="$(free_port)"
     app_port="$port"
     if [[ "$protocol" == grpc ]]; then
         app_port="$(free_port)"
-        callback=(--grpc-listen "127.0.0.1:$app_port")
+        sink_args=(--grpc-listen "127.0.0.1:$app_port")
         daprd_args=(--app-protocol grpc)
+    elif [[ "$protocol" == one-by-one ]]; then
+        sink_args=(--one-by-one)
     fi
     start "sink" "$RUN/$name.log" -- "$TB" pipeline sink --listen "127.0.0.1:$port" --topics "$topics" \
-        "${callback[@]}"
+        "${sink_args[@]}"
     SINK_PID=$LAST_PID
     SINK_URL="http://127.0.0.1:$port"
     wait_http "$SINK_URL/healthz" 200 sink "$SINK_PID" "$RUN/$name.log"
@@ -362,18 +366,22 @@ if phase_on relay; then
         --label drain-alone)" || die "relay-drain (held subscriber) failed"
     record "$line"
 
-    # The same drain to a subscriber that its sidecar calls over Dapr's gRPC app callback: what
-    # the app protocol costs per delivered event (the services' own choice, in the README).
-    log "relay throughput again, delivered over Dapr's gRPC app callback"
-    stop_pid "$SINK_DAPR_PID" "daprd bench-sink"
-    stop_pid "$SINK_PID" sink
-    start_sink sink-relay-grpc tasks grpc
-    relay_watch=(--watch "todo-mcp=$MCP_PID" --watch "daprd-mcp=$MCP_DAPR_PID"
-        --watch "daprd-sink=$SINK_DAPR_PID" --watch "sink=$SINK_PID" --watch "redis=$REDIS_PID")
-    wait_quiet
-    line="$("$TB" pipeline relay-drain --database-url "$PIPELINE_URL" --sink "$SINK_URL" \
-        --events "$PIPELINE_DRAIN_EVENTS" "${relay_watch[@]}" --label drain-grpc)" || die "relay-drain (gRPC) failed"
-    record "$line"
+    # The same drain to a subscriber that takes one event per request (Dapr's default, the
+    # services' before bulk subscriptions), and to one its sidecar calls over Dapr's gRPC app
+    # callback: what each way of delivering costs per event (the services' choice, in the README).
+    for protocol in one-by-one grpc; do
+        log "relay throughput again, delivered $protocol"
+        stop_pid "$SINK_DAPR_PID" "daprd bench-sink"
+        stop_pid "$SINK_PID" sink
+        start_sink "sink-relay-$protocol" tasks "$protocol"
+        relay_watch=(--watch "todo-mcp=$MCP_PID" --watch "daprd-mcp=$MCP_DAPR_PID"
+            --watch "daprd-sink=$SINK_DAPR_PID" --watch "sink=$SINK_PID" --watch "redis=$REDIS_PID")
+        wait_quiet
+        line="$("$TB" pipeline relay-drain --database-url "$PIPELINE_URL" --sink "$SINK_URL" \
+            --events "$PIPELINE_DRAIN_EVENTS" "${relay_watch[@]}" --label "drain-$protocol")" ||
+            die "relay-drain ($protocol) failed"
+        record "$line"
+    done
 
     # The XADDs daprd issues carry the event as one field: measure with that size too.
     EVENT_BYTES="$(psql_run -c "SELECT round(avg(length(envelope::text))) FROM outbox WHERE event_type = 'com.todo.task.created'")"

@@ -459,7 +459,10 @@ fn relay_sections<'a>(
         }
     }
     if drain.len() > 1 {
-        md.block("#### The subscriber's app protocol: HTTP or Dapr's gRPC app callback");
+        md.block(
+            "#### The subscriber's app protocol: HTTP in bulk (as the services subscribe), one \
+             event per request, or Dapr's gRPC app callback",
+        );
         md.table(
             "delivered to the subscriber over | >received events/s | \
              >CPU ms per event: subscriber's daprd | >subscriber",
@@ -769,13 +772,13 @@ fn cpu_table(md: &mut Md, rows: &[CpuRow<'_>]) {
     warn_other(md, max_other);
 }
 
-/// How a relay drain's subscriber was called (its label names the gRPC run), and whether it
-/// was held until the relay was done.
+/// How a relay drain's subscriber was called (its label names the gRPC and one-by-one runs),
+/// and whether it was held until the relay was done.
 fn drain_mode(r: &Value) -> String {
-    let protocol = if r.get("label").and_then(Value::as_str) == Some("drain-grpc") {
-        "gRPC app callback"
-    } else {
-        "HTTP"
+    let protocol = match r.get("label").and_then(Value::as_str) {
+        Some("drain-grpc") => "gRPC app callback",
+        Some("drain-one-by-one") => "HTTP, one event per request",
+        _ => "HTTP",
     };
     if r.get("held_subscriber").and_then(Value::as_bool) == Some(true) {
         format!("{protocol}; subscriber held until the relay was done")
@@ -856,8 +859,16 @@ mod tests {
                 "distinct_delivered": 1000, "sink_rate": 500.0,
                 "cpu": {"daprd-sink": daprd, "sink": 5.0, "window_s": 2.0}})
         };
-        let (out, _) = report(&[drain("drain", 50.0), drain("drain-grpc", 25.0)]);
+        let (out, _) = report(&[
+            drain("drain", 50.0),
+            drain("drain-one-by-one", 75.0),
+            drain("drain-grpc", 25.0),
+        ]);
         assert!(out.contains("| HTTP | 500 | 1.000 | 0.100 |"), "{out}");
+        assert!(
+            out.contains("| HTTP, one event per request | 500 | 1.500 | 0.100 |"),
+            "{out}"
+        );
         assert!(
             out.contains("| gRPC app callback | 500 | 0.500 | 0.100 |"),
             "{out}"

@@ -398,20 +398,30 @@ impl Events {
         })
     }
 
-    /// Bytes as a delivered event body.
+    /// Bytes as a delivered request body: one event, or a bulk delivery of several.
     pub fn run(&self, data: &[u8]) {
-        let envelope = match todo_dapr::app::parse_body(data) {
-            Ok(v) => v,
+        let events = match todo_dapr::app::Delivered::parse(data) {
+            Ok(delivered) => delivered.into_events().0,
             Err(drop) => {
-                assert!(serde_json::from_slice::<Value>(data).is_err());
+                // Not JSON, or `entries` that are not a bulk delivery's.
+                let bulk = serde_json::from_slice::<Value>(data)
+                    .map(|v| v.get("entries").is_some_and(Value::is_array));
+                assert!(bulk.is_err() || bulk.is_ok_and(|b| b), "{drop:?}");
                 assert_eq!(drop.status(), "DROP");
                 return;
             }
         };
+        for envelope in &events {
+            self.run_event(envelope);
+        }
+    }
+
+    /// One delivered event, through every consumer.
+    fn run_event(&self, envelope: &Value) {
         let ty = envelope.get("type").and_then(Value::as_str);
 
         // The scheduler's reading: no type → Err; other types → ignored.
-        let parsed = TaskChange::parse(&envelope);
+        let parsed = TaskChange::parse(envelope);
         match (&parsed, ty) {
             (Err(reason), _) => assert!(!reason.is_empty()),
             (Ok(None), Some(ty)) => assert!(!TASK_TYPES.contains(&ty), "{ty} ignored"),
@@ -427,7 +437,7 @@ impl Events {
             // The scheduler's engine answers as the parse says (in-memory ports never fail), and
             // only an event it applies may change its state.
             let before = self.store.snapshot();
-            let answer = self.engine.handle_event(&envelope, now()).await;
+            let answer = self.engine.handle_event(envelope, now()).await;
             match (&parsed, &answer) {
                 (Err(_), Disposition::Drop(_)) | (Ok(None), Disposition::Success) => {
                     assert_eq!(before, self.store.snapshot(), "engine: state changed");
@@ -446,9 +456,9 @@ impl Events {
             ] {
                 let before = self.counts().await;
                 let answer = if consumer == "notifications" {
-                    self.notifications.handle_envelope(&envelope).await
+                    self.notifications.handle_envelope(envelope).await
                 } else {
-                    self.recurrences.handle_envelope(&envelope).await
+                    self.recurrences.handle_envelope(envelope).await
                 };
                 let after = self.counts().await;
                 match (ty, &answer) {

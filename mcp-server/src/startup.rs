@@ -91,7 +91,8 @@ impl Core {
                         format!("cannot listen on the app port {}", config.app_listen)
                     })?;
                 tracing::info!(addr = %config.app_listen, "serving Dapr subscriptions");
-                let app = subscriptions::router(Arc::new(consumers), config.app_api_token.clone());
+                let app =
+                    subscriptions::router(consumers, client.clone(), config.app_api_token.clone());
                 let stop = self.shutdown.clone();
                 self.background.spawn(async move {
                     let served = axum::serve(listener, app)

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use serde_json::{Value, json};
 use todo_dapr::DaprClient;
-use todo_dapr::app::{DEAD_LETTER_TOPIC, PUBSUB_NAME, answer, parse_body, with_app_token};
+use todo_dapr::app::{PUBSUB_NAME, bulk_subscribe, deliver, with_app_token};
 use todo_shared::events::TOPIC_TASKS;
 
 use crate::engine::Engine;
@@ -48,15 +48,16 @@ async fn subscribe() -> Json<Value> {
         "pubsubname": PUBSUB_NAME,
         "topic": TOPIC_TASKS,
         "route": "/events/tasks",
-        "deadLetterTopic": DEAD_LETTER_TOPIC
+        // What cannot be processed is dead-lettered by `deliver`, not by the sidecar.
+        "bulkSubscribe": bulk_subscribe()
     }]))
 }
 
 async fn task_event(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    match parse_body(&body) {
-        Ok(envelope) => answer(state.intake.handle(envelope).await),
-        Err(drop) => answer(drop),
-    }
+    deliver(&body, Some(&state.sidecar), |envelope| {
+        state.intake.handle(envelope)
+    })
+    .await
 }
 
 /// A due job. An error status makes the Dapr scheduler service call again a second later.

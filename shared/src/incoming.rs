@@ -23,7 +23,8 @@ pub enum Disposition {
     Success,
     /// Failed for a reason that may pass; deliver again later.
     Retry(String),
-    /// Can never be processed; give up on it (Dapr sends it to the dead-letter topic).
+    /// Can never be processed; give up on it (the subscriber publishes it to the dead-letter
+    /// topic).
     Drop(String),
 }
 

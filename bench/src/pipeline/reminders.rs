@@ -7,7 +7,8 @@
 //! records when it arrives.
 //!
 //! One run of `reminders` publishes `--tasks` synthetic `com.todo.task.created` events (the
-//! shape `todo-mcp` writes) through a daprd's publish API, each task with `--per-task` reminders;
+//! shape `todo-mcp` writes) through a daprd's bulk publish API, `--per-call` events a call as the
+//! relay publishes them, each task with `--per-task` reminders;
 //! the reminders' times start `--start-in` seconds after the command starts and are spread
 //! evenly over `--spread` seconds (0: all at the same instant). The events are owned by
 //! `--owner`, which tells this batch's notifications apart at the sink.
@@ -31,6 +32,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use todo_dapr::DaprClient;
 use todo_dapr::app::PUBSUB_NAME;
+use todo_dapr::client::BulkEntry;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -75,6 +77,9 @@ pub struct RemindersArgs {
     /// Owner of the tasks: tells this batch's notifications apart.
     #[arg(long)]
     owner: String,
+    /// Events per bulk publish call (as the relay publishes them).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    per_call: u64,
     /// Publish calls in flight.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -166,6 +171,7 @@ pub async fn run(args: RemindersArgs) -> anyhow::Result<Value> {
     let cpu0 = CpuSample::take(&args.watch);
     let t0 = Instant::now();
     let mut max_backlog = 0;
+    let mut chunk = Vec::with_capacity(args.per_call as usize);
     for i in 0..args.tasks {
         if i % 200 == 0 {
             // Keep the scheduler's backlog bounded (the stream is trimmed approximately).
@@ -185,14 +191,22 @@ pub async fn run(args: RemindersArgs) -> anyhow::Result<Value> {
             &reminders,
             Utc::now(),
         )?;
+        chunk.push(event.envelope);
+        if (chunk.len() as u64) < args.per_call && i + 1 < args.tasks {
+            continue;
+        }
         let permit = permits.clone().acquire_owned().await?;
         let p = publisher.clone();
+        let envelopes = std::mem::take(&mut chunk);
         set.spawn(async move {
-            let r = p
-                .publish(PUBSUB_NAME, TOPIC_TASKS, &event.envelope, None)
-                .await;
+            let entries = BulkEntry::numbered(&envelopes);
+            let failed = p.bulk_publish(PUBSUB_NAME, TOPIC_TASKS, &entries).await;
             drop(permit);
-            r
+            match failed {
+                Ok(failed) if failed.is_empty() => Ok(()),
+                Ok(failed) => bail!("{} events were not published: {failed:?}", failed.len()),
+                Err(e) => Err(e.into()),
+            }
         });
         // Reap finished publishes as we go, failing fast.
         while let Some(r) = set.try_join_next() {

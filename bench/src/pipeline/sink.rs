@@ -36,7 +36,7 @@ use dapr::dapr::proto::runtime::v1::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use todo_dapr::app::{PUBSUB_NAME, answer, parse_body};
+use todo_dapr::app::{PUBSUB_NAME, bulk_subscribe, deliver};
 use todo_shared::incoming::Disposition;
 use tonic::{Request, Status};
 
@@ -55,6 +55,10 @@ pub struct SinkArgs {
     /// Topics of pub/sub `pubsub` to subscribe to, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "tasks,notifications")]
     topics: Vec<String>,
+    /// Subscribe one event per request (the sidecar's default) rather than in bulk, as the
+    /// services do: the baseline bulk delivery is measured against.
+    #[arg(long)]
+    one_by_one: bool,
     /// Runtime worker threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -110,6 +114,8 @@ impl Delivery {
 
 struct Sink {
     topics: Vec<String>,
+    /// Subscribed without bulk delivery.
+    one_by_one: bool,
     deliveries: Mutex<HashMap<String, Vec<Delivery>>>,
 }
 
@@ -160,6 +166,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
                 .collect(),
         ),
         topics: args.topics,
+        one_by_one: args.one_by_one,
     });
     let app = Router::new()
         .route("/dapr/subscribe", get(subscribe))
@@ -289,26 +296,30 @@ async fn subscribe(State(sink): State<Arc<Sink>>) -> Json<Value> {
     Json(Value::Array(
         sink.topics
             .iter()
-            .map(|t| json!({ "pubsubname": PUBSUB_NAME, "topic": t, "route": format!("/events/{t}") }))
+            .map(|t| {
+                let mut subscription =
+                    json!({ "pubsubname": PUBSUB_NAME, "topic": t, "route": format!("/events/{t}") });
+                if !sink.one_by_one {
+                    subscription["bulkSubscribe"] = bulk_subscribe();
+                }
+                subscription
+            })
             .collect(),
     ))
 }
 
 async fn event(State(sink): State<Arc<Sink>>, Path(topic): Path<String>, body: Bytes) -> Response {
     let recv_ns = now_ns();
-    let event = match parse_body(&body) {
-        Ok(event) => event,
-        Err(drop) => {
-            // Never expected: an unreadable event is a failure of the run, not something to retry.
-            eprintln!("sink: an event on {topic} is not JSON");
-            return answer(drop);
-        }
-    };
-    if sink.record(&topic, Delivery::from_event(recv_ns, &event)) {
-        answer(Disposition::Success)
-    } else {
-        (StatusCode::NOT_FOUND, "not subscribed").into_response()
+    if !sink.topics.contains(&topic) {
+        return (StatusCode::NOT_FOUND, "not subscribed").into_response();
     }
+    let sink = &sink;
+    let topic = &topic;
+    deliver(&body, None, |event| async move {
+        sink.record(topic, Delivery::from_event(recv_ns, &event));
+        Disposition::Success
+    })
+    .await
 }
 
 async fn count(State(sink): State<Arc<Sink>>, Query(f): Query<Filter>) -> Json<Value> {

@@ -7,32 +7,39 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{Json, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use todo_dapr::app::{DEAD_LETTER_TOPIC, PUBSUB_NAME, answer, parse_body, with_app_token};
+use todo_dapr::DaprClient;
+use todo_dapr::app::{PUBSUB_NAME, bulk_subscribe, deliver, with_app_token};
 use todo_shared::events::{EventType, TOPIC_NOTIFICATIONS, TOPIC_TASKS};
 use todo_shared::incoming::Disposition;
 
 use super::consumers::Consumers;
 
+/// What the event routes share.
+struct App {
+    consumers: Consumers,
+    /// Where the events that can never be processed are dead-lettered.
+    sidecar: DaprClient,
+}
+
 /// Builds the app-port router; `api_token` is `APP_API_TOKEN`.
-pub fn router(consumers: Arc<Consumers>, api_token: Option<String>) -> Router {
+pub fn router(consumers: Consumers, sidecar: DaprClient, api_token: Option<String>) -> Router {
     let routes = Router::new()
         .route("/dapr/subscribe", get(subscribe))
         .route("/events/recurring", post(recurring))
         .route("/events/notifications", post(notifications))
-        // Events of the subscribed topics that the server has no use for.
-        .route(
-            "/events/ignored",
-            post(|| async { answer(Disposition::Success) }),
-        )
-        .with_state(consumers);
+        .route("/events/ignored", post(ignored))
+        .with_state(Arc::new(App { consumers, sidecar }));
     with_app_token(routes, api_token)
 }
 
 /// The programmatic subscriptions: only the event types the server acts on are routed to it.
+/// What cannot be processed is dead-lettered by `deliver`, not by the sidecar (see
+/// `todo_dapr::app`).
 async fn subscribe() -> Json<Value> {
     Json(json!([
         {
@@ -46,7 +53,7 @@ async fn subscribe() -> Json<Value> {
                 // Without a default, Dapr dead-letters every event that matches no rule.
                 "default": "/events/ignored"
             },
-            "deadLetterTopic": DEAD_LETTER_TOPIC
+            "bulkSubscribe": bulk_subscribe()
         },
         {
             "pubsubname": PUBSUB_NAME,
@@ -58,21 +65,28 @@ async fn subscribe() -> Json<Value> {
                 }],
                 "default": "/events/ignored"
             },
-            "deadLetterTopic": DEAD_LETTER_TOPIC
+            "bulkSubscribe": bulk_subscribe()
         }
     ]))
 }
 
-async fn recurring(State(c): State<Arc<Consumers>>, body: axum::body::Bytes) -> Response {
-    match parse_body(&body) {
-        Ok(envelope) => answer(c.recurrence.handle_envelope(&envelope).await),
-        Err(drop) => answer(drop),
-    }
+async fn recurring(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let recurrence = &app.consumers.recurrence;
+    deliver(&body, Some(&app.sidecar), |envelope| async move {
+        recurrence.handle_envelope(&envelope).await
+    })
+    .await
 }
 
-async fn notifications(State(c): State<Arc<Consumers>>, body: axum::body::Bytes) -> Response {
-    match parse_body(&body) {
-        Ok(envelope) => answer(c.notifications.handle_envelope(&envelope).await),
-        Err(drop) => answer(drop),
-    }
+async fn notifications(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let notifications = &app.consumers.notifications;
+    deliver(&body, Some(&app.sidecar), |envelope| async move {
+        notifications.handle_envelope(&envelope).await
+    })
+    .await
+}
+
+/// Events of the subscribed topics that the server has no use for.
+async fn ignored(body: Bytes) -> Response {
+    deliver(&body, None, |_| async { Disposition::Success }).await
 }
