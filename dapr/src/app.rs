@@ -105,7 +105,9 @@ impl Delivered {
     }
 }
 
-/// How to answer the request that delivered some events, once each has its disposition.
+/// How to answer the request that delivered some events, once each has its disposition: Dapr's
+/// subscriber protocol is 200 with a `status` (SUCCESS, RETRY or DROP) for one event, and a
+/// `statuses` list naming each entry for a bulk delivery.
 #[derive(Debug)]
 pub enum Answers {
     One,
@@ -150,7 +152,7 @@ where
     let (events, answers) = match Delivered::parse(body) {
         Ok(delivered) => delivered.into_events(),
         // Nothing in it can be read, so nothing to dead-letter.
-        Err(drop) => return answer(drop),
+        Err(drop) => return Answers::One.answer(vec![drop]),
     };
     let mut dispositions = futures::future::join_all(events.into_iter().map(handle)).await;
     if let Some(sidecar) = dead_letters {
@@ -200,11 +202,6 @@ async fn dead_letter(sidecar: &DaprClient, body: &[u8], dispositions: &mut [Disp
              ({failure}); Dapr delivers it again"
         ));
     }
-}
-
-/// Dapr's subscriber protocol for one event: 200 with a status of SUCCESS, RETRY or DROP.
-pub fn answer(disposition: Disposition) -> Response {
-    Answers::One.answer(vec![disposition])
 }
 
 /// Counts an answer, and logs a failure with its cause so that a retry loop or a dead letter can

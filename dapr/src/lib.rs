@@ -4,7 +4,8 @@
 //!   or in bulk, secrets, state with ETags and TTLs, jobs). A service finds its sidecar through
 //!   `DAPR_GRPC_PORT`; without one it runs embedded.
 //! - [`app`]: the app side of the protocol, for the routers the services serve to their sidecar:
-//!   the `dapr-api-token` check and a subscriber's answer to a delivered event.
+//!   the `dapr-api-token` check, bulk subscriptions, and a subscriber's answers to the events
+//!   delivered, with what it drops published to the dead-letter topic.
 //! - [`metrics`]: the Prometheus endpoint both services serve beside the sidecar's own.
 //! - [`shutdown`]: the signals both services stop on, so that the sidecar sees a clean exit.
 //! - [`telemetry`]: logs to stderr, spans over OTLP when configured, and the W3C trace context

@@ -1,10 +1,11 @@
 //! The sink: a Dapr subscriber app that stands for the consumers of the pipeline.
 //!
 //! It subscribes (programmatically, `GET /dapr/subscribe`) to the given topics of pub/sub
-//! `pubsub`, and for every event its sidecar delivers it takes the wall-clock time first, then
-//! records the event's id, subject and `time`, and for reminder notifications the `owner`,
-//! `reminder_id` and `fire_at` of the data, and answers `{"status": "SUCCESS"}`. Nothing else is
-//! done per event, so that the sink measures the pipeline rather than itself.
+//! `pubsub` in bulk, as the services do (`--one-by-one`: one event per request, Dapr's default),
+//! and for every request its sidecar makes it takes the wall-clock time first, then records each
+//! event's id, subject and `time`, and for reminder notifications the `owner`, `reminder_id` and
+//! `fire_at` of the data, and answers SUCCESS for each. Nothing else is done per event, so that
+//! the sink measures the pipeline rather than itself.
 //!
 //! With `--grpc-listen` it is called over Dapr's gRPC app callback instead (its sidecar runs with
 //! `--app-protocol grpc`), through the `dapr` crate's generated `AppCallback` service, and does
