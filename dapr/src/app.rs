@@ -4,8 +4,8 @@
 //! Every subscription asks for bulk delivery ([`bulk_subscribe`]): the sidecar then sends the
 //! events it holds for a route in one request rather than one request each, which costs the
 //! sidecar and the app a fraction per event under load. A route still accepts a single event (a
-//! declarative subscription without bulk, a sidecar that does not batch), so [`Delivered`] reads
-//! either and answers in the same shape.
+//! declarative subscription without bulk, a sidecar that does not batch), so [`read_delivery`]
+//! reads either and [`Answers`] answers in the same shape.
 //!
 //! The subscriptions name no `deadLetterTopic`: [`deliver`] publishes an event that can never be
 //! processed to [`DEAD_LETTER_TOPIC`] itself, then answers DROP. Dapr 1.18's bulk delivery looks a
@@ -52,15 +52,6 @@ pub fn bulk_subscribe() -> Value {
     })
 }
 
-/// What one request from the sidecar delivers to a subscription's route.
-#[derive(Debug)]
-pub enum Delivered {
-    /// One event (a subscription without bulk delivery).
-    One(Value),
-    /// A bulk delivery: each event with the `entryId` its answer must name.
-    Bulk(Vec<(String, Value)>),
-}
-
 /// A bulk delivery's body as Dapr sends it (`topic`, `pubsubname` and the rest are not needed).
 #[derive(Deserialize)]
 struct BulkBody {
@@ -74,35 +65,23 @@ struct DeliveredEntry {
     event: Value,
 }
 
-impl Delivered {
-    /// Reads a request body; a body that is not JSON can never be processed. A bulk delivery is
-    /// told apart by its `entries` (a CloudEvent has none).
-    pub fn parse(body: &[u8]) -> Result<Self, Disposition> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| Disposition::Drop(format!("the body is not JSON: {e}")))?;
-        if value.get("entries").is_none_or(|e| !e.is_array()) {
-            return Ok(Delivered::One(value));
-        }
-        let bulk = BulkBody::deserialize(value)
-            .map_err(|e| Disposition::Drop(format!("the bulk delivery is malformed: {e}")))?;
-        Ok(Delivered::Bulk(
-            bulk.entries
-                .into_iter()
-                .map(|e| (e.entry_id, e.event))
-                .collect(),
-        ))
+/// Reads what one request from the sidecar delivers to a subscription's route: its events in
+/// order, and how to answer it. A body that is not JSON can never be processed. A bulk delivery
+/// is told apart by its `entries` (a CloudEvent has none).
+pub fn read_delivery(body: &[u8]) -> Result<(Vec<Value>, Answers), Disposition> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Disposition::Drop(format!("the body is not JSON: {e}")))?;
+    if value.get("entries").is_none_or(|e| !e.is_array()) {
+        return Ok((vec![value], Answers::One));
     }
-
-    /// The delivered events, in order.
-    pub fn into_events(self) -> (Vec<Value>, Answers) {
-        match self {
-            Delivered::One(event) => (vec![event], Answers::One),
-            Delivered::Bulk(entries) => {
-                let (ids, events) = entries.into_iter().unzip();
-                (events, Answers::Bulk(ids))
-            }
-        }
-    }
+    let bulk = BulkBody::deserialize(value)
+        .map_err(|e| Disposition::Drop(format!("the bulk delivery is malformed: {e}")))?;
+    let (ids, events) = bulk
+        .entries
+        .into_iter()
+        .map(|e| (e.entry_id, e.event))
+        .unzip();
+    Ok((events, Answers::Bulk(ids)))
 }
 
 /// How to answer the request that delivered some events, once each has its disposition: Dapr's
@@ -149,8 +128,8 @@ where
     F: Fn(Value) -> Fut,
     Fut: Future<Output = Disposition>,
 {
-    let (events, answers) = match Delivered::parse(body) {
-        Ok(delivered) => delivered.into_events(),
+    let (events, answers) = match read_delivery(body) {
+        Ok(delivery) => delivery,
         // Nothing in it can be read, so nothing to dead-letter.
         Err(drop) => return Answers::One.answer(vec![drop]),
     };
@@ -170,10 +149,9 @@ async fn dead_letter(sidecar: &DaprClient, body: &[u8], dispositions: &mut [Disp
         return;
     }
     // Rare, so the events are read again rather than kept for every delivery.
-    let Ok(delivered) = Delivered::parse(body) else {
+    let Ok((events, _)) = read_delivery(body) else {
         return;
     };
-    let (events, _) = delivered.into_events();
     let envelopes: Vec<Value> = dropped.iter().map(|&i| events[i].clone()).collect();
     let published = sidecar
         .bulk_publish(

@@ -400,8 +400,8 @@ impl Events {
 
     /// Bytes as a delivered request body: one event, or a bulk delivery of several.
     pub fn run(&self, data: &[u8]) {
-        let events = match todo_dapr::app::Delivered::parse(data) {
-            Ok(delivered) => delivered.into_events().0,
+        let events = match todo_dapr::app::read_delivery(data) {
+            Ok((events, _)) => events,
             Err(drop) => {
                 // Not JSON, or `entries` that are not a bulk delivery's.
                 let bulk = serde_json::from_slice::<Value>(data)

@@ -50,7 +50,8 @@ async fn subscribe() -> Json<Value> {
                     "match": format!("event.type == \"{}\"", EventType::RecurringScheduled.as_str()),
                     "path": "/events/recurring"
                 }],
-                // Without a default, Dapr dead-letters every event that matches no rule.
+                // Without a default, Dapr treats every event that matches no rule as one that
+                // cannot be delivered.
                 "default": "/events/ignored"
             },
             "bulkSubscribe": bulk_subscribe()
