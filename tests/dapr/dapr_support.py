@@ -51,9 +51,22 @@ SERVER_LOG_LEVEL = "info,mcp_server=debug"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port to listen on, below the kernel's ephemeral range: a port the kernel hands out could
+    be taken, before its listener binds it, as the local end of one of the many connections the
+    sidecars open (it happened: todo-mcp's app port, "Address already in use")."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    for _ in range(100):
+        port = secrets.randbelow(low - 10_000) + 10_000 if low > 11_000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def wait_until(
