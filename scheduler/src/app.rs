@@ -1,6 +1,7 @@
 //! The HTTP app Dapr calls: subscriptions, job callbacks, cron triggers and probes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -90,14 +91,19 @@ async fn probe() -> StatusCode {
     StatusCode::OK
 }
 
+/// Ready: the sidecar can reach its components. The sweep's failing and quarantined entries
+/// are reported beside it (they need an operator, not a restart).
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    if state.sidecar.ready().await {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the Dapr sidecar is not ready",
-        )
-            .into_response()
+    if !state.sidecar.ready().await {
+        let body = json!({ "status": "unavailable", "sidecar": "not ready" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
+    let sweep = tokio::time::timeout(Duration::from_secs(2), state.engine.failing_report()).await;
+    let sweep = match sweep {
+        Ok(Ok(report)) => json!(report),
+        Ok(Err(e)) => json!({ "error": e.to_string() }),
+        Err(_) => json!({ "error": "timed out reading the sweep's state" }),
+    };
+    let body = json!({ "status": "ready", "sidecar": "ok", "sweep": sweep });
+    (StatusCode::OK, Json(body)).into_response()
 }

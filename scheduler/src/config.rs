@@ -24,6 +24,12 @@ pub struct Config {
     #[arg(long, env = "TODO_SWEEP_GRACE_SECONDS", default_value_t = 30)]
     pub sweep_grace_seconds: u32,
 
+    /// Failed attempts after which the sweep reports an index entry as quarantined (on
+    /// `/readyz` and in the metrics); it is then tried hourly until it settles.
+    #[arg(long, env = "TODO_SWEEP_MAX_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub sweep_max_attempts: u32,
+
     /// Where to serve Prometheus metrics (`GET /metrics`). Unset: no metrics endpoint.
     #[arg(long, env = "TODO_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

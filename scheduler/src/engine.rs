@@ -47,6 +47,9 @@ pub struct Settings {
     /// bus guarantees it; Dapr's concurrent delivery does not). Then a task that never had
     /// anything to schedule needs no record, which spares the database a write per event.
     pub ordered_delivery: bool,
+    /// Failed attempts after which the sweep counts an entry as quarantined (it keeps trying
+    /// it, hourly).
+    pub sweep_max_attempts: u32,
 }
 
 impl Default for Settings {
@@ -57,6 +60,7 @@ impl Default for Settings {
             index_shards: 64,
             slot_shards: 64,
             ordered_delivery: false,
+            sweep_max_attempts: 5,
         }
     }
 }
@@ -372,7 +376,7 @@ enum SeriesFiring {
 /// Names and explains the engine's metrics, and starts its counters at zero, so a scrape shows
 /// them before the first reminder.
 pub fn describe_metrics() {
-    use metrics::{Unit, counter, describe_counter, describe_histogram};
+    use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         "todo_reminders_armed_total",
         "Reminders made pending with their job scheduled"
@@ -389,6 +393,18 @@ pub fn describe_metrics() {
         "todo_scheduler_batch_events",
         "Task events applied together, as delivered at the same time"
     );
+    describe_counter!(
+        "todo_sweep_quarantined_total",
+        "Index entries the sweep quarantined after failing to settle them repeatedly"
+    );
+    describe_gauge!(
+        "todo_sweep_failing_entries",
+        "Index entries the sweep could not settle, tried again with backoff"
+    );
+    describe_gauge!(
+        "todo_sweep_quarantined_entries",
+        "Of the failing entries, those that failed the most attempts (tried hourly)"
+    );
     describe_histogram!(
         "todo_reminder_lateness_seconds",
         Unit::Seconds,
@@ -398,6 +414,7 @@ pub fn describe_metrics() {
         "todo_reminders_armed_total",
         "todo_reminders_fired_total",
         "todo_series_fired_total",
+        "todo_sweep_quarantined_total",
     ] {
         counter!(name).increment(0);
     }

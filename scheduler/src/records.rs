@@ -10,6 +10,7 @@
 //! | `due:{hour}:{shard}`         | [`DueBucket`]       | the sweep's index: no key listing     |
 //! | `slot:{second}:{shard}`      | [`DueBucket`]       | what a due slot's job fires           |
 //! | `sweep:watermark`            | [`Watermark`]       | the first hour not yet fully swept    |
+//! | `sweep:failing`              | [`FailingEntries`]  | entries the sweep could not settle    |
 //!
 //! A series is keyed by its series id, which is the id of its first task (the design's
 //! `recurring:{task_id}`).
@@ -37,6 +38,7 @@ pub fn series_key(id: Uuid) -> String {
     format!("recurring:{id}")
 }
 pub const WATERMARK_KEY: &str = "sweep:watermark";
+pub const FAILING_KEY: &str = "sweep:failing";
 
 /// The start of the hour an instant falls in: its bucket in the sweep's index.
 pub(crate) fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -150,6 +152,29 @@ pub type DueBucket = BTreeMap<String, DateTime<Utc>>;
 pub struct Watermark {
     pub hour: DateTime<Utc>,
 }
+
+/// An index entry the sweep could not settle, taken out of its bucket (so that the watermark
+/// moves on) and tried again with backoff. After `Settings::sweep_max_attempts` failures it is
+/// quarantined: still tried, hourly, and reported until it settles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failing {
+    /// When the item was due, as its index entry said.
+    pub at: DateTime<Utc>,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// The last attempt's error.
+    pub error: String,
+    /// When it first failed.
+    pub since: DateTime<Utc>,
+    /// When the sweep tries it next; `None` for what no retry can settle (an index bucket that
+    /// does not decode, kept whole in `content`).
+    pub retry_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Value>,
+}
+
+/// The sweep's failing entries: item key (or bucket key) → [`Failing`].
+pub type FailingEntries = BTreeMap<String, Failing>;
 
 /// A document read with its version.
 #[derive(Debug, Clone)]

@@ -30,6 +30,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let port = Arc::new(sidecar);
     let settings = Settings {
         sweep_grace: chrono::TimeDelta::seconds(i64::from(config.sweep_grace_seconds)),
+        sweep_max_attempts: config.sweep_max_attempts,
         ..Settings::default()
     };
     let engine = Engine::new(port.clone(), port.clone(), port, settings);

@@ -3,37 +3,11 @@ outcome, the relay's counts and the outbox's gauges, the scheduler's armed and f
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 
-import httpx2
 import pytest
 
-from dapr_support import free_port, new_user, wait_until
-
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def scrape(port: int) -> list[tuple[str, dict[str, str], float]]:
-    r = httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith("text/plain"), r.headers
-    samples = []
-    for line in r.text.splitlines():
-        if line and not line.startswith("#"):
-            m = SAMPLE.match(line)
-            assert m, f"not a Prometheus sample: {line!r}"
-            samples.append((m[1], dict(LABEL.findall(m[2] or "")), float(m[3])))
-    return samples
-
-
-def value(samples, name: str, **labels: str) -> float:
-    """The sum of the samples of `name` whose labels include `labels` (0 when there are none)."""
-    return sum(
-        v for n, ls, v in samples if n == name and all(ls.get(k) == w for k, w in labels.items())
-    )
-
+from dapr_support import free_port, new_user, scrape, value, wait_until
 
 @pytest.mark.timeout(180)
 def test_metrics_count_a_known_workload(groups, schedulers, probe, infra):

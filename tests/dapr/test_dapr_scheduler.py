@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -17,9 +18,12 @@ import pytest
 from dapr_support import (
     REMINDER,
     TOPIC_NOTIFICATIONS,
+    free_port,
     new_user,
     notification_id,
     occurrence_task_id,
+    scrape,
+    value,
     wait_until,
 )
 
@@ -244,3 +248,70 @@ def test_the_cron_sweep_fires_a_reminder_whose_job_was_lost(main_group, schedule
     assert "the sweep fired items their jobs had missed" in group.app.log.read_text()
     time.sleep(3)  # later sweeps find it settled
     assert len(notifications(infra.pg, main_group.database_url, user)) == 1
+
+
+def index_bucket(item: str, hour: datetime) -> str:
+    """The sweep's index bucket of `item` due in `hour`: the scheduler's FNV-1a shard of 64."""
+    h = 0xCBF29CE484222325
+    for byte in item.encode():
+        h = ((h ^ byte) * 0x100000001B3) % 2**64
+    return f"due:{hour:%Y%m%d%H}:{h % 64:02d}"
+
+
+def test_a_poisoned_sweep_entry_cannot_keep_the_sweep_from_a_lost_job(main_group, schedulers, infra):
+    """An index entry 60 hours old whose record no version can read, with the watermark on its
+    hour: further back than one sweep reads (48 hours). The sweep sets it aside (quarantined at
+    the first failure here) and moves on, and still fires a reminder whose job was lost now."""
+    poison = f"reminder:{uuid.uuid4()}"
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=60)
+    # Written while no sweep runs (the first sweep of `@every 1h` is an hour away).
+    quiet = schedulers(cron_schedule="@every 1h")
+    state = "/v1.0/state/statestore"
+    saved = quiet.members[0].daprd.http.post(
+        state,
+        json=[
+            {"key": poison, "value": {"shape": "from another version"}},
+            {"key": index_bucket(poison, hour), "value": {poison: iso(hour + timedelta(minutes=5))}},
+            {"key": "sweep:watermark", "value": {"hour": iso(hour)}},
+        ],
+    )
+    assert saved.status_code == 204, saved.text
+    quiet.close()
+
+    metrics_port = free_port()
+    group = schedulers(
+        cron_schedule="@every 2s",
+        env={
+            "TODO_SWEEP_GRACE_SECONDS": "1",
+            "TODO_SWEEP_MAX_ATTEMPTS": "1",
+            "TODO_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
+        },
+    )
+    sidecar = group.members[0].daprd
+    try:
+        user = new_user()
+        fire_at = whole_seconds_from_now(8)
+        task = main_group.server.client(user).add_task("Water the plants", reminders=[{"at": iso(fire_at)}])
+        job = f"/v1.0-alpha1/jobs/due-{int(fire_at.timestamp())}"
+        wait_until(lambda: sidecar.http.get(job).status_code == 200, 10, "the reminder's slot job")
+        assert sidecar.http.delete(job).status_code == 204
+
+        rows = wait_until(
+            lambda: notifications(infra.pg, main_group.database_url, user),
+            timeout=30,
+            what="the sweep to fire the reminder past the poisoned entry",
+        )
+        assert [r[0] for r in rows] == [task["reminders"][0]["id"]]
+        failing = sidecar.http.get(f"{state}/sweep:failing").json()
+        assert failing[poison]["attempts"] >= 1
+        assert "unreadable" in failing[poison]["error"]
+        ready = group.app.http.get("/readyz").json()
+        assert ready["status"] == "ready"
+        assert ready["sweep"]["quarantined"] >= 1, ready
+        assert "the sweep quarantined an entry it cannot settle" in group.app.log.read_text()
+        samples = scrape(metrics_port)
+        assert value(samples, "todo_sweep_quarantined_entries") >= 1
+        assert value(samples, "todo_sweep_quarantined_total") >= 1
+    finally:
+        for key in (poison, "sweep:failing"):
+            sidecar.http.delete(f"{state}/{key}")
