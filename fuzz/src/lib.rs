@@ -32,6 +32,7 @@ use todo_scheduler::incoming::TaskChange;
 use todo_scheduler::memory::{MemoryJobs, MemoryPublisher, MemoryStore};
 use todo_scheduler::{Engine, Settings};
 use todo_shared::ValidationError;
+use todo_shared::events::EventType;
 use todo_shared::incoming::Disposition;
 use todo_shared::recurrence::{Frequency, Recurrence, RecurrenceInput};
 use todo_shared::reminder::{ReminderInput, parse_reminders};
@@ -449,11 +450,16 @@ impl Events {
                 ),
             }
 
-            // The MCP server's consumers.
+            // The MCP server's consumers, each on its topic: a known type of another topic is
+            // refused there, any other ignored.
             for (consumer, own_type) in [
-                ("notifications", "com.todo.reminder.triggered"),
-                ("recurring", "com.todo.recurring.scheduled"),
+                ("notifications", EventType::ReminderTriggered),
+                ("recurring", EventType::RecurringScheduled),
             ] {
+                let foreign = ty
+                    .and_then(EventType::parse)
+                    .is_some_and(|t| t.topic() != own_type.topic());
+                let own_type = own_type.as_str();
                 let before = self.counts().await;
                 let answer = if consumer == "notifications" {
                     self.notifications.handle_envelope(envelope).await
@@ -464,7 +470,8 @@ impl Events {
                 match (ty, &answer) {
                     (None, Disposition::Drop(_)) => {}
                     (None, other) => panic!("{consumer}: {other:?} for an event without a type"),
-                    (Some(t), Disposition::Success) if t != own_type => {}
+                    (Some(_), Disposition::Drop(_)) if foreign => {}
+                    (Some(t), Disposition::Success) if t != own_type && !foreign => {}
                     (Some(t), other) if t != own_type => {
                         panic!("{consumer}: {other:?} for another type {t}")
                     }

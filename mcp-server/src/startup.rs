@@ -274,7 +274,7 @@ fn token_verifier(config: &Config, secret: Option<&str>) -> anyhow::Result<Token
 
 /// Serves one client over stdin/stdout until it disconnects or `stop` completes.
 pub async fn run_stdio(config: &Config, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let user = UserId::parse(&config.local_user()).context("invalid --user / TODO_USER")?;
+    let user = UserId::parse(config.local_user().trim()).context("invalid --user / TODO_USER")?;
     let mut core = Core::open(config, false).await?;
     // Subscribed before anything can fire: a reminder that fell due while the server was down
     // fires as soon as the scheduler starts, before the client has finished its handshake.

@@ -27,7 +27,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use todo_shared::ValidationError;
-use todo_shared::events::{EventType, occurrence_task_id};
+use todo_shared::events::{EventType, SCHEDULER_SOURCE, TASKS_SOURCE, occurrence_task_id};
 use todo_shared::listing::parse_search;
 use todo_shared::time::Zone;
 use uuid::Uuid;
@@ -967,10 +967,17 @@ fn envelope(template: Uuid, series: Uuid) -> impl Strategy<Value = Value> {
         1 => hostile_text().prop_map(|s| Some(json!(s))),
         1 => Just(None),
     ];
-    let shaped = (ty, event_id(), data).prop_map(|(ty, id, data)| {
+    let source = prop_oneof![
+        6 => Just(Some(json!(SCHEDULER_SOURCE))),
+        1 => Just(Some(json!(TASKS_SOURCE))),
+        1 => hostile_text().prop_map(|s| Some(json!(s))),
+        1 => Just(None),
+    ];
+    let shaped = (ty, event_id(), source, data).prop_map(|(ty, id, source, data)| {
         let mut o = Map::new();
         put(&mut o, "type", ty);
         put(&mut o, "id", id);
+        put(&mut o, "source", source);
         put(&mut o, "data", data);
         o.insert("specversion".into(), json!("1.0"));
         Value::Object(o)
@@ -988,7 +995,10 @@ fn envelope(template: Uuid, series: Uuid) -> impl Strategy<Value = Value> {
             } else {
                 data
             };
-            json!({"specversion": "1.0", "type": ty, "id": Uuid::from_u128(id), "data": data})
+            json!({
+                "specversion": "1.0", "type": ty, "source": SCHEDULER_SOURCE,
+                "id": Uuid::from_u128(id), "data": data,
+            })
         });
     prop_oneof![4 => consistent, 4 => shaped, 1 => any_json()]
 }
@@ -999,19 +1009,24 @@ fn expected_answer<T: DeserializeOwned>(envelope: &Value, expected: &str) -> Opt
     let Some(ty) = envelope.get("type").and_then(Value::as_str) else {
         return Some("DROP");
     };
+    let topic = EventType::parse(expected).map(EventType::topic);
+    if EventType::parse(ty).is_some_and(|t| Some(t.topic()) != topic) {
+        return Some("DROP");
+    }
     if ty != expected {
         return Some("SUCCESS");
     }
+    let source_ok = envelope.get("source").and_then(Value::as_str) == Some(SCHEDULER_SOURCE);
     let id_ok = envelope
         .get("id")
         .and_then(Value::as_str)
-        .is_some_and(|id| !id.is_empty() && id.len() <= 200);
+        .is_some_and(|id| id.len() == 36 && Uuid::try_parse(id).is_ok());
     let data_ok = match envelope.get("data") {
         None => false,
         Some(Value::String(s)) => serde_json::from_str::<T>(s).is_ok(),
         Some(other) => serde_json::from_value::<T>(other.clone()).is_ok(),
     };
-    (!id_ok || !data_ok).then_some("DROP")
+    (!source_ok || !id_ok || !data_ok).then_some("DROP")
 }
 
 /// Any envelope, to either consumer: no panic; no `type` → DROP; another type → SUCCESS; a
@@ -1271,10 +1286,10 @@ fn cron_errors_stay_short_however_long_the_expression() {
     );
 }
 
-/// A well-formed event whose CloudEvent `id` or reminder `title` holds U+0000, or whose
-/// `fire_at`/`due` lies before 4713 BC, fails on PostgreSQL with a data exception on every
-/// delivery: it is answered DROP (to the dead-letter topic), not RETRY forever. SQLite stores
-/// such values, so there it succeeds.
+/// A well-formed event whose reminder `title` holds U+0000, or whose `fire_at`/`due` lies
+/// before 4713 BC, fails on PostgreSQL with a data exception on every delivery: it is answered
+/// DROP (to the dead-letter topic), not RETRY forever. SQLite stores such values, so there it
+/// succeeds. (An `id` holding U+0000 is not a UUID, refused before any write.)
 #[test]
 fn poison_events_are_dropped_not_retried() {
     on_each_backend(|rt, db| {
@@ -1291,14 +1306,14 @@ fn poison_events_are_dropped_not_retried() {
             (task.id, task.recurrence.expect("recurring").series_id)
         });
         let reminder = |id: &str, title: &str, fire_at: &str| {
-            json!({"type": REMINDER_TYPE, "id": id, "data": {
+            json!({"type": REMINDER_TYPE, "id": id, "source": SCHEDULER_SOURCE, "data": {
                 "owner": "alice", "task_id": template, "reminder_id": Uuid::now_v7(),
                 "title": title, "fire_at": fire_at, "due": null,
             }})
         };
         let recurring = |id: &str, due: &str| {
             let at: DateTime<Utc> = serde_json::from_value(json!(due)).expect("a chrono time");
-            json!({"type": RECURRING_TYPE, "id": id, "data": {
+            json!({"type": RECURRING_TYPE, "id": id, "source": SCHEDULER_SOURCE, "data": {
                 "owner": "alice", "series_id": series, "previous_task_id": template,
                 "task_id": occurrence_task_id(series, at), "due": due,
             }})
@@ -1310,11 +1325,19 @@ fn poison_events_are_dropped_not_retried() {
             ),
             (
                 "NUL in the title",
-                reminder("evt-1", "Pay\u{0}rent", "2027-01-01T09:00:00Z"),
+                reminder(
+                    &Uuid::now_v7().to_string(),
+                    "Pay\u{0}rent",
+                    "2027-01-01T09:00:00Z",
+                ),
             ),
             (
                 "fire_at in 9999 BC",
-                reminder("evt-2", "Pay rent", "-9999-01-01T00:00:00Z"),
+                reminder(
+                    &Uuid::now_v7().to_string(),
+                    "Pay rent",
+                    "-9999-01-01T00:00:00Z",
+                ),
             ),
             (
                 "NUL in a recurrence event id",
@@ -1322,7 +1345,7 @@ fn poison_events_are_dropped_not_retried() {
             ),
             (
                 "occurrence due in 9999 BC",
-                recurring("evt-3", "-9999-01-01T00:00:00Z"),
+                recurring(&Uuid::now_v7().to_string(), "-9999-01-01T00:00:00Z"),
             ),
         ];
         let notifications = NotificationConsumer {

@@ -228,16 +228,9 @@ async fn a_failing_subscriber_holds_back_only_its_task(t: TestDb) {
 }
 
 fn envelope(event_type: EventType, data: Value) -> Value {
-    OutgoingEvent::new(
-        Uuid::now_v7(),
-        event_type,
-        "/scheduler",
-        Uuid::now_v7(),
-        data,
-        Utc::now(),
-    )
-    .unwrap()
-    .envelope
+    OutgoingEvent::new(Uuid::now_v7(), event_type, Uuid::now_v7(), data, Utc::now())
+        .unwrap()
+        .envelope
 }
 
 async fn recurring_scheduled_creates_one_occurrence(t: TestDb) {
@@ -368,7 +361,8 @@ async fn malformed_events_are_dropped(t: TestDb) {
     let consumer = NotificationConsumer {
         notifications: NotificationService::new(t.db.clone()),
     };
-    let no_data = json!({"specversion": "1.0", "id": "x", "type": "com.todo.reminder.triggered", "source": "/s"});
+    let mut no_data = envelope(EventType::ReminderTriggered, json!({}));
+    no_data.as_object_mut().unwrap().remove("data");
     assert!(matches!(
         consumer.handle_envelope(&no_data).await,
         Disposition::Drop(_)
@@ -378,11 +372,17 @@ async fn malformed_events_are_dropped(t: TestDb) {
         consumer.handle_envelope(&bad).await,
         Disposition::Drop(_)
     ));
-    let other = envelope(EventType::TaskCreated, json!({}));
+    let mut other = envelope(EventType::ReminderTriggered, json!({}));
+    other["type"] = json!("com.example.other");
     assert_eq!(
         consumer.handle_envelope(&other).await,
         Disposition::Success,
         "not ours: acknowledged"
+    );
+    let misplaced = envelope(EventType::TaskCreated, json!({}));
+    assert!(
+        matches!(consumer.handle_envelope(&misplaced).await, Disposition::Drop(r) if r.contains("never published on `notifications`")),
+        "a task event on the notifications topic is refused"
     );
     assert_eq!(count(&t.db, "notifications").await, 0);
 }
@@ -456,7 +456,6 @@ async fn consumers_write_while_the_relay_delivers(t: TestDb) {
     let event = OutgoingEvent::new(
         Uuid::now_v7(),
         EventType::ReminderTriggered,
-        "/scheduler",
         data.task_id,
         serde_json::to_value(&data).unwrap(),
         Utc::now(),

@@ -26,9 +26,6 @@ use crate::records::{
     ReminderRecord, ReminderState, SeriesRecord, Step, reminder_key, series_key, update,
 };
 
-/// The CloudEvents `source` of the events the scheduler publishes.
-pub const SOURCE: &str = "/scheduler";
-
 /// A job that arrives this much early still fires (clocks of hosts differ slightly).
 const EARLY_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
@@ -356,7 +353,7 @@ impl Engine {
         let trace = telemetry::traceparent(&span).or_else(|| parent.map(str::to_owned));
         let data = serde_json::to_value(data)
             .map_err(|e| PortError::Unavailable(format!("encoding {event_type:?}: {e}")))?;
-        let event = OutgoingEvent::new(id, event_type, SOURCE, subject, data, now)
+        let event = OutgoingEvent::new(id, event_type, subject, data, now)
             .map_err(|e| PortError::Unavailable(e.to_string()))?
             .traced(trace);
         Ok((event, span))

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
-use todo_shared::events::{EventType, TaskEventData};
+use todo_shared::events::{EventType, TOPIC_TASKS, TaskEventData};
 use todo_shared::incoming::Incoming;
 use todo_shared::recurrence::Recurrence;
 use todo_shared::task::TaskStatus;
@@ -57,7 +57,8 @@ impl TaskChange {
     /// Reads an envelope: `Ok(None)` for event types the scheduler does not act on, `Err` with
     /// the reason for one that can never be processed.
     pub fn parse(envelope: &Value) -> Result<Option<TaskChange>, String> {
-        let Some(event) = Incoming::<TaskEventData>::parse(envelope, &TASK_EVENTS)? else {
+        let Some(event) = Incoming::<TaskEventData>::parse(envelope, TOPIC_TASKS, &TASK_EVENTS)?
+        else {
             return Ok(None);
         };
         let traceparent = event.traceparent;

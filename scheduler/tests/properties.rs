@@ -18,7 +18,7 @@ use todo_scheduler::Settings;
 use todo_scheduler::incoming::TaskChange;
 use todo_scheduler::memory::InMemory;
 use todo_shared::events::{
-    EventType, OutgoingEvent, RecurringScheduled, ReminderTriggered, TaskEventData,
+    EventType, OutgoingEvent, RecurringScheduled, ReminderTriggered, TASKS_SOURCE, TaskEventData,
     occurrence_task_id,
 };
 use todo_shared::incoming::Disposition;
@@ -241,10 +241,16 @@ fn envelope() -> BoxedStrategy<Value> {
     ];
     let id = prop_oneof![
         8 => any::<u128>().prop_map(|n| Some(json!(Uuid::from_u128(n)))),
-        2 => (0u8..3).prop_map(|n| Some(json!(format!("redelivered-{n}")))),
-        1 => Just(Some(json!(""))),
-        1 => Just(Some(json!("i".repeat(201)))),
+        // The same few ids again and again: redeliveries.
+        2 => (0u128..3).prop_map(|n| Some(json!(Uuid::from_u128(n)))),
+        1 => any::<u128>().prop_map(|n| Some(json!(Uuid::from_u128(n).simple().to_string()))),
+        1 => hostile_text().prop_map(|t| Some(json!(t))),
         1 => Just(Some(json!(12))),
+        1 => Just(None),
+    ];
+    let source = prop_oneof![
+        8 => Just(Some(json!(TASKS_SOURCE))),
+        1 => Just(Some(json!("/scheduler"))),
         1 => Just(None),
     ];
     let data = prop_oneof![
@@ -253,9 +259,9 @@ fn envelope() -> BoxedStrategy<Value> {
         1 => any_json().prop_map(Some),
         1 => Just(None),
     ];
-    let shaped = (ty, id, data).prop_map(|(ty, id, data)| {
+    let shaped = (ty, id, source, data).prop_map(|(ty, id, source, data)| {
         let mut o = Map::new();
-        for (k, v) in [("type", ty), ("id", id), ("data", data)] {
+        for (k, v) in [("type", ty), ("id", id), ("source", source), ("data", data)] {
             if let Some(v) = v {
                 o.insert(k.to_owned(), v);
             }
@@ -274,15 +280,24 @@ fn rfc3339(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// What `TaskChange::parse` must return, worked out independently: `Err` for no type, `Ok(None)`
-/// for types other than the four task events, `Err` for a bad id or data, else `Ok(Some)`.
+/// What `TaskChange::parse` must return, worked out independently: `Err` for no type or a
+/// reminder (never published on `tasks`), `Ok(None)` for other types than the four task events,
+/// `Err` for another source than todo-mcp's, an id other than a hyphenated UUID, or bad data,
+/// else `Ok(Some)`.
 fn expected(envelope: &Value) -> Result<Option<()>, ()> {
     let ty = envelope.get("type").and_then(Value::as_str).ok_or(())?;
+    if ty == "com.todo.reminder.triggered" {
+        return Err(());
+    }
     if !TASK_TYPES.contains(&ty) {
         return Ok(None);
     }
+    if envelope.get("source").and_then(Value::as_str) != Some(TASKS_SOURCE) {
+        return Err(());
+    }
     let id = envelope.get("id").and_then(Value::as_str).ok_or(())?;
-    if id.is_empty() || id.len() > 200 {
+    let hyphenated = id.len() == 36 && id.chars().filter(|c| *c == '-').count() == 4;
+    if !hyphenated || Uuid::try_parse(id).is_err() {
         return Err(());
     }
     let data: TaskEventData = match envelope.get("data").ok_or(())? {

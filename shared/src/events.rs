@@ -27,6 +27,8 @@ use crate::snapshot::TaskSnapshot;
 
 /// `source` of events that the MCP server emits about tasks.
 pub const TASKS_SOURCE: &str = "/mcp-server/tasks";
+/// `source` of the events the scheduler publishes (embedded or beside Dapr).
+pub const SCHEDULER_SOURCE: &str = "/scheduler";
 /// The media type of every event's `data`.
 pub const DATA_CONTENT_TYPE: &str = "application/json";
 
@@ -77,6 +79,14 @@ impl EventType {
         match self {
             EventType::ReminderTriggered => TOPIC_NOTIFICATIONS,
             _ => TOPIC_TASKS,
+        }
+    }
+
+    /// The `source` of every event of this type: the one service that publishes it.
+    pub fn source(self) -> &'static str {
+        match self {
+            EventType::ReminderTriggered | EventType::RecurringScheduled => SCHEDULER_SOURCE,
+            _ => TASKS_SOURCE,
         }
     }
 }
@@ -237,25 +247,23 @@ impl OutgoingEvent {
         Self::new(
             Uuid::now_v7(),
             event_type,
-            TASKS_SOURCE,
             data.task.id,
             serde_json::to_value(data)?,
             time,
         )
     }
 
-    /// Builds an event with all attributes given.
+    /// Builds an event from its own service (its type's `source`).
     pub fn new(
         id: Uuid,
         event_type: EventType,
-        source: &str,
         subject: Uuid,
         data: Value,
         time: DateTime<Utc>,
     ) -> Result<Self, EventError> {
         let event = EventBuilderV10::new()
             .id(id.to_string())
-            .source(source)
+            .source(event_type.source())
             .ty(event_type.as_str())
             .subject(subject.to_string())
             .time(time)

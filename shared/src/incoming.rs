@@ -2,7 +2,9 @@
 //!
 //! Both services read a delivered envelope the same way, with cloudevents-sdk ([`Incoming::parse`]):
 //! an event of a type the consumer does not handle is not its business; one of its types must be
-//! a CloudEvent with a usable `id` and `data` of the expected shape, or it can never be processed.
+//! a CloudEvent from the service that publishes that type, with a UUID `id` and `data` of the
+//! expected shape, or it can never be processed. A known type on a topic it is never published
+//! on is refused too: something is publishing what it should not.
 //! Every consumer answers the way a Dapr subscriber does ([`Disposition`]), whether the event came
 //! through the sidecar or the in-process bus.
 
@@ -12,9 +14,6 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::events::EventType;
-
-/// The longest event id a consumer records as processed.
-const MAX_ID_LEN: usize = 200;
 
 /// A consumer's answer to one event, as in Dapr's pub/sub protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +41,8 @@ impl Disposition {
 /// A delivered event of one of the types a consumer handles, with its data decoded.
 #[derive(Debug, Clone)]
 pub struct Incoming<T> {
-    /// The CloudEvent `id`, which the consumer records to process the event once.
+    /// The CloudEvent `id` (a UUID, hyphenated), which the consumer records to process the
+    /// event once.
     pub id: String,
     pub event_type: EventType,
     pub data: T,
@@ -52,22 +52,41 @@ pub struct Incoming<T> {
 }
 
 impl<T: DeserializeOwned> Incoming<T> {
-    /// Reads an envelope in the structured JSON format. `Ok(None)` when its type is not one of
-    /// `wanted` (not this consumer's to handle); `Err` with the reason when it can never be
-    /// processed.
+    /// Reads an envelope delivered on `topic`, in the structured JSON format. `Ok(None)` when
+    /// its type is not one of `wanted` (not this consumer's to handle, or a type this version
+    /// does not know); `Err` with the reason when it can never be processed.
     ///
-    /// `specversion` and `source` are required by CloudEvents and always set by Dapr and by our
-    /// producers; an envelope that leaves them out (a bare publish) is read with the values in
-    /// [`DEFAULTS`], since no consumer looks at them. Present, they must be valid. `data` sent as
-    /// a JSON string (binary content mode) is accepted too.
-    pub fn parse(envelope: &Value, wanted: &[EventType]) -> Result<Option<Self>, String> {
+    /// `source` must be the one service that publishes the type. `specversion` is required by
+    /// CloudEvents and always set by Dapr and by our producers; an envelope that leaves it out
+    /// is read as 1.0. `data` sent as a JSON string (binary content mode) is accepted too.
+    pub fn parse(
+        envelope: &Value,
+        topic: &str,
+        wanted: &[EventType],
+    ) -> Result<Option<Self>, String> {
         let ty = envelope
             .get("type")
             .and_then(Value::as_str)
             .ok_or("the event has no `type`")?;
-        let Some(event_type) = EventType::parse(ty).filter(|t| wanted.contains(t)) else {
+        let Some(event_type) = EventType::parse(ty) else {
             return Ok(None);
         };
+        if event_type.topic() != topic {
+            return Err(format!("{ty} events are never published on `{topic}`"));
+        }
+        if !wanted.contains(&event_type) {
+            return Ok(None);
+        }
+        let source = envelope.get("source").and_then(Value::as_str);
+        if source != Some(event_type.source()) {
+            return Err(format!(
+                "{ty} events come from `{}`, not {}",
+                event_type.source(),
+                source.map_or("an event without a `source`".to_owned(), |s| format!(
+                    "`{s}`"
+                ))
+            ));
+        }
         // Read in place; only an envelope that lacks an attribute is copied to add it.
         let event = if DEFAULTS.iter().all(|(a, _)| envelope.get(a).is_some()) {
             Event::deserialize(envelope)
@@ -82,8 +101,9 @@ impl<T: DeserializeOwned> Incoming<T> {
         }
         .map_err(|e| format!("the event is not a CloudEvent: {e}"))?;
         let id = event.id();
-        if id.is_empty() || id.len() > MAX_ID_LEN {
-            return Err("the event has no usable `id`".to_owned());
+        // Hyphenated only: the id is a key in the consumer's records, one spelling per event.
+        if id.len() != 36 || uuid::Uuid::try_parse(id).is_err() {
+            return Err("the event's `id` is not a UUID".to_owned());
         }
         let data = match event.data().ok_or("the event has no `data`")? {
             Data::Json(Value::String(text)) | Data::String(text) => serde_json::from_str(text),
@@ -112,10 +132,7 @@ pub fn traceparent(envelope: &Value) -> Option<String> {
 }
 
 /// The attributes no consumer reads, as an envelope that leaves them out is read.
-const DEFAULTS: [(&str, &str); 2] = [
-    ("specversion", "1.0"),
-    ("source", "urn:todo:unknown-source"),
-];
+const DEFAULTS: [(&str, &str); 1] = [("specversion", "1.0")];
 
 #[cfg(test)]
 mod tests {
@@ -136,20 +153,36 @@ mod tests {
         })
     }
 
+    const ID: &str = "0190b7e0-0000-7000-8000-0000000000e1";
+
     fn parse(envelope: Value) -> Result<Option<Incoming<RecurringScheduled>>, String> {
-        Incoming::parse(&envelope, &[RECURRING])
+        Incoming::parse(&envelope, "tasks", &[RECURRING])
+    }
+
+    /// A recurring.scheduled event as the scheduler publishes it, with `fields` set over it.
+    fn event(fields: Value) -> Value {
+        let mut event = json!({
+            "specversion": "1.0", "id": ID, "source": "/scheduler", "type": RECURRING.as_str(),
+            "data": data(),
+        });
+        for (k, v) in fields.as_object().unwrap() {
+            match v {
+                Value::Null => event.as_object_mut().unwrap().remove(k),
+                v => event.as_object_mut().unwrap().insert(k.clone(), v.clone()),
+            };
+        }
+        event
     }
 
     #[test]
     fn reads_an_event_as_dapr_delivers_it() {
-        let envelope = json!({
-            "specversion": "1.0", "id": "e1", "source": "/scheduler", "type": RECURRING.as_str(),
-            "datacontenttype": "application/json", "data": data(),
+        let envelope = event(json!({
+            "datacontenttype": "application/json",
             "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
             "topic": "tasks", "pubsubname": "pubsub",
-        });
+        }));
         let event = parse(envelope).unwrap().unwrap();
-        assert_eq!(event.id, "e1");
+        assert_eq!(event.id, ID);
         assert_eq!(event.event_type, RECURRING);
         assert_eq!(event.data.owner, "alice");
         assert_eq!(
@@ -171,35 +204,41 @@ mod tests {
     }
 
     #[test]
-    fn accepts_data_as_a_json_string_and_no_source() {
-        let envelope = json!({"id": "e1", "type": RECURRING.as_str(), "data": data().to_string()});
+    fn accepts_data_as_a_json_string_and_no_specversion() {
+        let envelope = event(json!({"specversion": null, "data": data().to_string()}));
         assert!(parse(envelope).unwrap().is_some());
-        let old =
-            json!({"specversion": "0.1", "id": "e1", "type": RECURRING.as_str(), "data": data()});
+        let old = event(json!({"specversion": "0.1"}));
         assert!(parse(old).unwrap_err().contains("CloudEvent"));
     }
 
     #[test]
     fn other_types_are_not_ours_and_unusable_events_are_refused() {
-        let other = json!({"type": "com.todo.task.created", "id": 12});
-        assert!(parse(other).unwrap().is_none());
+        for other in ["com.todo.task.created", "com.todo.task.archived"] {
+            let envelope = json!({"type": other, "id": 12});
+            assert!(parse(envelope).unwrap().is_none(), "{other}");
+        }
         for (envelope, reason) in [
-            (json!({"id": "e1", "data": data()}), "`type`"),
+            (event(json!({"type": null})), "`type`"),
+            (event(json!({"id": ""})), "not a UUID"),
+            (event(json!({"id": "e1"})), "not a UUID"),
             (
-                json!({"specversion": "1.0", "type": RECURRING.as_str(), "id": "", "data": data()}),
-                "`id`",
+                event(json!({"id": "../../v1.0/invoke/x/method/y"})),
+                "not a UUID",
             ),
+            (event(json!({"id": ID.replace('-', "")})), "not a UUID"),
+            (event(json!({"id": 12})), "CloudEvent"),
+            (event(json!({"data": null})), "`data`"),
+            (event(json!({"data": {"owner": 5}})), "malformed"),
+            // Forged: another service's source, or none.
             (
-                json!({"specversion": "1.0", "type": RECURRING.as_str(), "id": 12, "data": data()}),
-                "CloudEvent",
+                event(json!({"source": "/mcp-server/tasks"})),
+                "come from `/scheduler`",
             ),
+            (event(json!({"source": null})), "without a `source`"),
+            // A reminder is never published on `tasks`.
             (
-                json!({"specversion": "1.0", "type": RECURRING.as_str(), "id": "e1"}),
-                "`data`",
-            ),
-            (
-                json!({"specversion": "1.0", "type": RECURRING.as_str(), "id": "e1", "data": {"owner": 5}}),
-                "malformed",
+                event(json!({"type": "com.todo.reminder.triggered"})),
+                "never published on `tasks`",
             ),
         ] {
             let refused = parse(envelope.clone()).unwrap_err();

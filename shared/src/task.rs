@@ -58,9 +58,16 @@ pub struct UserId(String);
 impl UserId {
     pub const MAX_LEN: usize = 255;
 
+    /// Exactly as given (a token's `sub`, an event's `owner`): `" alice"` is not `alice`, and
+    /// not a user at all, since it could only be a mistake or a forgery.
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        let s = s.trim();
         check_len("user", s, 1, Self::MAX_LEN)?;
+        if s.trim() != s {
+            return Err(ValidationError::new(
+                "user",
+                "begins or ends with whitespace; a user id is used exactly as given",
+            ));
+        }
         reject_control("user", s, false)?;
         Ok(Self(s.to_owned()))
     }
@@ -342,7 +349,10 @@ mod tests {
 
     #[test]
     fn user_id_is_validated() {
-        assert_eq!(UserId::parse(" alice ").unwrap().as_str(), "alice");
+        assert_eq!(UserId::parse("alice").unwrap().as_str(), "alice");
+        assert!(UserId::parse(" alice").is_err());
+        assert!(UserId::parse("alice\n").is_err());
+        assert!(UserId::parse(" ").is_err());
         assert!(UserId::parse("").is_err());
         assert!(UserId::parse("a\u{7}").is_err());
     }

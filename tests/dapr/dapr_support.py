@@ -40,6 +40,9 @@ TOPIC_DEADLETTER = "deadletter"
 TASKS_SOURCE = "/mcp-server/tasks"
 RECURRING = "com.todo.recurring.scheduled"
 REMINDER = "com.todo.reminder.triggered"
+SCHEDULER_SOURCE = "/scheduler"
+# The one service that publishes each type: consumers refuse the type from any other `source`.
+SOURCES = {RECURRING: SCHEDULER_SOURCE, REMINDER: SCHEDULER_SOURCE}
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 Y = datetime.now(timezone.utc).year + 3
@@ -140,12 +143,14 @@ def cloud_event(
     *,
     subject: str | None = None,
     event_id: str | None = None,
-    source: str = "/dapr-it/probe",
+    source: str | None = None,
 ) -> dict[str, Any]:
+    """An event as its producer publishes it: by default from the service that publishes its
+    type (consumers refuse another `source`)."""
     event = {
         "specversion": "1.0",
         "id": event_id or str(uuid.uuid4()),
-        "source": source,
+        "source": source or SOURCES.get(event_type, "/dapr-it/probe"),
         "type": event_type,
         "datacontenttype": "application/json",
         "time": rfc3339(datetime.now(timezone.utc)),
@@ -975,8 +980,7 @@ def scheduled(
         "task_id": occurrence,
         "due": rfc3339(due),
     }
-    return cloud_event(RECURRING, data, subject=occurrence, event_id=event_id,
-                       source="/scheduler/recurring")  # fmt: skip
+    return cloud_event(RECURRING, data, subject=occurrence, event_id=event_id)
 
 
 def reminder_triggered(user: str, task: dict, reminder_id: str, fire_at: datetime) -> dict:
@@ -988,7 +992,7 @@ def reminder_triggered(user: str, task: dict, reminder_id: str, fire_at: datetim
         "fire_at": rfc3339(fire_at),
         "due": task["due"],
     }
-    return cloud_event(REMINDER, data, subject=task["id"], source="/scheduler/reminders")
+    return cloud_event(REMINDER, data, subject=task["id"])
 
 
 # --- Prometheus ---------------------------------------------------------------------------------

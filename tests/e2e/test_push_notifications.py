@@ -30,7 +30,7 @@ def fire_reminder(db: Path, owner: str, task_id: str, title: str) -> str:
     envelope = {
         "specversion": "1.0",
         "id": str(event_id),
-        "source": "/scheduler/reminders",
+        "source": "/scheduler",
         "type": "com.todo.reminder.triggered",
         "subject": task_id,
         "time": now.isoformat(),

@@ -40,7 +40,7 @@ where
     T: DeserializeOwned,
     Fut: Future<Output = Result<(), AppError>>,
 {
-    match Incoming::<T>::parse(envelope, &[expected]) {
+    match Incoming::<T>::parse(envelope, expected.topic(), &[expected]) {
         Ok(Some(event)) => {
             // The work continues the producer's trace; the events it commits carry it on.
             let span = tracing::info_span!(
