@@ -631,7 +631,8 @@ fn extreme_series_are_applied_and_fired() {
             let world = World::new();
             let series = Uuid::now_v7();
             let envelope = json!({
-                "type": "com.todo.task.created", "id": Uuid::now_v7(), "data": {"task": {
+                "type": "com.todo.task.created", "id": Uuid::now_v7(), "source": TASKS_SOURCE,
+                "data": {"task": {
                     "id": Uuid::now_v7(), "owner": "alice", "title": "x", "description": null,
                     "status": "pending", "priority": "medium", "tags": [], "due": due,
                     "time_zone": "UTC", "recurrence": {"rule": rule, "summary": "", "series_id": series, "series_start": start},

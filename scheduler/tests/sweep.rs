@@ -20,6 +20,7 @@ fn created(at: DateTime<Utc>) -> (Value, Uuid) {
     let reminder = Uuid::now_v7();
     let event = json!({
         "type": "com.todo.task.created", "id": Uuid::now_v7(), "specversion": "1.0",
+        "source": "/mcp-server/tasks",
         "data": {"task": {
             "id": Uuid::now_v7(), "owner": "alice", "title": "x", "description": null,
             "status": "pending", "priority": "medium", "tags": [], "due": null,
