@@ -141,6 +141,9 @@ record() {
     log "result: ${1:0:400}"
 }
 
+# What every sidecar presents to its app, and every app requires.
+APP_TOKEN="bench-$(od -An -tx1 -N16 /dev/urandom | tr -d " \n")"
+
 # Processes this script started, newest last: stopped in reverse order at exit.
 PIDS=()
 NAMES=()
@@ -154,10 +157,11 @@ start() {
         shift
     done
     shift
-    # A clean environment for what we start: nothing of the caller's Dapr or server settings.
-    env -u DAPR_HTTP_PORT -u DAPR_GRPC_PORT -u DAPR_API_TOKEN -u APP_API_TOKEN -u DATABASE_URL \
+    # A clean environment for what we start: nothing of the caller's Dapr or server settings,
+    # and one app token for every sidecar and app (the services refuse to start without one).
+    env -u DAPR_HTTP_PORT -u DAPR_GRPC_PORT -u DAPR_API_TOKEN -u DATABASE_URL \
         -u RUST_LOG -u TODO_JWT_SECRET -u TODO_EVENTS -u TODO_LISTEN -u TODO_APP_LISTEN \
-        "${envs[@]}" "$@" >"$logf" 2>&1 &
+        APP_API_TOKEN="$APP_TOKEN" "${envs[@]}" "$@" >"$logf" 2>&1 &
     PIDS+=($!)
     NAMES+=("$name")
     LAST_PID=$!

@@ -197,8 +197,38 @@ fn record(disposition: &Disposition) {
     }
 }
 
-/// Wraps `routes` so that, when `APP_API_TOKEN` is set, only the sidecar (which sends it as
-/// `dapr-api-token`) is answered.
+/// The app port takes events and job calls: without the token, anything that reaches it could
+/// forge them.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "APP_API_TOKEN is not set: beside a sidecar, the app port takes its events and job calls, and \
+     without the token anything that reaches the port could forge them. Give the app and its \
+     sidecar the same APP_API_TOKEN (the Helm chart does; with `dapr run`, export it first), or \
+     pass --insecure-no-app-token (TODO_INSECURE_NO_APP_TOKEN=true) to run without it"
+)]
+pub struct MissingAppToken;
+
+/// The token the app port requires of its caller (`APP_API_TOKEN`, which the sidecar presents):
+/// required, unless the operator chose `insecure` explicitly, which is logged.
+pub fn required_app_token(
+    token: Option<String>,
+    insecure: bool,
+) -> Result<Option<String>, MissingAppToken> {
+    match token.filter(|t| !t.is_empty()) {
+        Some(token) => Ok(Some(token)),
+        None if insecure => {
+            tracing::warn!(
+                "APP_API_TOKEN is not set and --insecure-no-app-token is: the app port answers \
+                 anyone who reaches it"
+            );
+            Ok(None)
+        }
+        None => Err(MissingAppToken),
+    }
+}
+
+/// Wraps `routes` so that, given a token ([`required_app_token`]), only the sidecar (which
+/// sends it as `dapr-api-token`) is answered.
 pub fn with_app_token(routes: Router, api_token: Option<String>) -> Router {
     match api_token {
         Some(token) => routes.layer(axum::middleware::from_fn_with_state(

@@ -96,9 +96,14 @@ pub struct Config {
     #[arg(long, env = "TODO_APP_LISTEN", default_value = "127.0.0.1:8081")]
     pub app_listen: SocketAddr,
 
-    /// Token the sidecar must present on the app port (`dapr-api-token`), if any.
+    /// Token the sidecar must present on the app port (`dapr-api-token`). Required with a
+    /// sidecar, unless `--insecure-no-app-token`.
     #[arg(long, env = "APP_API_TOKEN", hide_env_values = true)]
     pub app_api_token: Option<String>,
+
+    /// Serves the app port without `APP_API_TOKEN`: it then answers anyone who reaches it.
+    #[arg(long, env = "TODO_INSECURE_NO_APP_TOKEN")]
+    pub insecure_no_app_token: bool,
 
     /// The Dapr secret store holding `jwt-secret` and `database-url`.
     #[arg(long, env = "TODO_SECRET_STORE", default_value = "secretstore")]

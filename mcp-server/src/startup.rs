@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use todo_dapr::DaprClient;
+use todo_dapr::app::required_app_token;
 use todo_dapr::shutdown::shutdown_signal;
 
 use crate::app::notifications::NotificationService;
@@ -41,6 +42,8 @@ pub struct Core {
     pub notifications: NotificationService,
     /// The sidecar, when events go through Dapr.
     dapr: Option<DaprClient>,
+    /// What the sidecar must present on the app port (checked before anything starts).
+    app_token: Option<String>,
     secrets: Secrets,
     /// Stops the background work.
     shutdown: CancellationToken,
@@ -59,6 +62,12 @@ impl Core {
             )?),
             EventMode::Auto => DaprClient::from_env()?,
         };
+        let app_token = match &dapr {
+            Some(_) => {
+                required_app_token(config.app_api_token.clone(), config.insecure_no_app_token)?
+            }
+            None => None,
+        };
         if let Some(client) = &dapr {
             tracing::info!("waiting for the Dapr sidecar");
             if !client.wait_ready(&shutdown).await {
@@ -73,6 +82,7 @@ impl Core {
             notifications: NotificationService::new(db.clone()),
             db,
             dapr,
+            app_token,
             secrets,
             shutdown,
             background: JoinSet::new(),
@@ -91,8 +101,7 @@ impl Core {
                         format!("cannot listen on the app port {}", config.app_listen)
                     })?;
                 tracing::info!(addr = %config.app_listen, "serving Dapr subscriptions");
-                let app =
-                    subscriptions::router(consumers, client.clone(), config.app_api_token.clone());
+                let app = subscriptions::router(consumers, client.clone(), self.app_token.clone());
                 let stop = self.shutdown.clone();
                 self.background.spawn(async move {
                     let served = axum::serve(listener, app)

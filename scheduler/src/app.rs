@@ -27,7 +27,8 @@ pub struct AppState {
     pub sidecar: DaprClient,
 }
 
-/// Builds the router; `api_token` is `APP_API_TOKEN`, required on every Dapr-facing route.
+/// Builds the router; `api_token` ([`todo_dapr::app::required_app_token`]) is required on every
+/// Dapr-facing route.
 pub fn router(state: Arc<AppState>, api_token: Option<String>) -> Router {
     let dapr = Router::new()
         .route("/dapr/subscribe", get(subscribe))

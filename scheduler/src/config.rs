@@ -11,9 +11,14 @@ pub struct Config {
     #[arg(long, env = "TODO_SCHEDULER_LISTEN", default_value = "127.0.0.1:8082")]
     pub listen: SocketAddr,
 
-    /// The token the sidecar presents as `dapr-api-token`; when set, other callers are refused.
+    /// The token the sidecar presents as `dapr-api-token`; other callers are refused. Required,
+    /// unless `--insecure-no-app-token`.
     #[arg(long, env = "APP_API_TOKEN", hide_env_values = true)]
     pub app_api_token: Option<String>,
+
+    /// Runs without `APP_API_TOKEN`: the app port then answers anyone who reaches it.
+    #[arg(long, env = "TODO_INSECURE_NO_APP_TOKEN")]
+    pub insecure_no_app_token: bool,
 
     /// The Dapr state store component holding reminders, series and processed event ids.
     #[arg(long, env = "TODO_STATE_STORE", default_value = "statestore")]

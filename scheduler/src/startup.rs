@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use todo_dapr::DaprClient;
+use todo_dapr::app::required_app_token;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppState, router};
@@ -14,6 +15,7 @@ use crate::intake::Intake;
 
 /// Runs the service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let token = required_app_token(config.app_api_token.clone(), config.insecure_no_app_token)?;
     let client = DaprClient::from_env()?.context(
         "DAPR_GRPC_PORT is not set: todo-scheduler runs beside a Dapr sidecar (`dapr run`, or \
          the Helm chart); without Dapr, todo-mcp runs the same scheduling in-process",
@@ -54,7 +56,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             }
         });
     }
-    axum::serve(listener, router(state, config.app_api_token))
+    axum::serve(listener, router(state, token))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("the HTTP server failed")

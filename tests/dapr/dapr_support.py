@@ -41,6 +41,9 @@ TASKS_SOURCE = "/mcp-server/tasks"
 RECURRING = "com.todo.recurring.scheduled"
 REMINDER = "com.todo.reminder.triggered"
 SCHEDULER_SOURCE = "/scheduler"
+# The app token every sidecar presents to its app, as the chart gives each pair one: the
+# services refuse to start beside a sidecar without it. Tests of the token pass their own.
+APP_TOKEN = "app-" + secrets.token_hex(16)
 # The one service that publishes each type: consumers refuse the type from any other `source`.
 SOURCES = {RECURRING: SCHEDULER_SOURCE, REMINDER: SCHEDULER_SOURCE}
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -357,7 +360,8 @@ class Daprd:
             # The Dapr scheduler service: the Jobs API and its callbacks need it.
             argv += ["--scheduler-host-address", scheduler_address]
         argv += args or []
-        self.proc = Proc(f"daprd {app_id}", argv, clean_env(**(env or {})), log)
+        env = {"APP_API_TOKEN": APP_TOKEN, **(env or {})}
+        self.proc = Proc(f"daprd {app_id}", argv, clean_env(**env), log)
         self.http = httpx2.Client(base_url=self.base, timeout=10)
 
     @property
@@ -515,7 +519,8 @@ class SchedulerApp:
         self.name = name
         self.app_port = app_port
         argv = [binary, "--listen", f"127.0.0.1:{app_port}"]
-        env = clean_env(**{"DAPR_GRPC_PORT": str(dapr_grpc_port), "RUST_LOG": "info,todo_scheduler=debug", **(env or {})})
+        env = clean_env(**{"DAPR_GRPC_PORT": str(dapr_grpc_port), "RUST_LOG": "info,todo_scheduler=debug",
+                           "APP_API_TOKEN": APP_TOKEN, **(env or {})})  # fmt: skip
         self.proc = Proc(f"todo-scheduler {name}", argv, env, log)
         self.http = httpx2.Client(base_url=f"http://127.0.0.1:{app_port}", timeout=10)
 
@@ -577,7 +582,9 @@ class McpServer:
             "--app-listen", f"127.0.0.1:{app_port}",
             "--events", "dapr",
         ]  # fmt: skip
-        self.env = clean_env(DAPR_GRPC_PORT=str(dapr_grpc_port), RUST_LOG=SERVER_LOG_LEVEL)
+        self.env = clean_env(
+            DAPR_GRPC_PORT=str(dapr_grpc_port), RUST_LOG=SERVER_LOG_LEVEL, APP_API_TOKEN=APP_TOKEN
+        )
         self.env.update(env or {})
         self.proc = Proc(f"todo-mcp {name}", argv, self.env, log)
         self.http = httpx2.Client(base_url=self.base, timeout=30)

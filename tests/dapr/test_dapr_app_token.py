@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from datetime import datetime, timezone
 
 import httpx2
+import pytest
 
 from dapr_support import (
     TOPIC_NOTIFICATIONS,
     Y,
+    Proc,
+    clean_env,
+    free_port,
     new_user,
     notification_id,
     processed,
     reminder_triggered,
+    tail,
     wait_until,
 )
 
@@ -92,6 +98,9 @@ def test_the_scheduler_answers_only_its_sidecar(schedulers, main_group, infra):
         for method, path in routes:
             for headers in ({}, {"dapr-api-token": TOKEN + "x"}, {"dapr-api-token": ""},
                             {"Authorization": f"Bearer {TOKEN}"}):  # fmt: skip
+                # A refused request's body is left unread, so the server closes the connection
+                # after answering: each goes on a connection of its own.
+                headers = {**headers, "connection": "close"}
                 r = http.request(method, path, content=event.encode(), headers=headers)
                 assert r.status_code == 401, (method, path, headers, r.status_code)
         assert http.get("/healthz").status_code == 200
@@ -100,3 +109,32 @@ def test_the_scheduler_answers_only_its_sidecar(schedulers, main_group, infra):
         ok = http.request("GET", "/dapr/subscribe", headers={"dapr-api-token": TOKEN})
         assert ok.status_code == 200 and ok.json()[0]["topic"] == "tasks"
     assert TOKEN not in app.log.read_text(errors="replace"), "the token is never logged"
+
+
+@pytest.mark.parametrize("service", ["todo-mcp", "todo-scheduler"])
+def test_a_service_beside_a_sidecar_refuses_to_start_without_an_app_token(service, infra, tmp_path):
+    """Without APP_API_TOKEN the app port would answer anyone: with a sidecar configured, each
+    service stops at once with the reason, before it waits for the sidecar."""
+    binary = infra.binary if service == "todo-mcp" else infra.scheduler_binary
+    args = ["--events", "dapr"] if service == "todo-mcp" else []
+    env = clean_env(DAPR_GRPC_PORT=str(free_port()))
+    refused = subprocess.run(
+        [binary, *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30
+    )
+    assert refused.returncode != 0
+    assert "APP_API_TOKEN is not set" in refused.stderr, refused.stderr
+    assert "--insecure-no-app-token" in refused.stderr
+
+    # Only an explicit choice runs without it, and says so.
+    log = tmp_path / f"{service}.log"
+    insecure = Proc(service, [binary, *args], {**env, "TODO_INSECURE_NO_APP_TOKEN": "true"}, log)
+    insecure.start()
+    try:
+        wait_until(
+            lambda: "the app port answers anyone" in log.read_text(errors="replace"),
+            15,
+            "the warning that the app port is open",
+        )
+        assert insecure.alive(), tail(log)
+    finally:
+        insecure.stop()

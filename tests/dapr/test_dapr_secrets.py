@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from dapr_support import (
+    APP_TOKEN,
     JWT_SECRET,
     REPO,
     Daprd,
@@ -72,7 +73,9 @@ def test_a_secret_missing_everywhere_stops_start_up(infra, proc_logs, missing, e
                 "--app-listen", f"127.0.0.1:{app_port}",
                 "--events", "dapr",
             ],  # fmt: skip
-            env=clean_env(DAPR_GRPC_PORT=str(daprd.grpc_port), RUST_LOG="info"),
+            env=clean_env(
+                DAPR_GRPC_PORT=str(daprd.grpc_port), RUST_LOG="info", APP_API_TOKEN=APP_TOKEN
+            ),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -229,6 +229,7 @@ def test_both_apps_get_dapr_sidecars(rendered: dict[str, Rendered], value_set: s
         assert env["DAPR_API_TOKEN"] == {
             "secretKeyRef": {"name": f"{RELEASE}-dapr-api-token", "key": "token"}
         }
+        assert "TODO_INSECURE_NO_APP_TOKEN" not in env
     for token in ("app", "api"):
         data = secret_data(r.get("Secret", f"{RELEASE}-dapr-{token}-token"))
         assert set(data) == {"token"} and len(data["token"]) >= 32

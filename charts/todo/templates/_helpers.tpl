@@ -158,6 +158,10 @@ the app container (the same Secrets, key `token`).
     secretKeyRef:
       name: {{ include "todo.appTokenSecret" . }}
       key: token
+{{- else }}
+{{- /* The apps refuse to start beside a sidecar without the token unless told, as here. */}}
+- name: TODO_INSECURE_NO_APP_TOKEN
+  value: "true"
 {{- end }}
 {{- if .Values.dapr.apiToken.enabled }}
 - name: DAPR_API_TOKEN

@@ -26,7 +26,8 @@ struct App {
     sidecar: DaprClient,
 }
 
-/// Builds the app-port router; `api_token` is `APP_API_TOKEN`.
+/// Builds the app-port router; `api_token` ([`todo_dapr::app::required_app_token`]) is
+/// required on every route.
 pub fn router(consumers: Consumers, sidecar: DaprClient, api_token: Option<String>) -> Router {
     let routes = Router::new()
         .route("/dapr/subscribe", get(subscribe))
