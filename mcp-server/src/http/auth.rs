@@ -196,6 +196,9 @@ mod tests {
         assert_eq!(v.verify(&no_exp), Err(AuthError::Invalid));
         let blank_sub = token(json!({"sub": " ", "exp": now() + 60}), SECRET);
         assert_eq!(v.verify(&blank_sub), Err(AuthError::Invalid));
+        // The subject exactly as signed: " alice" is not alice.
+        let padded = token(json!({"sub": " alice", "exp": now() + 60}), SECRET);
+        assert_eq!(v.verify(&padded), Err(AuthError::Invalid));
     }
 
     #[test]
