@@ -30,6 +30,7 @@ on_both_backends!(
     a_daily_series_keeps_its_local_time_across_dst,
     completing_cancels_pending_reminders_and_the_series_goes_on,
     deleting_cancels_reminders_and_ends_the_series,
+    a_series_ends_when_its_template_goes_before_the_next_occurrence_is_made,
     moving_the_due_time_moves_relative_reminders,
     a_restarted_engine_fires_what_fell_due,
     the_sweep_fires_what_a_lost_job_missed,
@@ -108,21 +109,44 @@ impl World {
                 self.deliver(&e.envelope.0, now).await;
                 self.delivered = e.seq;
             }
-            for job in jobs {
-                self.engine
-                    .fire_job(&job.name, now)
-                    .await
-                    .expect("job runs");
-                self.t
-                    .db
-                    .execute(
-                        &Query::new("DELETE FROM scheduler_jobs WHERE name = $1 AND due_at = $2")
-                            .bind(job.name)
-                            .bind(job.due_at),
-                    )
-                    .await
-                    .unwrap();
+            self.fire(jobs, now).await;
+        }
+    }
+
+    /// Runs the jobs due at `now`, and those they schedule for then, delivering no event.
+    async fn run_jobs_until_idle(&self, now: DateTime<Utc>) {
+        loop {
+            let jobs: Vec<JobRow> = self
+                .t
+                .db
+                .fetch_all(
+                    &Query::new("SELECT name, due_at FROM scheduler_jobs WHERE due_at <= $1")
+                        .bind(now),
+                )
+                .await
+                .unwrap();
+            if jobs.is_empty() {
+                return;
             }
+            self.fire(jobs, now).await;
+        }
+    }
+
+    async fn fire(&self, jobs: Vec<JobRow>, now: DateTime<Utc>) {
+        for job in jobs {
+            self.engine
+                .fire_job(&job.name, now)
+                .await
+                .expect("job runs");
+            self.t
+                .db
+                .execute(
+                    &Query::new("DELETE FROM scheduler_jobs WHERE name = $1 AND due_at = $2")
+                        .bind(job.name)
+                        .bind(job.due_at),
+                )
+                .await
+                .unwrap();
         }
     }
 
@@ -392,6 +416,58 @@ async fn deleting_cancels_reminders_and_ends_the_series(t: TestDb) {
             .unwrap()
             .fired,
         0
+    );
+}
+
+/// The newest occurrence deleted, or made one-off, after its series announced the next one but
+/// before that one was made: nothing can be made from it any more, so the series ends rather
+/// than fire every day with no effect.
+async fn a_series_ends_when_its_template_goes_before_the_next_occurrence_is_made(t: TestDb) {
+    let mut w = World::new(t);
+    let count = |types: &[String], ty: &str| types.iter().filter(|t| *t == ty).count();
+    for (n, change) in ["deleted", "made one-off"].into_iter().enumerate() {
+        let start = t0() + Duration::days(40 * n as i64);
+        let due = start + Duration::hours(2);
+        let task = w
+            .add(
+                start,
+                json!({"title": "Standup", "due": due.to_rfc3339(), "recurrence": {"frequency": "daily"}}),
+            )
+            .await;
+        w.run_until_idle(start).await;
+        // The series fires: the next occurrence is announced, not yet made.
+        w.run_jobs_until_idle(due).await;
+        let types = w.outbox_types().await;
+        assert_eq!(
+            count(&types, "com.todo.recurring.scheduled"),
+            n + 1,
+            "{change}"
+        );
+        if change == "deleted" {
+            w.tasks.delete(&user("alice"), task.id, due).await.unwrap();
+        } else {
+            let one_off = json!({"task_id": task.id, "recurrence": null});
+            common::update(&w.tasks, &user("alice"), one_off, due)
+                .await
+                .unwrap();
+        }
+        w.run_until_idle(due).await;
+        w.run_until_idle(due + Duration::days(30)).await;
+        let types = w.outbox_types().await;
+        assert_eq!(count(&types, "com.todo.recurring.ended"), n + 1, "{change}");
+        assert_eq!(
+            count(&types, "com.todo.recurring.scheduled"),
+            n + 1,
+            "{change}: the series fired again after it could not go on"
+        );
+        let series = format!("recurring:{}", task.recurrence.unwrap().series_id);
+        let store = SqlStateStore { db: w.t.db.clone() };
+        assert_eq!(store.get(&series).await.unwrap(), None, "{change}");
+    }
+    assert_eq!(
+        w.dues().await.len(),
+        1,
+        "only the task made one-off is left"
     );
 }
 

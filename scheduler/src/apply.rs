@@ -1,6 +1,7 @@
 //! How task events change the scheduler's state: their reminders armed, moved, disarmed or
-//! cancelled, their series started, moved or ended, and every armed item entered in the sweep's
-//! index and its due slot.
+//! cancelled, their series started, moved or ended (also by `com.todo.recurring.ended`, when
+//! `todo-mcp` could not make a series' next occurrence), and every armed item entered in the
+//! sweep's index and its due slot.
 //!
 //! Events delivered together are applied together: one read of every key they touch (and one
 //! more for what their tasks had), one state transaction, the job calls of slots this replica
@@ -13,18 +14,18 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use todo_shared::events::EventType;
+use todo_shared::events::{EventType, RecurringEnded};
 use todo_shared::incoming::Disposition;
 use uuid::Uuid;
 
 use todo_dapr::telemetry;
 
 use crate::engine::Engine;
-use crate::incoming::TaskChange;
+use crate::incoming::{TaskChange, TasksEvent};
 use crate::ports::PortError;
 use crate::records::{
-    Batch, MAX_ATTEMPTS, ReminderRecord, ReminderState, SeriesRecord, TaskRecord, WATERMARK_KEY,
-    reminder_key, series_key, task_key,
+    Batch, MAX_ATTEMPTS, ReminderRecord, ReminderState, SeriesRecord, Step, TaskRecord,
+    WATERMARK_KEY, reminder_key, series_key, task_key, update,
 };
 use crate::slots::Arming;
 
@@ -63,12 +64,14 @@ impl Engine {
         let mut answers = vec![Disposition::Success; envelopes.len()];
         let mut applying = Vec::new();
         let mut positions = Vec::new();
+        let mut ends = Vec::new();
         for (i, envelope) in envelopes.iter().enumerate() {
-            match TaskChange::parse(envelope) {
-                Ok(Some(change)) => {
+            match TasksEvent::parse(envelope) {
+                Ok(Some(TasksEvent::Change(change))) => {
                     applying.push(Applying::new(change));
                     positions.push(i);
                 }
+                Ok(Some(TasksEvent::SeriesEnded(ended))) => ends.push((i, ended)),
                 Ok(None) => {}
                 Err(reason) => answers[i] = Disposition::Drop(reason),
             }
@@ -94,7 +97,28 @@ impl Engine {
                 });
             }
         }
+        for (i, ended) in ends {
+            if let Err(e) = self.end_series(&ended).await {
+                answers[i] = Disposition::Retry(e.to_string());
+            }
+        }
         answers
+    }
+
+    /// Ends the series whose occurrence `ended.task_id` could not be created, if that is still
+    /// its newest: a later one means the series went on (this event is stale).
+    async fn end_series(&self, ended: &RecurringEnded) -> Result<(), PortError> {
+        update::<SeriesRecord, (), _>(&*self.store, &series_key(ended.series_id), |current| {
+            let step = match current {
+                Some(s) if s.current_task_id == ended.task_id && s.owner == ended.owner => {
+                    tracing::info!(series = %ended.series_id, reason = %ended.reason, "the series has ended");
+                    Step::Delete(())
+                }
+                _ => Step::Keep(()),
+            };
+            std::future::ready(Ok(step))
+        })
+        .await
     }
 
     /// Applies the events, starting over on lost races (at most [`MAX_ATTEMPTS`] times).
