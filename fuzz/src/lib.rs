@@ -28,7 +28,7 @@ use mcp_server::mcp::args::{
 use mcp_server::store::{Db, Query};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
-use todo_scheduler::incoming::{TaskChange, TasksEvent};
+use todo_scheduler::incoming::TaskChange;
 use todo_scheduler::memory::{MemoryJobs, MemoryPublisher, MemoryStore};
 use todo_scheduler::{Engine, Settings};
 use todo_shared::ValidationError;
@@ -439,7 +439,6 @@ impl Events {
             // only an event it applies may change its state.
             let before = self.store.snapshot();
             let answer = self.engine.handle_event(envelope, now()).await;
-            let parsed = TasksEvent::parse(envelope);
             match (&parsed, &answer) {
                 (Err(_), Disposition::Drop(_)) | (Ok(None), Disposition::Success) => {
                     assert_eq!(before, self.store.snapshot(), "engine: state changed");

@@ -1,7 +1,6 @@
 //! How task events change the scheduler's state: their reminders armed, moved, disarmed or
-//! cancelled, their series started, moved or ended (also by `com.todo.recurring.ended`, when
-//! `todo-mcp` could not make a series' next occurrence), and every armed item entered in the
-//! sweep's index and its due slot.
+//! cancelled, their series started, moved or ended, and every armed item entered in the sweep's
+//! index and its due slot.
 //!
 //! Events delivered together are applied together: one read of every key they touch (and one
 //! more for what their tasks had), one state transaction, the job calls of slots this replica
@@ -14,18 +13,18 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use todo_shared::events::{EventType, RecurringEnded};
+use todo_shared::events::EventType;
 use todo_shared::incoming::Disposition;
 use uuid::Uuid;
 
 use todo_dapr::telemetry;
 
 use crate::engine::Engine;
-use crate::incoming::{TaskChange, TasksEvent};
+use crate::incoming::TaskChange;
 use crate::ports::PortError;
 use crate::records::{
-    Batch, MAX_ATTEMPTS, ReminderRecord, ReminderState, SeriesRecord, Step, TaskRecord,
-    WATERMARK_KEY, reminder_key, series_key, task_key, update,
+    Batch, MAX_ATTEMPTS, ReminderRecord, ReminderState, SeriesRecord, TaskRecord, WATERMARK_KEY,
+    reminder_key, series_key, task_key,
 };
 use crate::slots::Arming;
 
@@ -64,14 +63,12 @@ impl Engine {
         let mut answers = vec![Disposition::Success; envelopes.len()];
         let mut applying = Vec::new();
         let mut positions = Vec::new();
-        let mut ends = Vec::new();
         for (i, envelope) in envelopes.iter().enumerate() {
-            match TasksEvent::parse(envelope) {
-                Ok(Some(TasksEvent::Change(change))) => {
+            match TaskChange::parse(envelope) {
+                Ok(Some(change)) => {
                     applying.push(Applying::new(change));
                     positions.push(i);
                 }
-                Ok(Some(TasksEvent::SeriesEnded(ended))) => ends.push((i, ended)),
                 Ok(None) => {}
                 Err(reason) => answers[i] = Disposition::Drop(reason),
             }
@@ -97,28 +94,7 @@ impl Engine {
                 });
             }
         }
-        for (i, ended) in ends {
-            if let Err(e) = self.end_series(&ended).await {
-                answers[i] = Disposition::Retry(e.to_string());
-            }
-        }
         answers
-    }
-
-    /// Ends the series whose occurrence `ended.task_id` could not be created, if that is still
-    /// its newest: a later one means the series went on (this event is stale).
-    async fn end_series(&self, ended: &RecurringEnded) -> Result<(), PortError> {
-        update::<SeriesRecord, (), _>(&*self.store, &series_key(ended.series_id), |current| {
-            let step = match current {
-                Some(s) if s.current_task_id == ended.task_id && s.owner == ended.owner => {
-                    tracing::info!(series = %ended.series_id, reason = %ended.reason, "the series has ended");
-                    Step::Delete(())
-                }
-                _ => Step::Keep(()),
-            };
-            std::future::ready(Ok(step))
-        })
-        .await
     }
 
     /// Applies the events, starting over on lost races (at most [`MAX_ATTEMPTS`] times).
@@ -290,6 +266,7 @@ impl Engine {
                 series_start: spec.series_start,
                 current_task_id: change.task_id,
                 current_due: due,
+                template_task_id: None,
                 traceparent: None,
             });
             series.rule = spec.rule.clone();
@@ -297,6 +274,8 @@ impl Engine {
             series.series_start = spec.series_start;
             // Only the newest occurrence moves the series; older ones may still change its rule.
             if series.current_task_id == change.task_id {
+                // Its event shows it was made: its template no longer matters.
+                series.template_task_id = None;
                 series.current_due = due;
                 series.traceparent = trace.map(str::to_owned);
                 index.push((key.clone(), due));
@@ -307,8 +286,14 @@ impl Engine {
         }
         if let Some(series_id) = ended_series {
             let key = series_key(series_id);
+            // The newest occurrence, or the one the newest is still to be made from (which
+            // `todo-mcp` then cannot make): either way nothing follows. Should the newest have
+            // been made after all, its event starts the series again from it.
             let current = batch.get::<SeriesRecord>(&key)?;
-            if current.is_some_and(|c| c.current_task_id == change.task_id) {
+            let ends = |c: &SeriesRecord| {
+                c.current_task_id == change.task_id || c.template_task_id == Some(change.task_id)
+            };
+            if current.as_ref().is_some_and(ends) {
                 tracing::info!(series = %series_id, "the series has ended");
                 batch.delete(&key);
             }

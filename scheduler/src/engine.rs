@@ -309,6 +309,7 @@ impl Engine {
                 )?;
                 self.publisher.publish(&event).instrument(span).await?;
                 let moved = SeriesRecord {
+                    template_task_id: Some(record.current_task_id),
                     current_task_id: task_id,
                     current_due: next,
                     traceparent: event.traceparent,

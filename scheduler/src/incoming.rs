@@ -4,35 +4,13 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
-use todo_shared::events::{EventType, RecurringEnded, TOPIC_TASKS, TaskEventData};
+use todo_shared::events::{EventType, TOPIC_TASKS, TaskEventData};
 use todo_shared::incoming::Incoming;
 use todo_shared::recurrence::Recurrence;
 use todo_shared::task::TaskStatus;
 use uuid::Uuid;
 
-/// An event of the `tasks` topic that the scheduler acts on.
-#[derive(Debug, Clone)]
-pub enum TasksEvent {
-    /// A task changed: its reminders and series follow.
-    Change(TaskChange),
-    /// A series cannot go on (`com.todo.recurring.ended`).
-    SeriesEnded(RecurringEnded),
-}
-
-impl TasksEvent {
-    /// Reads an envelope: `Ok(None)` for event types the scheduler does not act on, `Err` with
-    /// the reason for one that can never be processed.
-    pub fn parse(envelope: &Value) -> Result<Option<Self>, String> {
-        if let Some(change) = TaskChange::parse(envelope)? {
-            return Ok(Some(Self::Change(change)));
-        }
-        let ended = [EventType::RecurringEnded];
-        let ended = Incoming::<RecurringEnded>::parse(envelope, TOPIC_TASKS, &ended)?;
-        Ok(ended.map(|e| Self::SeriesEnded(e.data)))
-    }
-}
-
-/// The task events the scheduler acts on.
+/// The events the scheduler acts on.
 const TASK_EVENTS: [EventType; 4] = [
     EventType::TaskCreated,
     EventType::TaskUpdated,

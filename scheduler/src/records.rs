@@ -139,6 +139,11 @@ pub struct SeriesRecord {
     pub current_task_id: Uuid,
     /// When the newest occurrence is due: then the next occurrence is created.
     pub current_due: DateTime<Utc>,
+    /// The occurrence the newest one is being made from, until an event of the newest one shows
+    /// it was made: should this one be deleted or stop recurring first, the newest can never be
+    /// made, and the series ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_task_id: Option<Uuid>,
     /// The trace of the event or firing that last moved it, which its next firing continues.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,

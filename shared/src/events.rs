@@ -46,18 +46,16 @@ pub enum EventType {
     TaskDeleted,
     ReminderTriggered,
     RecurringScheduled,
-    RecurringEnded,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 6] = [
         EventType::TaskCreated,
         EventType::TaskUpdated,
         EventType::TaskCompleted,
         EventType::TaskDeleted,
         EventType::ReminderTriggered,
         EventType::RecurringScheduled,
-        EventType::RecurringEnded,
     ];
 
     /// The CloudEvents `type` attribute.
@@ -69,7 +67,6 @@ impl EventType {
             EventType::TaskDeleted => "com.todo.task.deleted",
             EventType::ReminderTriggered => "com.todo.reminder.triggered",
             EventType::RecurringScheduled => "com.todo.recurring.scheduled",
-            EventType::RecurringEnded => "com.todo.recurring.ended",
         }
     }
 
@@ -160,20 +157,6 @@ pub struct RecurringScheduled {
     pub task_id: Uuid,
     /// When the new occurrence is due.
     pub due: DateTime<Utc>,
-}
-
-/// `data` of `com.todo.recurring.ended`, which `todo-mcp` publishes when it cannot create an
-/// occurrence a `com.todo.recurring.scheduled` event announced because its template was deleted
-/// or left the series: every later occurrence would be made from this one, so the series ends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecurringEnded {
-    /// The user whose series it was.
-    pub owner: String,
-    pub series_id: Uuid,
-    /// The occurrence that was not created: the series ends if this is still its newest.
-    pub task_id: Uuid,
-    /// Why, for people reading the event.
-    pub reason: String,
 }
 
 /// The id of the task for the occurrence of `series_id` due at `due`: a UUIDv5, so every

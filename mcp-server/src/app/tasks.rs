@@ -9,8 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use todo_shared::events::{
-    EventError, EventType, OutgoingEvent, RecurringEnded, RecurringScheduled, TaskEventData,
-    occurrence_task_id,
+    EventType, OutgoingEvent, RecurringScheduled, TaskEventData, occurrence_task_id,
 };
 use todo_shared::reminder::{MAX_REMINDERS_PER_TASK, ReminderSpec, ReminderTrigger};
 use todo_shared::snapshot::TaskSnapshot;
@@ -378,10 +377,8 @@ impl TaskService {
 
     /// Creates the occurrence a `com.todo.recurring.scheduled` event announces, as a copy of the
     /// previous occurrence due at the new time, with its relative reminders moved along. Nothing
-    /// is created when the event was processed before, the task already exists, or the previous
-    /// occurrence has since been deleted or left the series; in that last case the series can
-    /// never go on, and `com.todo.recurring.ended` says so to the scheduler, whatever order the
-    /// events took. Returns the new task only when it created one.
+    /// happens when the event was processed before, the task already exists, or the series has
+    /// since been deleted or changed: returns the new task only when it created one.
     pub async fn create_occurrence(
         &self,
         event: &RecurringScheduled,
@@ -408,14 +405,11 @@ impl TaskService {
                 Err(e) => return Err(e),
             };
         let exists = tasks::exists(&mut tx, event.task_id).await?;
-        let template = template.filter(|(t, _)| t.series_id == Some(event.series_id));
-        let Some((template, reminders)) = template.filter(|_| !exists) else {
-            if !exists {
-                outbox::enqueue(&mut tx, &series_ended(event, now)?).await?;
-            }
-            // Recorded as processed all the same: the event has had its effect.
+        let Some((template, reminders)) =
+            template.filter(|(t, _)| !exists && t.series_id == Some(event.series_id))
+        else {
+            // Recorded as processed all the same: the event has had its (empty) effect.
             tx.commit().await?;
-            self.events_committed.notify_one();
             return Ok(None);
         };
         let mut row = template;
@@ -454,27 +448,6 @@ impl TaskService {
             task: data.task,
         })
     }
-}
-
-/// The event that ends a series whose next occurrence cannot be made: its template is gone.
-fn series_ended(event: &RecurringScheduled, now: DateTime<Utc>) -> AppResult<OutgoingEvent> {
-    let reason = "the previous occurrence was deleted or no longer recurs";
-    tracing::info!(series = %event.series_id, reason, "the series has ended");
-    let data = RecurringEnded {
-        owner: event.owner.clone(),
-        series_id: event.series_id,
-        task_id: event.task_id,
-        reason: reason.to_owned(),
-    };
-    let data = serde_json::to_value(&data).map_err(EventError::from)?;
-    let ended = EventType::RecurringEnded;
-    Ok(OutgoingEvent::new(
-        Uuid::now_v7(),
-        ended,
-        event.task_id,
-        data,
-        now,
-    )?)
 }
 
 fn new_reminder(task_id: Uuid, trigger: ReminderTrigger, at: DateTime<Utc>) -> ReminderRow {
