@@ -118,6 +118,19 @@ pub struct Config {
     #[arg(long, env = "TODO_OUTBOX_RETENTION_HOURS", default_value_t = 24)]
     pub outbox_retention_hours: u32,
 
+    /// Hours that the ids of processed events are kept, against redeliveries.
+    #[arg(long, env = "TODO_PROCESSED_RETENTION_HOURS", default_value_t = 24)]
+    pub processed_retention_hours: u32,
+
+    /// Days that notifications are kept, read or not.
+    #[arg(long, env = "TODO_NOTIFICATION_RETENTION_DAYS", default_value_t = 30)]
+    pub notification_retention_days: u32,
+
+    /// Each user's newest notifications kept; older ones beyond this are removed.
+    #[arg(long, env = "TODO_NOTIFICATIONS_PER_USER", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub notifications_per_user: u32,
+
     /// Failed publishing attempts after which an event moves to the dead-letter table
     /// (`todo-mcp dead-letters`); its task's later events then go on.
     #[arg(long, env = "TODO_OUTBOX_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]

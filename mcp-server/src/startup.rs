@@ -33,6 +33,7 @@ use crate::http::{HttpSettings, router};
 use crate::mcp::TodoServer;
 use crate::scheduling::{EmbeddedScheduler, SchedulerSubscriber};
 use crate::secrets::{self, Secrets};
+use crate::store::retention::{self, Retention};
 use crate::store::{Backend, Db, outbox};
 
 /// What every transport serves from.
@@ -142,6 +143,15 @@ impl Core {
             self.tasks.events_committed(),
         );
         self.background.spawn(relay.run(self.shutdown.clone()));
+        let retention = Retention {
+            processed_events: chrono::Duration::hours(config.processed_retention_hours.into()),
+            notifications: chrono::Duration::days(config.notification_retention_days.into()),
+            notifications_per_user: config.notifications_per_user,
+        };
+        let db = self.db.clone();
+        let stop = self.shutdown.clone();
+        self.background
+            .spawn(async move { prune_periodically(db, retention, stop).await });
         Ok(())
     }
 
@@ -323,6 +333,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .await?
                 .run_until_stopped(shutdown_signal())
                 .await
+        }
+    }
+}
+
+/// Every ten minutes, removes what [`Retention`] no longer keeps.
+async fn prune_periodically(db: Db, retention: Retention, stop: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match retention::prune(&db, &retention, now()).await {
+            Ok(pruned) => tracing::debug!(?pruned, "pruned what is no longer kept"),
+            Err(e) => tracing::warn!(error = %e, "pruning failed; the next pass tries again"),
         }
     }
 }

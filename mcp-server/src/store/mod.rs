@@ -9,7 +9,7 @@
 //! - [`notifications`]: fired reminders kept for `list_notifications`;
 //! - [`outbox`]: lifecycle events, from the transaction that writes them to the relay that
 //!   publishes them; [`dead_letters`]: the events it gave up on; [`processed`]: the events each
-//!   consumer has handled;
+//!   consumer has handled; [`retention`]: how long what grows with use is kept;
 //! - [`scheduler_state`] and [`scheduler_jobs`]: the embedded scheduler's state store and
 //!   durable jobs (the engine's ports on this database).
 //!
@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod processed;
 mod query;
 pub mod reminders;
+pub mod retention;
 pub mod scheduler_jobs;
 pub mod scheduler_state;
 pub mod tasks;
