@@ -93,15 +93,7 @@ impl World {
                 )
                 .await
                 .unwrap();
-            let jobs: Vec<JobRow> = self
-                .t
-                .db
-                .fetch_all(
-                    &Query::new("SELECT name, due_at FROM scheduler_jobs WHERE due_at <= $1")
-                        .bind(now),
-                )
-                .await
-                .unwrap();
+            let jobs = self.due_jobs(now).await;
             if events.is_empty() && jobs.is_empty() {
                 return;
             }
@@ -116,20 +108,17 @@ impl World {
     /// Runs the jobs due at `now`, and those they schedule for then, delivering no event.
     async fn run_jobs_until_idle(&self, now: DateTime<Utc>) {
         loop {
-            let jobs: Vec<JobRow> = self
-                .t
-                .db
-                .fetch_all(
-                    &Query::new("SELECT name, due_at FROM scheduler_jobs WHERE due_at <= $1")
-                        .bind(now),
-                )
-                .await
-                .unwrap();
+            let jobs = self.due_jobs(now).await;
             if jobs.is_empty() {
                 return;
             }
             self.fire(jobs, now).await;
         }
+    }
+
+    async fn due_jobs(&self, now: DateTime<Utc>) -> Vec<JobRow> {
+        let due = Query::new("SELECT name, due_at FROM scheduler_jobs WHERE due_at <= $1");
+        self.t.db.fetch_all(&due.bind(now)).await.unwrap()
     }
 
     async fn fire(&self, jobs: Vec<JobRow>, now: DateTime<Utc>) {

@@ -1,6 +1,8 @@
 //! Due slots and hour jobs on the in-memory ports: what a slot's job fires and when, and how an
 //! hour's job hands its items to their slots.
 
+mod common;
+
 use std::time::Instant;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, TimeZone, Utc};
@@ -21,17 +23,7 @@ fn noon() -> DateTime<Utc> {
 
 /// A new task's event with one reminder at `at`.
 fn created(at: DateTime<Utc>) -> Value {
-    json!({
-        "type": "com.todo.task.created", "id": Uuid::now_v7(), "specversion": "1.0",
-        "source": "/mcp-server/tasks",
-        "data": {"task": {
-            "id": Uuid::now_v7(), "owner": "alice", "title": "x", "description": null,
-            "status": "pending", "priority": "medium", "tags": [], "due": null,
-            "time_zone": "UTC", "recurrence": null,
-            "reminders": [{"id": Uuid::now_v7(), "at": at.to_rfc3339(), "minutes_before": null}],
-            "created_at": noon(), "updated_at": noon(), "completed_at": null,
-        }},
-    })
+    common::task_created(Uuid::now_v7(), at, noon())
 }
 
 fn notifications(world: &InMemory) -> Vec<(ReminderTriggered, DateTime<Utc>)> {

@@ -3,6 +3,8 @@
 //! entry is tried again with backoff, counted as quarantined after `sweep_max_attempts`, and
 //! leaves once it settles.
 
+mod common;
+
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::{Value, json};
 use todo_scheduler::memory::InMemory;
@@ -18,18 +20,7 @@ fn now() -> DateTime<Utc> {
 /// A new task's event with one reminder at `at`; returns it with the reminder's id.
 fn created(at: DateTime<Utc>) -> (Value, Uuid) {
     let reminder = Uuid::now_v7();
-    let event = json!({
-        "type": "com.todo.task.created", "id": Uuid::now_v7(), "specversion": "1.0",
-        "source": "/mcp-server/tasks",
-        "data": {"task": {
-            "id": Uuid::now_v7(), "owner": "alice", "title": "x", "description": null,
-            "status": "pending", "priority": "medium", "tags": [], "due": null,
-            "time_zone": "UTC", "recurrence": null,
-            "reminders": [{"id": reminder, "at": at.to_rfc3339(), "minutes_before": null}],
-            "created_at": at, "updated_at": at, "completed_at": null,
-        }},
-    });
-    (event, reminder)
+    (common::task_created(reminder, at, at), reminder)
 }
 
 /// Arms a reminder at `at`, as of `at`, and loses its job (as when the Dapr scheduler service

@@ -267,12 +267,18 @@ def test_a_poisoned_sweep_entry_cannot_keep_the_sweep_from_a_lost_job(main_group
     # Written while no sweep runs (the first sweep of `@every 1h` is an hour away).
     quiet = schedulers(cron_schedule="@every 1h")
     state = "/v1.0/state/statestore"
-    saved = quiet.members[0].daprd.http.post(
+    sidecar = quiet.members[0].daprd
+    # Over the version the scheduler wrote, if any (it writes with first-write concurrency).
+    current = sidecar.http.get(f"{state}/sweep:watermark")
+    watermark = {"key": "sweep:watermark", "value": {"hour": iso(hour)}}
+    if current.status_code == 200:
+        watermark["etag"] = current.headers["etag"]
+    saved = sidecar.http.post(
         state,
         json=[
             {"key": poison, "value": {"shape": "from another version"}},
             {"key": index_bucket(poison, hour), "value": {poison: iso(hour + timedelta(minutes=5))}},
-            {"key": "sweep:watermark", "value": {"hour": iso(hour)}},
+            watermark,
         ],
     )
     assert saved.status_code == 204, saved.text
@@ -314,4 +320,7 @@ def test_a_poisoned_sweep_entry_cannot_keep_the_sweep_from_a_lost_job(main_group
         assert value(samples, "todo_sweep_quarantined_total") >= 1
     finally:
         for key in (poison, "sweep:failing"):
-            sidecar.http.delete(f"{state}/{key}")
+            found = sidecar.http.get(f"{state}/{key}")
+            if found.status_code == 200:
+                etag = {"If-Match": found.headers["etag"]}
+                assert sidecar.http.delete(f"{state}/{key}", headers=etag).status_code == 204
