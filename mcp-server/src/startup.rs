@@ -337,9 +337,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Every ten minutes, removes what [`Retention`] no longer keeps.
+/// Every ten minutes, removes what [`Retention`] no longer keeps (the first time ten minutes
+/// after start, so that a restart costs no pass).
 async fn prune_periodically(db: Db, retention: Retention, stop: CancellationToken) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    let period = std::time::Duration::from_secs(600);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
