@@ -37,7 +37,7 @@ from deploy_support import (
 pytestmark = pytest.mark.timeout(120)
 
 EXPECTED = {
-    "ServiceAccount": {RELEASE},
+    "ServiceAccount": {RELEASE, f"{RELEASE}-scheduler"},
     "Secret": {SECRET, f"{RELEASE}-dapr-app-token", f"{RELEASE}-dapr-api-token"},
     "Role": {f"{RELEASE}-secret-reader"},
     "RoleBinding": {f"{RELEASE}-secret-reader"},
@@ -245,7 +245,7 @@ def test_app_ids_are_the_ones_the_components_are_scoped_to(rendered: dict[str, R
     scopes = {c["metadata"]["name"]: set(c["scopes"]) for c in r.of_kind("Component")}
     assert scopes == {
         "pubsub": app_ids,
-        "secretstore": app_ids,
+        "secretstore": {"mcp-server"},
         "statestore": {"scheduler"},
         "reminders-cron": {"scheduler"},
         "recurring-cron": {"scheduler"},
@@ -367,7 +367,7 @@ def test_the_app_secret_points_at_the_in_chart_postgresql(rendered: dict[str, Re
     }
 
 
-def test_the_secret_store_may_read_the_app_secret_and_nothing_else(
+def test_the_secret_store_may_read_the_app_secret_and_nothing_else_and_not_for_the_scheduler(
     rendered: dict[str, Rendered],
 ) -> None:
     r = rendered["default"]
@@ -380,10 +380,17 @@ def test_the_secret_store_may_read_the_app_secret_and_nothing_else(
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}
     ]
-    for name in (MCP, SCHEDULER):
-        assert (
-            r.get("Deployment", name)["spec"]["template"]["spec"]["serviceAccountName"] == RELEASE
-        )
+    account = {
+        name: r.get("Deployment", name)["spec"]["template"]["spec"]["serviceAccountName"]
+        for name in (MCP, SCHEDULER)
+    }
+    # The scheduler reads no secret: its own account, bound to nothing.
+    assert account == {MCP: RELEASE, SCHEDULER: f"{RELEASE}-scheduler"}
+    assert all(
+        s["name"] != account[SCHEDULER]
+        for b in r.of_kind("RoleBinding")
+        for s in b["subjects"]
+    )
 
 
 # --- security ---------------------------------------------------------------------------------

@@ -254,7 +254,6 @@ def test_each_sidecar_loads_the_components_scoped_to_its_app(cluster: Cluster) -
         "scheduler": {
             "pubsub": "pubsub.redis",
             "statestore": "state.redis",
-            "secretstore": "secretstores.local.file",
             "reminders-cron": "bindings.cron",
             "recurring-cron": "bindings.cron",
         },
@@ -323,14 +322,17 @@ def test_the_cron_bindings_reach_the_scheduler_triggers_only(cluster: Cluster) -
 
 
 def test_secrets_are_read_as_one_secret_and_nothing_else(cluster: Cluster) -> None:
-    for s in (cluster.scheduler, cluster.mcp):
-        r = s.http.get(f"/v1.0/secrets/secretstore/{SECRET}")
-        assert r.status_code == 200, r.text
-        assert r.json() == SECRETS
-        # The Configuration's secret scope denies every other key (a per-key lookup included).
-        for other in ("jwt-secret", "someone-elses"):
-            r = s.http.get(f"/v1.0/secrets/secretstore/{other}")
-            assert r.status_code == 403, f"{other}: {r.status_code} {r.text}"
+    s = cluster.mcp
+    r = s.http.get(f"/v1.0/secrets/secretstore/{SECRET}")
+    assert r.status_code == 200, r.text
+    assert r.json() == SECRETS
+    # The Configuration's secret scope denies every other key (a per-key lookup included).
+    for other in ("jwt-secret", "someone-elses"):
+        r = s.http.get(f"/v1.0/secrets/secretstore/{other}")
+        assert r.status_code == 403, f"{other}: {r.status_code} {r.text}"
+    # The scheduler reads no secret: its sidecar has no secret store at all.
+    r = cluster.scheduler.http.get(f"/v1.0/secrets/secretstore/{SECRET}")
+    assert r.status_code >= 400 and SECRETS["jwt-secret"] not in r.text, r.text
 
 
 def test_the_configuration_is_in_force(cluster: Cluster) -> None:

@@ -49,6 +49,14 @@ app.kubernetes.io/component: {{ . }}
 {{- end }}
 {{- end }}
 
+{{- define "todo.schedulerServiceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (printf "%s-scheduler" (include "todo.fullname" . | trunc 53 | trimSuffix "-")) .Values.serviceAccount.schedulerName }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.schedulerName }}
+{{- end }}
+{{- end }}
+
 {{/* Object names. */}}
 {{- define "todo.mcpServer.fullname" -}}{{ include "todo.fullname" . | trunc 52 | trimSuffix "-" }}-mcp-server{{- end }}
 {{- define "todo.scheduler.fullname" -}}{{ include "todo.fullname" . | trunc 53 | trimSuffix "-" }}-scheduler{{- end }}
