@@ -154,7 +154,7 @@ impl Engine {
                         Ok(fired) => report.fired += usize::from(fired),
                         Err(e) => {
                             tracing::warn!(%item, error = %e, "the sweep could not settle an item; it is tried again later");
-                            failed.push((item.clone(), self.failed_once(*at, &e, now)));
+                            failed.push((item.clone(), failed_once(*at, &e, now)));
                         }
                     }
                     remaining.remove(item);
@@ -209,6 +209,7 @@ impl Engine {
         Ok(self.count_failing(failing.map(|f| f.value).as_ref()))
     }
 
+    /// Counts the failing entries, and sets the metrics' gauges to those counts.
     fn count_failing(&self, failing: Option<&FailingEntries>) -> FailingReport {
         let failing = failing
             .map(|f| f.values().collect::<Vec<_>>())
@@ -221,18 +222,6 @@ impl Engine {
         metrics::gauge!("todo_sweep_failing_entries").set(report.failing as f64);
         metrics::gauge!("todo_sweep_quarantined_entries").set(report.quarantined as f64);
         report
-    }
-
-    /// An entry's first failure.
-    fn failed_once(&self, at: DateTime<Utc>, error: &PortError, now: DateTime<Utc>) -> Failing {
-        Failing {
-            at,
-            attempts: 1,
-            error: error.to_string(),
-            since: now,
-            retry_at: Some(now + backoff(1)),
-            content: None,
-        }
     }
 
     /// Adds entries to [`FAILING_KEY`]; one failing already at the same time fails once more.
@@ -371,6 +360,18 @@ impl Engine {
 fn backoff(attempts: u32) -> TimeDelta {
     let minutes = 1i64 << attempts.saturating_sub(1).min(10);
     TimeDelta::minutes(minutes).min(MAX_BACKOFF)
+}
+
+/// An entry's first failure.
+fn failed_once(at: DateTime<Utc>, error: &PortError, now: DateTime<Utc>) -> Failing {
+    Failing {
+        at,
+        attempts: 1,
+        error: error.to_string(),
+        since: now,
+        retry_at: Some(now + backoff(1)),
+        content: None,
+    }
 }
 
 /// `entry` after one more failure.
