@@ -160,6 +160,7 @@ pub fn task_created(
         created_at: stamp.clone(),
         updated_at: stamp,
         completed_at: None,
+        version: 1,
     };
     Ok(OutgoingEvent::task(
         EventType::TaskCreated,

@@ -35,6 +35,7 @@ on_both_backends!(
     a_restarted_engine_fires_what_fell_due,
     the_sweep_fires_what_a_lost_job_missed,
     stale_and_foreign_events_change_nothing,
+    a_tasks_events_are_ordered_by_its_version_not_by_clocks,
     tasks_with_nothing_to_schedule_leave_no_state,
     the_database_state_store_keeps_the_contract,
 );
@@ -615,6 +616,51 @@ async fn stale_and_foreign_events_change_nothing(t: TestDb) {
             Disposition::Drop(r) if r.contains(reason)
         ));
     }
+}
+
+async fn a_tasks_events_are_ordered_by_its_version_not_by_clocks(t: TestDb) {
+    let mut w = World::new(t);
+    let task = w
+        .add(
+            t0(),
+            json!({"title": "Report", "due": "2026-06-01T12:00:00Z", "reminders": [{"minutes_before": 60}]}),
+        )
+        .await;
+    // The cancel comes from a replica whose clock is a minute behind the one that created it.
+    let lagging = t0() - Duration::minutes(1);
+    w.tasks
+        .cancel_reminder(&user("alice"), task.id, task.reminders[0].id, lagging)
+        .await
+        .unwrap();
+    let events = common::outbox(&w.t.db).await;
+    let versions: Vec<&Value> = events
+        .iter()
+        .map(|e| &e.1["data"]["task"]["version"])
+        .collect();
+    assert_eq!(versions, [&json!(1), &json!(2)]);
+    w.run_until_idle(t0()).await;
+    let reminder = format!("reminder:{}", task.reminders[0].id);
+    let state = SqlStateStore { db: w.t.db.clone() };
+    assert_eq!(
+        state.get(&reminder).await.unwrap(),
+        None,
+        "the cancel applies"
+    );
+
+    // Delivered again out of order, the creation is older by version, though newer by clock.
+    let mut late = events[0].1.clone();
+    late["id"] = json!(uuid::Uuid::now_v7().to_string());
+    assert_eq!(
+        w.engine.handle_event(&late, t0()).await,
+        Disposition::Success
+    );
+    assert_eq!(
+        state.get(&reminder).await.unwrap(),
+        None,
+        "a stale event re-arms nothing"
+    );
+    w.run_until_idle(t0() + Duration::hours(4)).await;
+    assert!(w.notifications().await.is_empty());
 }
 
 async fn tasks_with_nothing_to_schedule_leave_no_state(t: TestDb) {

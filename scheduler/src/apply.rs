@@ -212,13 +212,14 @@ impl Engine {
         let deleted = change.kind == EventType::TaskDeleted;
         let record = TaskRecord {
             event_id: Some(change.event_id.clone()),
-            version: change.version,
+            updated_at: change.version.updated_at,
+            version_number: change.version.number,
             deleted,
             reminders: change.reminders.iter().map(|(id, _)| *id).collect(),
             series_id: change.series.as_ref().map(|s| s.series_id),
         };
         match &previous {
-            Some(cur) if cur.version > change.version || (cur.deleted && !deleted) => {
+            Some(cur) if cur.version().is_after(&change.version) || (cur.deleted && !deleted) => {
                 tracing::debug!(task = %change.task_id, "skipped a stale task event");
                 return Ok(None);
             }
@@ -407,7 +408,8 @@ fn arm_reminder(
         due: change.due,
         time_zone: Some(change.time_zone.name().to_owned()),
         state,
-        version: Some(change.version),
+        updated_at: Some(change.version.updated_at),
+        version_number: change.version.number,
         traceparent: trace.map(str::to_owned),
     };
     if current.as_ref() != Some(&record) {
@@ -422,6 +424,6 @@ fn arm_reminder(
 /// Whether a later event of the task wrote the reminder.
 fn newer(record: Option<&ReminderRecord>, change: &TaskChange) -> bool {
     record
-        .and_then(|r| r.version)
-        .is_some_and(|v| v > change.version)
+        .and_then(ReminderRecord::written_by)
+        .is_some_and(|v| v.is_after(&change.version))
 }

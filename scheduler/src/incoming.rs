@@ -28,8 +28,8 @@ pub struct TaskChange {
     pub owner: String,
     pub title: String,
     pub status: TaskStatus,
-    /// The task's `updated_at`: orders the events of one task.
-    pub version: DateTime<Utc>,
+    /// Where the event stands in its task's history.
+    pub version: TaskVersion,
     pub due: Option<DateTime<Utc>>,
     /// The task's zone, in which its times are shown.
     pub time_zone: Tz,
@@ -46,6 +46,28 @@ pub struct SeriesSpec {
     pub rule: Recurrence,
     pub time_zone: Tz,
     pub series_start: DateTime<Utc>,
+}
+
+/// Where an event stands in its task's history: what orders the events of one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskVersion {
+    /// The task's version, incremented in the transaction of each change; 0 where the publisher
+    /// (or the record) is older than versions.
+    pub number: u64,
+    /// The task's `updated_at`, which orders only where a number is missing: it is the clock
+    /// of whichever replica made the change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TaskVersion {
+    /// Whether this version comes after `other`.
+    pub fn is_after(&self, other: &TaskVersion) -> bool {
+        if self.number > 0 && other.number > 0 {
+            self.number > other.number
+        } else {
+            self.updated_at > other.updated_at
+        }
+    }
 }
 
 impl TaskChange {
@@ -91,7 +113,10 @@ impl TaskChange {
             owner: task.owner,
             title: task.title,
             status: task.status,
-            version: instant("updated_at", &task.updated_at)?,
+            version: TaskVersion {
+                number: task.version,
+                updated_at: instant("updated_at", &task.updated_at)?,
+            },
             due: task.due.as_deref().map(|d| instant("due", d)).transpose()?,
             time_zone,
             reminders,

@@ -26,6 +26,7 @@ use serde_json::Value;
 use todo_shared::recurrence::Recurrence;
 use uuid::Uuid;
 
+use crate::incoming::TaskVersion;
 use crate::ports::{Etag, PortError, StateStore, Write};
 
 pub fn task_key(id: Uuid) -> String {
@@ -83,8 +84,13 @@ pub struct TaskRecord {
     /// The id of the event applied. Absent in records of earlier versions.
     #[serde(default)]
     pub event_id: Option<String>,
-    /// The task's `updated_at` in the event applied: older events are stale and skipped.
-    pub version: DateTime<Utc>,
+    /// The task's `updated_at` in the event applied.
+    #[serde(rename = "version")]
+    pub updated_at: DateTime<Utc>,
+    /// The task's version number in the event applied (0 in records of earlier versions):
+    /// events of earlier versions are stale and skipped.
+    #[serde(default)]
+    pub version_number: u64,
     /// Set by `task.deleted`; kept for a while as a tombstone so that a late event cannot
     /// bring the task's reminders back.
     pub deleted: bool,
@@ -92,6 +98,16 @@ pub struct TaskRecord {
     pub reminders: Vec<Uuid>,
     /// The series the task belongs to, so that clearing its recurrence can end the series.
     pub series_id: Option<Uuid>,
+}
+
+impl TaskRecord {
+    /// The version of the event applied.
+    pub fn version(&self) -> TaskVersion {
+        TaskVersion {
+            number: self.version_number,
+            updated_at: self.updated_at,
+        }
+    }
 }
 
 /// Whether a reminder is still to fire.
@@ -116,13 +132,27 @@ pub struct ReminderRecord {
     pub time_zone: Option<String>,
     /// Fired stays fired for this `fire_at`: moving the reminder makes it pending again.
     pub state: ReminderState,
-    /// The version of the task event that wrote it: an older event never overwrites it, even
-    /// one that raced past the task record's check. Absent in records of earlier versions.
+    /// The `updated_at` of the task event that wrote it (absent in records of earlier
+    /// versions); see [`ReminderRecord::written_by`].
+    #[serde(default, rename = "version")]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The task's version number in that event (0 in records of earlier versions).
     #[serde(default)]
-    pub version: Option<DateTime<Utc>>,
+    pub version_number: u64,
     /// The trace of the event that armed it, which its firing continues.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+}
+
+impl ReminderRecord {
+    /// The version of the task event that wrote it: an older event never overwrites it, even
+    /// one that raced past the task record's check.
+    pub fn written_by(&self) -> Option<TaskVersion> {
+        self.updated_at.map(|updated_at| TaskVersion {
+            number: self.version_number,
+            updated_at,
+        })
+    }
 }
 
 /// A recurring series and the occurrence it waits for.

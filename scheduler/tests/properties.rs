@@ -330,7 +330,11 @@ fn check_change(envelope: &Value, change: &TaskChange) -> Result<(), TestCaseErr
     prop_assert_eq!(change.task_id, data.task.id);
     prop_assert_eq!(&change.owner, &data.task.owner);
     prop_assert_eq!(change.time_zone.name(), data.task.time_zone.as_str());
-    prop_assert_eq!(Some(change.version), rfc3339(&data.task.updated_at));
+    prop_assert_eq!(
+        Some(change.version.updated_at),
+        rfc3339(&data.task.updated_at)
+    );
+    prop_assert_eq!(change.version.number, data.task.version);
     prop_assert_eq!(change.due, data.task.due.as_deref().and_then(rfc3339));
     let reminders: Vec<_> = data
         .task

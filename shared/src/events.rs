@@ -109,7 +109,7 @@ pub struct TaskEventData {
 }
 
 /// Fields that change on every write and so say nothing about what the change was.
-const BOOKKEEPING_FIELDS: &[&str] = &["updated_at"];
+const BOOKKEEPING_FIELDS: &[&str] = &["updated_at", "version"];
 
 impl TaskEventData {
     pub fn snapshot(task: TaskSnapshot) -> Self {
@@ -311,6 +311,7 @@ mod tests {
             created_at: "2026-11-26T10:00:00+01:00".into(),
             updated_at: "2026-11-26T10:00:00+01:00".into(),
             completed_at: None,
+            version: 1,
         }
     }
 

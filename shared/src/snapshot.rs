@@ -36,6 +36,10 @@ pub struct TaskSnapshot {
     pub updated_at: String,
     /// When the task was completed, if it is.
     pub completed_at: Option<String>,
+    /// Counts the task's changes (1 when created): a task's events are in the order of their
+    /// versions. 0 in events published before versions were kept.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// The recurring series a task belongs to.

@@ -101,6 +101,7 @@ impl TaskService {
             updated_at: now,
             completed_at: None,
             title_key: String::new(),
+            version: 1,
         };
         row.set_title(&new.title);
         row.set_description(new.description.as_ref());
@@ -241,7 +242,7 @@ impl TaskService {
         if due_changed {
             move_relative_reminders(&mut tx, &row, &mut reminders).await?;
         }
-        row.updated_at = now;
+        row.touch(now);
         let after = row.snapshot(&sorted(reminders))?;
         let data = TaskEventData::change(&before, after);
         if data.changes.is_empty() {
@@ -296,7 +297,7 @@ impl TaskService {
             });
         }
         row.set_status(status, now);
-        row.updated_at = now;
+        row.touch(now);
         row.update(&mut tx).await?;
         let data = TaskEventData::change(&before, row.snapshot(&reminders)?);
         self.finish(tx, event, data, now).await
@@ -345,7 +346,7 @@ impl TaskService {
         reminders::insert(&mut tx, &row.owner, &reminder, now).await?;
         let reminder_id = reminder.id;
         reminders.push(reminder);
-        row.updated_at = now;
+        row.touch(now);
         row.update(&mut tx).await?;
         let data = TaskEventData::change(&before, row.snapshot(&sorted(reminders))?);
         let applied = self.finish(tx, EventType::TaskUpdated, data, now).await?;
@@ -369,7 +370,7 @@ impl TaskService {
             });
         }
         reminders.retain(|r| r.id != reminder_id);
-        row.updated_at = now;
+        row.touch(now);
         row.update(&mut tx).await?;
         let data = TaskEventData::change(&before, row.snapshot(&reminders)?);
         self.finish(tx, EventType::TaskUpdated, data, now).await
@@ -418,6 +419,7 @@ impl TaskService {
         row.set_status(TaskStatus::Pending, now);
         row.created_at = now;
         row.updated_at = now;
+        row.version = 1;
         let reminders: Vec<ReminderRow> = reminders
             .iter()
             .filter_map(|r| {

@@ -20,7 +20,7 @@ use crate::error::{AppError, AppResult};
 /// The columns of [`TaskRow`], qualified by the alias `t`.
 pub const TASK_COLUMNS: &str = "t.id, t.owner, t.title, t.description, t.status, t.priority, \
     t.tags, t.due_at, t.time_zone, t.recurrence, t.series_id, t.series_start, t.created_at, \
-    t.updated_at, t.completed_at, t.title_key";
+    t.updated_at, t.completed_at, t.title_key, t.version";
 
 /// One row of `tasks`.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -42,6 +42,8 @@ pub struct TaskRow {
     pub completed_at: Option<DateTime<Utc>>,
     /// Derived from the title; kept for sorting and for the cursor.
     pub title_key: String,
+    /// Counts the task's changes: 1 when created, incremented by every change ([`TaskRow::touch`]).
+    pub version: i64,
 }
 
 /// The lower-cased text `list_tasks` searches.
@@ -108,6 +110,12 @@ impl TaskRow {
         }
     }
 
+    /// Marks a change made at `now`, to be written by [`TaskRow::update`] under the row's lock.
+    pub fn touch(&mut self, now: DateTime<Utc>) {
+        self.updated_at = now;
+        self.version += 1;
+    }
+
     /// The outside view of the task with `reminders` (which must be the task's own).
     pub fn snapshot(&self, reminders: &[ReminderRow]) -> AppResult<TaskSnapshot> {
         let tz = self.zone()?.tz();
@@ -148,6 +156,7 @@ impl TaskRow {
             created_at: fmt(self.created_at),
             updated_at: fmt(self.updated_at),
             completed_at: self.completed_at.map(fmt),
+            version: u64::try_from(self.version).unwrap_or_default(),
         })
     }
 
@@ -155,8 +164,9 @@ impl TaskRow {
         let q = Query::new(
             "INSERT INTO tasks (id, owner, title, title_key, description, search_text, status, \
              priority, tags, due_at, time_zone, recurrence, series_id, series_start, created_at, \
-             updated_at, completed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             updated_at, completed_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18)",
         )
         .bind(self.id)
         .bind(self.owner.clone())
@@ -174,7 +184,8 @@ impl TaskRow {
         .bind(self.series_start)
         .bind(self.created_at)
         .bind(self.updated_at)
-        .bind(self.completed_at);
+        .bind(self.completed_at)
+        .bind(self.version);
         tx.execute(&q).await.map(drop)
     }
 
@@ -183,8 +194,8 @@ impl TaskRow {
         let q = Query::new(
             "UPDATE tasks SET title = $1, title_key = $2, description = $3, search_text = $4, \
              status = $5, priority = $6, tags = $7, due_at = $8, time_zone = $9, recurrence = $10, \
-             series_id = $11, series_start = $12, updated_at = $13, completed_at = $14 \
-             WHERE id = $15 AND owner = $16",
+             series_id = $11, series_start = $12, updated_at = $13, completed_at = $14, \
+             version = $15 WHERE id = $16 AND owner = $17",
         )
         .bind(self.title.clone())
         .bind(self.title_key.clone())
@@ -200,6 +211,7 @@ impl TaskRow {
         .bind(self.series_start)
         .bind(self.updated_at)
         .bind(self.completed_at)
+        .bind(self.version)
         .bind(self.id)
         .bind(self.owner.clone());
         tx.execute(&q).await.map(drop)
