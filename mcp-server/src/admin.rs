@@ -1,5 +1,6 @@
 //! Operator commands, run from the same binary against the database the server uses:
-//! `todo-mcp dead-letters list | retry <ID>… | retry --all | drop <ID>… | drop --all`.
+//! `todo-mcp dead-letters list | retry <ID>… | retry --all | drop <ID>… | drop --all`, and
+//! `todo-mcp resync`.
 //!
 //! The database comes from the same options and secrets as the server's (in a pod, through its
 //! sidecar), so `kubectl exec deploy/todo-mcp -- todo-mcp dead-letters list` needs nothing else.
@@ -7,6 +8,7 @@
 
 use std::io::Write;
 
+use crate::app::resync::ResyncService;
 use crate::config::{Command, Config, DeadLetterCommand, Selection};
 use crate::startup::Core;
 use crate::store::dead_letters::{self, DeadLetter};
@@ -16,6 +18,7 @@ pub async fn run(config: &Config, command: &Command) -> anyhow::Result<()> {
     let core = Core::open(config, false).await?;
     let outcome = match command {
         Command::DeadLetters(command) => dead_letter_command(&core, command).await,
+        Command::Resync => resync(&core).await,
     };
     core.stop().await;
     outcome
@@ -47,6 +50,16 @@ async fn dead_letter_command(core: &Core, command: &DeadLetterCommand) -> anyhow
             writeln!(out, "{n} dead letter(s) dropped")?;
         }
     }
+    Ok(())
+}
+
+async fn resync(core: &Core) -> anyhow::Result<()> {
+    let service = ResyncService::new(core.db().clone(), core.tasks.events_committed());
+    let n = service.replay(todo_shared::time::now()).await?;
+    writeln!(
+        std::io::stdout().lock(),
+        "{n} task(s) replayed to the scheduler through the outbox"
+    )?;
     Ok(())
 }
 

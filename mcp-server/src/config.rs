@@ -161,6 +161,10 @@ pub enum Command {
     /// Events the relay gave up on after every attempt failed: list, retry or drop them.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
+    /// Replays the schedule to the scheduler: every task with pending reminders or a live series,
+    /// as `com.todo.task.resynced` events through the outbox (harmless over intact state). The
+    /// scheduler asks for this itself when it finds its state lost.
+    Resync,
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::{TestDb, args, user};
 use mcp_server::app::notifications::NotificationService;
+use mcp_server::app::resync::ResyncService;
 use mcp_server::app::tasks::TaskService;
 use mcp_server::mcp::args::AddTaskArgs;
 use mcp_server::scheduling::EmbeddedScheduler;
@@ -19,7 +20,7 @@ use mcp_server::store::scheduler_state::SqlStateStore;
 use serde_json::{Value, json};
 use sqlx::types::Json;
 use todo_scheduler::{Engine, StateStore};
-use todo_shared::events::{RecurringScheduled, ReminderTriggered};
+use todo_shared::events::{RecurringScheduled, ReminderTriggered, ResyncRequested};
 use todo_shared::incoming::Disposition;
 use todo_shared::reminder::ReminderInput;
 use todo_shared::snapshot::TaskSnapshot;
@@ -36,6 +37,7 @@ on_both_backends!(
     the_sweep_fires_what_a_lost_job_missed,
     stale_and_foreign_events_change_nothing,
     a_tasks_events_are_ordered_by_its_version_not_by_clocks,
+    a_lost_state_is_rebuilt_from_the_database,
     tasks_with_nothing_to_schedule_leave_no_state,
     the_database_state_store_keeps_the_contract,
 );
@@ -162,6 +164,18 @@ impl World {
                 };
                 self.notifications
                     .record_triggered(&data, key, now)
+                    .await
+                    .unwrap();
+            }
+            "com.todo.resync.requested" => {
+                let data: ResyncRequested =
+                    serde_json::from_value(envelope["data"].clone()).unwrap();
+                let key = EventKey {
+                    consumer: "mcp-server:resync",
+                    event_id: id,
+                };
+                ResyncService::new(self.t.db.clone(), self.tasks.events_committed())
+                    .handle_request(&data, key, now)
                     .await
                     .unwrap();
             }
@@ -661,6 +675,90 @@ async fn a_tasks_events_are_ordered_by_its_version_not_by_clocks(t: TestDb) {
     );
     w.run_until_idle(t0() + Duration::hours(4)).await;
     assert!(w.notifications().await.is_empty());
+}
+
+/// The scheduler's state wiped (its jobs kept, as Dapr's are when Redis is lost): the sweep
+/// finds no epoch, asks for a resync, and what the database schedules fires once, no more;
+/// a series that ended stays ended.
+async fn a_lost_state_is_rebuilt_from_the_database(t: TestDb) {
+    let mut w = World::new(t);
+    let count = |types: &[String], ty: &str| types.iter().filter(|t| *t == ty).count();
+    w.add(
+        t0(),
+        json!({"title": "Call", "reminders": [{"at": "2026-06-01T09:00:00Z"}]}),
+    )
+    .await;
+    w.add(
+        t0(),
+        json!({"title": "Standup", "due": "2026-06-01T10:00:00Z", "recurrence": {"frequency": "daily"}}),
+    )
+    .await;
+    let ended = w
+        .add(
+            t0(),
+            json!({"title": "Gym", "due": "2026-06-01T11:00:00Z", "recurrence": {"frequency": "daily"}}),
+        )
+        .await;
+    w.tasks
+        .delete(&user("alice"), ended.id, t0())
+        .await
+        .unwrap();
+    let done = w
+        .add(
+            t0(),
+            json!({"title": "Done", "reminders": [{"at": "2026-06-01T09:30:00Z"}]}),
+        )
+        .await;
+    w.tasks
+        .complete(&user("alice"), done.id, t0())
+        .await
+        .unwrap();
+    w.run_until_idle(t0()).await;
+
+    // A new state asks once (replicas that notice together write one epoch), and the replay
+    // over what is intact changes nothing.
+    w.engine.sweep(t0()).await.unwrap();
+    w.engine.sweep(t0()).await.unwrap();
+    w.run_until_idle(t0()).await;
+    let types = w.outbox_types().await;
+    assert_eq!(count(&types, "com.todo.resync.requested"), 1);
+    assert_eq!(
+        count(&types, "com.todo.task.resynced"),
+        2,
+        "the pending reminder and the live series, not the ended series or the completed task"
+    );
+
+    // Lost: every key, the epoch with them.
+    w.t.db
+        .execute(&Query::new("DELETE FROM scheduler_state"))
+        .await
+        .unwrap();
+    let later = t0() + Duration::minutes(5);
+    w.engine.sweep(later).await.unwrap();
+    w.run_until_idle(later).await;
+    let types = w.outbox_types().await;
+    assert_eq!(count(&types, "com.todo.resync.requested"), 2);
+    assert_eq!(count(&types, "com.todo.task.resynced"), 4);
+
+    for hour in 9..=12 {
+        w.run_until_idle(t0() + Duration::hours(hour - 8)).await;
+    }
+    assert_eq!(
+        w.notifications().await,
+        [("Call".to_owned(), t0() + Duration::hours(1))],
+        "the reminder fires once; the completed task's does not"
+    );
+    let dues: Vec<String> = w
+        .dues()
+        .await
+        .into_iter()
+        .filter(|d| !d.is_empty())
+        .collect();
+    assert_eq!(
+        dues,
+        ["2026-06-01T10:00:00+00:00", "2026-06-02T10:00:00+00:00"],
+        "the series goes on once; the ended one does not"
+    );
 }
 
 async fn tasks_with_nothing_to_schedule_leave_no_state(t: TestDb) {

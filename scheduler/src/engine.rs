@@ -403,6 +403,10 @@ pub fn describe_metrics() {
         "todo_sweep_quarantined_entries",
         "Of the failing entries, those that failed the most attempts (tried hourly)"
     );
+    describe_counter!(
+        "todo_resyncs_requested_total",
+        "Replays of the schedule asked of todo-mcp, the state having been found without its epoch"
+    );
     describe_histogram!(
         "todo_reminder_lateness_seconds",
         Unit::Seconds,
@@ -413,6 +417,7 @@ pub fn describe_metrics() {
         "todo_reminders_fired_total",
         "todo_series_fired_total",
         "todo_sweep_quarantined_total",
+        "todo_resyncs_requested_total",
     ] {
         counter!(name).increment(0);
     }

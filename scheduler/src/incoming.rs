@@ -11,11 +11,12 @@ use todo_shared::task::TaskStatus;
 use uuid::Uuid;
 
 /// The events the scheduler acts on.
-const TASK_EVENTS: [EventType; 4] = [
+const TASK_EVENTS: [EventType; 5] = [
     EventType::TaskCreated,
     EventType::TaskUpdated,
     EventType::TaskCompleted,
     EventType::TaskDeleted,
+    EventType::TaskResynced,
 ];
 
 /// One `com.todo.task.*` event.

@@ -5,7 +5,8 @@
 //!   [`intake`]: task events delivered at the same time, applied together.
 //! - [`engine`]: fires due reminders and occurrences; [`apply`]: how a task event changes the
 //!   scheduler's state; [`slots`]: the due slots, one job firing everything due in a second;
-//!   [`sweep`]: the reconciliation sweep and the index it reads.
+//!   [`sweep`]: the reconciliation sweep and the index it reads; [`resync`]: a lost state
+//!   noticed, and rebuilt from `todo-mcp`'s database.
 //! - [`incoming`]: task events parsed into what the engine needs; [`records`]: the documents the
 //!   engine keeps, one per state key, and the two ways they change ([`records::update`],
 //!   [`records::Batch`]).
@@ -26,6 +27,7 @@ pub mod intake;
 pub mod memory;
 pub mod ports;
 pub mod records;
+pub mod resync;
 pub mod slots;
 pub mod startup;
 pub mod sweep;

@@ -40,6 +40,8 @@ pub fn series_key(id: Uuid) -> String {
 }
 pub const WATERMARK_KEY: &str = "sweep:watermark";
 pub const FAILING_KEY: &str = "sweep:failing";
+/// The marker of the state's epoch ([`crate::resync`]).
+pub const EPOCH_KEY: &str = "scheduler:epoch";
 
 /// The start of the hour an instant falls in: its bucket in the sweep's index.
 pub(crate) fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {

@@ -106,6 +106,10 @@ impl Engine {
     pub async fn sweep(&self, now: DateTime<Utc>) -> Result<SweepReport, PortError> {
         let store = &*self.store;
         let mut report = SweepReport::default();
+        // A state that was lost has nothing to sweep: first ask for it again.
+        if let Err(e) = self.check_epoch(now).await {
+            tracing::warn!(error = %e, "could not check the state's epoch; the next sweep tries again");
+        }
         self.retry_failing(now, &mut report).await?;
         let Some(watermark) = read::<Watermark>(store, WATERMARK_KEY).await? else {
             return Ok(report);

@@ -46,16 +46,22 @@ pub enum EventType {
     TaskDeleted,
     ReminderTriggered,
     RecurringScheduled,
+    /// The scheduler found its state lost (or new) and asks for the schedule again.
+    ResyncRequested,
+    /// A task replayed for a resync: its snapshot as it is, with no change.
+    TaskResynced,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 8] = [
         EventType::TaskCreated,
         EventType::TaskUpdated,
         EventType::TaskCompleted,
         EventType::TaskDeleted,
         EventType::ReminderTriggered,
         EventType::RecurringScheduled,
+        EventType::ResyncRequested,
+        EventType::TaskResynced,
     ];
 
     /// The CloudEvents `type` attribute.
@@ -67,6 +73,8 @@ impl EventType {
             EventType::TaskDeleted => "com.todo.task.deleted",
             EventType::ReminderTriggered => "com.todo.reminder.triggered",
             EventType::RecurringScheduled => "com.todo.recurring.scheduled",
+            EventType::ResyncRequested => "com.todo.resync.requested",
+            EventType::TaskResynced => "com.todo.task.resynced",
         }
     }
 
@@ -85,7 +93,9 @@ impl EventType {
     /// The `source` of every event of this type: the one service that publishes it.
     pub fn source(self) -> &'static str {
         match self {
-            EventType::ReminderTriggered | EventType::RecurringScheduled => SCHEDULER_SOURCE,
+            EventType::ReminderTriggered
+            | EventType::RecurringScheduled
+            | EventType::ResyncRequested => SCHEDULER_SOURCE,
             _ => TASKS_SOURCE,
         }
     }
@@ -211,6 +221,17 @@ fn same(a: &Value, b: &Value) -> bool {
         }
         _ => a == b,
     }
+}
+
+/// `data` of `com.todo.resync.requested`: the scheduler's state was lost (or is new), and
+/// `todo-mcp` is asked to replay the current schedule: every task with something to schedule, as
+/// `com.todo.task.resynced`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResyncRequested {
+    /// The scheduler state's new epoch, which the request is for (also the event's subject).
+    pub epoch: Uuid,
+    /// Why, for the logs.
+    pub reason: String,
 }
 
 /// A lifecycle event ready for the outbox: its identity, where it goes, and its envelope.

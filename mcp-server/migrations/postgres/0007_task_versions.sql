@@ -9,3 +9,6 @@ CREATE TABLE ended_series (
     owner      TEXT NOT NULL,
     ended_at   TIMESTAMPTZ NOT NULL
 );
+
+-- A series' newest occurrence, which a resync replays.
+CREATE INDEX tasks_by_series ON tasks (series_id, due_at) WHERE series_id IS NOT NULL;

@@ -5,6 +5,7 @@
 //!   [`TaskPatch`], …); [`listing`]: the `list_tasks` query and its cursor.
 //! - [`tasks`]: [`TaskService`], one transaction per operation with its lifecycle event.
 //! - [`notifications`]: [`NotificationService`], fired reminders kept and announced.
+//! - [`resync`]: [`ResyncService`], the schedule replayed to a scheduler that lost its state.
 //!
 //! Services read and write through [`crate::store`] and never see a wire type: the tools
 //! (`crate::mcp`) and the event consumers (`crate::events`) parse what they receive first.
@@ -13,8 +14,10 @@
 //! [`TaskPatch`]: commands::TaskPatch
 //! [`TaskService`]: tasks::TaskService
 //! [`NotificationService`]: notifications::NotificationService
+//! [`ResyncService`]: resync::ResyncService
 
 pub mod commands;
 pub mod listing;
 pub mod notifications;
+pub mod resync;
 pub mod tasks;

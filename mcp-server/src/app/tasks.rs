@@ -22,6 +22,7 @@ use super::listing::{ListQuery, RowKey};
 use crate::error::{AppError, AppResult};
 use crate::store::processed::{self, EventKey};
 use crate::store::reminders::{self, ReminderRow};
+use crate::store::schedule;
 use crate::store::tasks::{self, TaskRow};
 use crate::store::{Db, Tx, outbox};
 
@@ -56,6 +57,11 @@ impl TaskService {
             db,
             events_committed: Arc::new(Notify::new()),
         }
+    }
+
+    /// The database the service works on.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// What the outbox relay waits on between polls.
@@ -223,6 +229,8 @@ impl TaskService {
         if let Some(zone) = patch.zone {
             row.time_zone = zone.name().to_owned();
         }
+        let series_before = row.series_id.filter(|_| row.recurrence.is_some());
+        let due_before = row.due_at;
         let due_changed = matches!(zoned.due, Some(due) if due != row.due_at);
         if let Some(due) = zoned.due {
             row.due_at = due;
@@ -238,6 +246,13 @@ impl TaskService {
         check_due_dependents(&row, &reminders)?;
         if let (Some(Json(rule)), Some(start)) = (&row.recurrence, row.series_start) {
             rule.check_start(start, row.zone()?.tz())?;
+        }
+        match (series_before, row.series_id) {
+            (Some(series), None) => {
+                end_series_if_newest(&mut tx, series, &row, due_before, now).await?;
+            }
+            (None, Some(series)) => schedule::resume_series(&mut tx, series).await?,
+            _ => {}
         }
         if due_changed {
             move_relative_reminders(&mut tx, &row, &mut reminders).await?;
@@ -313,6 +328,9 @@ impl TaskService {
         let mut tx = self.db.begin().await?;
         let (row, reminders) = tasks::load_for_update(&mut tx, owner.as_str(), id).await?;
         let data = TaskEventData::snapshot(row.snapshot(&reminders)?);
+        if let (Some(series), Some(_)) = (row.series_id, &row.recurrence) {
+            end_series_if_newest(&mut tx, series, &row, row.due_at, now).await?;
+        }
         tasks::delete(&mut tx, owner.as_str(), id).await?;
         self.commit_with(tx, EventType::TaskDeleted, &data, now)
             .await?;
@@ -379,7 +397,7 @@ impl TaskService {
     /// Creates the occurrence a `com.todo.recurring.scheduled` event announces, as a copy of the
     /// previous occurrence due at the new time, with its relative reminders moved along. Nothing
     /// happens when the event was processed before, the task already exists, or the series has
-    /// since been deleted or changed: returns the new task only when it created one.
+    /// since ended or changed: returns the new task only when it created one.
     pub async fn create_occurrence(
         &self,
         event: &RecurringScheduled,
@@ -406,8 +424,9 @@ impl TaskService {
                 Err(e) => return Err(e),
             };
         let exists = tasks::exists(&mut tx, event.task_id).await?;
+        let ended = schedule::has_ended(&mut tx, event.series_id).await?;
         let Some((template, reminders)) =
-            template.filter(|(t, _)| !exists && t.series_id == Some(event.series_id))
+            template.filter(|(t, _)| !exists && !ended && t.series_id == Some(event.series_id))
         else {
             // Recorded as processed all the same: the event has had its (empty) effect.
             tx.commit().await?;
@@ -464,6 +483,21 @@ fn new_reminder(task_id: Uuid, trigger: ReminderTrigger, at: DateTime<Utc>) -> R
 fn sorted(mut reminders: Vec<ReminderRow>) -> Vec<ReminderRow> {
     reminders.sort_by_key(|r| (r.fire_at, r.id));
     reminders
+}
+
+/// Ends the series when `row`, due at `due`, is its newest occurrence (the others are older):
+/// what follows a series comes from its newest occurrence.
+async fn end_series_if_newest(
+    tx: &mut Tx,
+    series: Uuid,
+    row: &TaskRow,
+    due: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    if schedule::is_newest(tx, series, row.id, due).await? {
+        schedule::end_series(tx, series, &row.owner, now).await?;
+    }
+    Ok(())
 }
 
 /// A due time cannot be removed from under what depends on it.

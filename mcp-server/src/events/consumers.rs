@@ -3,7 +3,9 @@
 //!
 //! - `com.todo.recurring.scheduled` on `tasks`: create the next occurrence of a series;
 //! - `com.todo.reminder.triggered` on `notifications`: keep a notification for
-//!   `list_notifications` and push it to connected clients.
+//!   `list_notifications` and push it to connected clients;
+//! - `com.todo.resync.requested` on `tasks`: replay the schedule to a scheduler that lost its
+//!   state.
 //!
 //! Each handler answers like a Dapr subscriber: success when done or already done, retry when a
 //! failure may pass (the database is down), drop when the event can never be processed.
@@ -17,7 +19,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use todo_dapr::telemetry;
 use todo_shared::events::{
-    EventType, RecurringScheduled, ReminderTriggered, TOPIC_NOTIFICATIONS, TOPIC_TASKS,
+    EventType, RecurringScheduled, ReminderTriggered, ResyncRequested, TOPIC_NOTIFICATIONS,
+    TOPIC_TASKS,
 };
 use todo_shared::incoming::Incoming;
 use todo_shared::time::now;
@@ -25,6 +28,7 @@ use tracing::Instrument;
 
 use super::bus::{Disposition, Subscriber};
 use crate::app::notifications::NotificationService;
+use crate::app::resync::ResyncService;
 use crate::app::tasks::TaskService;
 use crate::error::AppError;
 use crate::store::processed::EventKey;
@@ -146,22 +150,66 @@ impl Subscriber for NotificationConsumer {
     }
 }
 
+/// Replays the schedule when the scheduler asks.
+pub struct ResyncConsumer {
+    pub resync: ResyncService,
+}
+
+impl ResyncConsumer {
+    pub const NAME: &'static str = "mcp-server:resync";
+
+    pub async fn handle_envelope(&self, envelope: &Value) -> Disposition {
+        consume(
+            envelope,
+            EventType::ResyncRequested,
+            |data: ResyncRequested, id| async move {
+                let key = EventKey {
+                    consumer: Self::NAME,
+                    event_id: &id,
+                };
+                self.resync
+                    .handle_request(&data, key, now())
+                    .await
+                    .map(drop)
+            },
+        )
+        .await
+    }
+}
+
+impl Subscriber for ResyncConsumer {
+    fn topics(&self) -> &[&'static str] {
+        &[TOPIC_TASKS]
+    }
+
+    fn handle<'a>(&'a self, _topic: &'a str, envelope: &'a Value) -> BoxFuture<'a, Disposition> {
+        self.handle_envelope(envelope).boxed()
+    }
+}
+
 /// The server's consumers, built once and served by Dapr's app port or the in-process bus.
 pub struct Consumers {
     pub recurrence: Arc<RecurrenceConsumer>,
     pub notifications: Arc<NotificationConsumer>,
+    pub resync: Arc<ResyncConsumer>,
 }
 
 impl Consumers {
     pub fn new(tasks: TaskService, notifications: NotificationService) -> Self {
+        let resync = ResyncService::new(tasks.db().clone(), tasks.events_committed());
         Self {
             recurrence: Arc::new(RecurrenceConsumer { tasks }),
             notifications: Arc::new(NotificationConsumer { notifications }),
+            resync: Arc::new(ResyncConsumer { resync }),
         }
     }
 
     /// The consumers as subscribers of the in-process bus.
     pub fn subscribers(&self) -> Vec<Arc<dyn Subscriber>> {
-        vec![self.recurrence.clone(), self.notifications.clone()]
+        vec![
+            self.recurrence.clone(),
+            self.notifications.clone(),
+            self.resync.clone(),
+        ]
     }
 }

@@ -33,6 +33,7 @@ pub fn router(consumers: Consumers, sidecar: DaprClient, api_token: Option<Strin
         .route("/dapr/subscribe", get(subscribe))
         .route("/events/recurring", post(recurring))
         .route("/events/notifications", post(notifications))
+        .route("/events/resync", post(resync))
         .route("/events/ignored", post(ignored))
         .with_state(Arc::new(App { consumers, sidecar }));
     with_app_token(routes, api_token)
@@ -47,10 +48,16 @@ async fn subscribe() -> Json<Value> {
             "pubsubname": PUBSUB_NAME,
             "topic": TOPIC_TASKS,
             "routes": {
-                "rules": [{
-                    "match": format!("event.type == \"{}\"", EventType::RecurringScheduled.as_str()),
-                    "path": "/events/recurring"
-                }],
+                "rules": [
+                    {
+                        "match": format!("event.type == \"{}\"", EventType::RecurringScheduled.as_str()),
+                        "path": "/events/recurring"
+                    },
+                    {
+                        "match": format!("event.type == \"{}\"", EventType::ResyncRequested.as_str()),
+                        "path": "/events/resync"
+                    }
+                ],
                 // Without a default, Dapr treats every event that matches no rule as one that
                 // cannot be delivered.
                 "default": "/events/ignored"
@@ -84,6 +91,14 @@ async fn notifications(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let notifications = &app.consumers.notifications;
     deliver(&body, Some(&app.sidecar), |envelope| async move {
         notifications.handle_envelope(&envelope).await
+    })
+    .await
+}
+
+async fn resync(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let resync = &app.consumers.resync;
+    deliver(&body, Some(&app.sidecar), |envelope| async move {
+        resync.handle_envelope(&envelope).await
     })
     .await
 }

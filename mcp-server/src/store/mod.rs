@@ -10,7 +10,8 @@
 //! - [`outbox`]: lifecycle events, from the transaction that writes them to the relay that
 //!   publishes them; [`dead_letters`]: the events it gave up on; [`processed`]: the events each
 //!   consumer has handled; [`retention`]: how long what grows with use is kept;
-//! - [`scheduler_state`] and [`scheduler_jobs`]: the embedded scheduler's state store and
+//! - [`schedule`]: what a resync replays to the scheduler, and the series that ended;
+//!   [`scheduler_state`] and [`scheduler_jobs`]: the embedded scheduler's state store and
 //!   durable jobs (the engine's ports on this database).
 //!
 //! The schema lives in `migrations/postgres` and `migrations/sqlite`, numbered alike, and is
@@ -23,6 +24,7 @@ pub mod processed;
 mod query;
 pub mod reminders;
 pub mod retention;
+pub mod schedule;
 pub mod scheduler_jobs;
 pub mod scheduler_state;
 pub mod tasks;

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Query, Tx};
+use super::{Db, Query, Tx};
 
 /// One consumer's view of one event.
 #[derive(Debug, Clone, Copy)]
@@ -30,4 +30,20 @@ pub async fn claim(
     .bind(key.event_id)
     .bind(now);
     Ok(tx.execute(&q).await? == 1)
+}
+
+/// Whether the consumer has processed the event: for an effect that is harmless to repeat and
+/// too large for one transaction, checked before and claimed after.
+pub async fn was_processed(db: &Db, key: EventKey<'_>) -> Result<bool, sqlx::Error> {
+    let q = Query::new(
+        "SELECT COUNT(*) AS total FROM processed_events WHERE consumer = $1 AND event_id = $2",
+    )
+    .bind(key.consumer)
+    .bind(key.event_id);
+    Ok(db.fetch_one::<Count>(&q).await?.total > 0)
+}
+
+#[derive(sqlx::FromRow)]
+struct Count {
+    total: i64,
 }

@@ -21,6 +21,12 @@ pub async fn of_tasks(db: &Db, task_ids: &[Uuid]) -> Result<Vec<ReminderRow>, sq
     db.fetch_all(&of_tasks_query(db.backend(), task_ids)).await
 }
 
+/// [`of_tasks`] inside a transaction.
+pub async fn of_tasks_in(tx: &mut Tx, task_ids: &[Uuid]) -> Result<Vec<ReminderRow>, sqlx::Error> {
+    let q = of_tasks_query(tx.backend(), task_ids);
+    tx.fetch_all(&q).await
+}
+
 /// The statement of [`of_tasks`], to run in a transaction.
 pub(super) fn of_tasks_query(backend: Backend, task_ids: &[Uuid]) -> Query {
     let mut q =
