@@ -3,7 +3,9 @@
 Environment (all optional):
   TODO_HELM             helm binary (default: `scripts/helm.sh`, which fetches it once)
   TODO_DAPRD            daprd (default: `scripts/daprd.sh path`, building it if needed)
-  TODO_TEST_REDIS_HOST  host:port of a Redis to use (default: `scripts/redis.sh start`)
+
+The modules that run sidecars start the rendered Redis themselves (with the rendered password,
+`deploy_support.rendered_redis`), with the redis-server of `scripts/redis.sh env`.
 """
 
 from __future__ import annotations

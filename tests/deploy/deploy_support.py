@@ -7,8 +7,10 @@ import base64
 import copy
 import json
 import os
+import re
 import socket
 import subprocess
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dapr"))
+from dapr_support import free_port, tail, wait_until  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "todo"
@@ -34,6 +39,7 @@ VALUE_SETS = {"default": [], "local": [LOCAL_VALUES]}
 MCP = f"{RELEASE}-mcp-server"
 SCHEDULER = f"{RELEASE}-scheduler"
 SECRET = f"{RELEASE}-secrets"
+REDIS = f"{RELEASE}-redis"
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 COMPONENT_SCHEMA = json.loads((SCHEMAS / "dapr-component.schema.json").read_text())
@@ -112,6 +118,13 @@ def container(deployment: dict[str, Any], name: str | None = None) -> dict[str, 
         return containers[0]
     (found,) = [c for c in containers if c["name"] == name]
     return found
+
+
+def option(c: dict[str, Any], name: str) -> str:
+    """The value after `name` in a container's args (`--maxmemory 1gb`)."""
+    args = c["args"]
+    assert args.count(name) == 1, f"{name} in {args}"
+    return args[args.index(name) + 1]
 
 
 def env_of(c: dict[str, Any]) -> dict[str, Any]:
@@ -224,11 +237,205 @@ def schema_errors(schema: dict[str, Any], obj: dict[str, Any]) -> list[str]:
     ]
 
 
+# --- Redis, as rendered ----------------------------------------------------------------------
+
+
+class RedisError(Exception):
+    """An error reply."""
+
+
+class RedisClient:
+    """A minimal RESP client (no client library needed): one connection, AUTH when given."""
+
+    def __init__(self, host: str, password: str | None = None, timeout: float = 10) -> None:
+        h, _, p = host.rpartition(":")
+        self.sock = socket.create_connection((h or "127.0.0.1", int(p)), timeout=timeout)
+        self.file = self.sock.makefile("rb")
+        if password is not None:
+            self.call("AUTH", password)
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+    def __enter__(self) -> RedisClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, *args: str | int | bytes) -> Any:
+        out = [f"*{len(args)}\r\n".encode()]
+        for a in args:
+            b = a if isinstance(a, bytes) else str(a).encode()
+            out += [f"${len(b)}\r\n".encode(), b, b"\r\n"]
+        self.sock.sendall(b"".join(out))
+        return self._read()
+
+    def info(self, section: str) -> dict[str, str]:
+        text = self.call("INFO", section).decode()
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+    def _read(self) -> Any:
+        line = self.file.readline()
+        if not line:
+            raise ConnectionError("Redis closed the connection")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RedisError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self.file.read(n + 2)[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._read() for _ in range(n)]
+        raise AssertionError(f"unexpected RESP reply {line!r}")
+
+
+def redis_bytes(size: str) -> int:
+    """A Redis memory size (`512mb`, `1gb`: powers of 1024 with a `b`, of 1000 without)."""
+    m = re.fullmatch(r"(\d+)(k|kb|m|mb|g|gb)?", size.lower())
+    assert m, f"not a Redis memory size: {size!r}"
+    unit = {None: 1, "k": 10**3, "kb": 2**10, "m": 10**6, "mb": 2**20, "g": 10**9, "gb": 2**30}
+    return int(m.group(1)) * unit[m.group(2)]
+
+
+def k8s_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity (`256Mi`, `2Gi`, `1G`) in bytes."""
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?", quantity)
+    assert m, f"not a memory quantity this test reads: {quantity!r}"
+    unit = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+            "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}  # fmt: skip
+    return int(m.group(1)) * unit[m.group(2)]
+
+
+def resolve_env(
+    c: dict[str, Any], secrets: dict[str, dict[str, str]], overrides: dict[str, str] | None = None
+) -> dict[str, str]:
+    """A container's environment as the kubelet builds it: values, and secretKeyRefs read from
+    the given Secrets (name -> data)."""
+    env = {}
+    for e in c.get("env") or []:
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            env[e["name"]] = secrets[ref["name"]][ref["key"]]
+    env.update(overrides or {})
+    return env
+
+
+def rendered_secrets(rendered: Rendered) -> dict[str, dict[str, str]]:
+    """Every rendered Secret, decoded: what the release's namespace holds."""
+    return {s["metadata"]["name"]: secret_data(s) for s in rendered.of_kind("Secret")}
+
+
+@dataclass
+class RedisServer:
+    """The in-chart Redis as rendered, run here: the container's command and arguments, its
+    environment from the rendered Secret, only its data directory (the volume's mount) and its
+    port (`--port`, `--bind 127.0.0.1` added at the end) our own."""
+
+    container: dict[str, Any]
+    data: Path
+    env: dict[str, str]
+    bin_dir: Path
+    log: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def password(self) -> str:
+        return self.env["REDIS_PASSWORD"]
+
+    def argv(self) -> list[str]:
+        args = list(self.container["args"])
+        mount = {m["name"]: m["mountPath"] for m in self.container["volumeMounts"]}["data"]
+        i = args.index("--dir")
+        assert args[i + 1] == mount, f"Redis writes to {args[i + 1]}, not to its volume {mount}"
+        args[i + 1] = str(self.data)
+        return [*self.container["command"], *args, "--port", str(self.port), "--bind", "127.0.0.1"]
+
+    def start(self, env: dict[str, str] | None = None) -> RedisServer:
+        """Starts it (`env` replaces the rendered environment) and waits for an authenticated
+        PONG."""
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv(),
+                env=self.process_env(self.env if env is None else env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(
+            lambda: self.ping(),
+            30,
+            f"Redis on {self.host}",
+            diagnose=lambda: tail(self.log),
+        )
+        return self
+
+    def process_env(self, env: dict[str, str]) -> dict[str, str]:
+        return {"PATH": f"{self.bin_dir}:{os.environ['PATH']}", "HOME": str(self.data), **env}
+
+    def ping(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"Redis exited ({self.proc.returncode}):\n{tail(self.log)}")
+        try:
+            with self.client() as r:
+                return r.call("PING") == "PONG"
+        except OSError:
+            return False
+
+    def client(self) -> RedisClient:
+        """A connection, authenticated with the rendered password."""
+        return RedisClient(self.host, self.password)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+def rendered_redis(rendered: Rendered, base: Path) -> RedisServer:
+    """The rendered Redis StatefulSet's container, ready to `start` under `base`."""
+    sts = rendered.get("StatefulSet", REDIS)
+    c = container(sts)
+    redis_server = run_script("redis.sh", "env")["REDIS_SERVER"]
+    base.mkdir(parents=True, exist_ok=True)
+    return RedisServer(
+        container=c,
+        data=base / "data",
+        env=resolve_env(c, rendered_secrets(rendered)),
+        bin_dir=Path(redis_server).parent,
+        log=base / "redis.log",
+    )
+
+
 # --- Dapr, locally ---------------------------------------------------------------------------
+
+# The stand-in for Dapr's operator, which in Kubernetes resolves the components' secretKeyRefs
+# from the namespace's Secrets itself (the `kubernetes` store, the default of auth.secretStore).
+OPERATOR_STORE = "kubernetes"
 
 
 def local_components(
-    rendered: Rendered, dest: Path, redis_host: str, redis_db: int, secrets_file: Path
+    rendered: Rendered, dest: Path, redis_host: str, secrets_file: Path, namespace_file: Path
 ) -> Path:
     """Writes the rendered Components (and Resiliency policies, as they are) to `dest` as a
     local daprd takes them; only this changes:
@@ -236,9 +443,11 @@ def local_components(
     - the `secretstore` component (secretstores.kubernetes, which needs a cluster) becomes a
       secretstores.local.file store under the same name, whose file holds each Secret as one
       multi-valued entry: that is how the Kubernetes store answers, one key per Secret;
-    - redisHost points at the test Redis, with `redisDB` set to a database of the caller's own,
-      so that the consumer groups `mcp-server` and `scheduler` cannot meet those of tests/dapr
-      (or of another module) on the same server;
+    - a secretKeyRef (the Redis password) is resolved as Dapr's operator does in a cluster, from
+      the Secret of that name in the namespace: a component without `auth` gets
+      `auth.secretStore: kubernetes` (Kubernetes mode's default; self-hosted daprd has none), and
+      a `kubernetes` store (local.file, multi-valued) holds every rendered Secret;
+    - redisHost points at the test's Redis;
     - the cron schedules fire every second instead of every minute.
     """
     dest.mkdir(parents=True, exist_ok=True)
@@ -251,15 +460,30 @@ def local_components(
                 {"name": "secretsFile", "value": str(secrets_file)},
                 {"name": "multiValued", "value": "true"},
             ]
+        if any("secretKeyRef" in m for m in spec["metadata"]):
+            # The operator resolves secretKeyRefs only for components without auth.secretStore.
+            assert "auth" not in c, c["metadata"]["name"]
+            c["auth"] = {"secretStore": OPERATOR_STORE}
         for m in spec["metadata"]:
             if m["name"] == "redisHost":
                 m["value"] = redis_host
-                spec["metadata"].append({"name": "redisDB", "value": str(redis_db)})
-                break
-        for m in spec["metadata"]:
             if m["name"] == "schedule":
                 m["value"] = "@every 1s"
         (dest / f"{c['metadata']['name']}.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
+    operator = {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Component",
+        "metadata": {"name": OPERATOR_STORE},
+        "spec": {
+            "type": "secretstores.local.file",
+            "version": "v1",
+            "metadata": [
+                {"name": "secretsFile", "value": str(namespace_file)},
+                {"name": "multiValued", "value": "true"},
+            ],
+        },
+    }
+    (dest / f"{OPERATOR_STORE}.yaml").write_text(yaml.safe_dump(operator, sort_keys=False))
     # Other resources daprd reads from its resources dir go in as rendered.
     for r in rendered.of_kind("Resiliency"):
         name = f"resiliency-{r['metadata']['name']}.yaml"
@@ -267,41 +491,30 @@ def local_components(
     return dest
 
 
-def redis_flushdb(host: str, db: int) -> None:
-    """FLUSHDB of our own database (RESP by hand: no client library needed)."""
-    h, _, p = host.rpartition(":")
-    with socket.create_connection((h or "127.0.0.1", int(p)), timeout=10) as s:
-        s.sendall(
-            f"*2\r\n$6\r\nSELECT\r\n${len(str(db))}\r\n{db}\r\n*1\r\n$7\r\nFLUSHDB\r\n".encode()
-        )
-        reply = b""
-        while reply.count(b"\r\n") < 2:
-            chunk = s.recv(64)
-            assert chunk, f"Redis at {host} closed the connection"
-            reply += chunk
-    assert reply == b"+OK\r\n+OK\r\n", f"FLUSHDB on {host} db {db}: {reply!r}"
-
-
 def local_dapr(
-    rendered: Rendered, base: Path, redis_host: str, redis_db: int, secrets: dict[str, Any]
+    rendered: Rendered, base: Path, redis_host: str, secrets: dict[str, Any]
 ) -> tuple[Path, Path]:
-    """The rendered Components (see `local_components`) and Configuration under `base`, on an
-    emptied Redis database; returns the resources dir and the configuration file."""
-    # Streams and consumer groups of earlier runs would be replayed to our consumer groups.
-    redis_flushdb(redis_host, redis_db)
+    """The rendered Components (see `local_components`) and Configuration under `base`;
+    returns the resources dir and the configuration file. The Configuration also denies the
+    sidecars' API the operator's stand-in, as the pods' annotation (no built-in Kubernetes
+    store) does in a cluster."""
     base.mkdir(parents=True, exist_ok=True)
-    secrets_file = base / "secrets.json"  # beside the resources dir: daprd would load it
+    # Beside the resources dir: daprd would load them as resources.
+    secrets_file = base / "secrets.json"
     secrets_file.write_text(json.dumps(secrets))
-    resources = local_components(rendered, base / "resources", redis_host, redis_db, secrets_file)
+    namespace_file = base / "namespace-secrets.json"
+    namespace_file.write_text(json.dumps(rendered_secrets(rendered)))
+    resources = local_components(
+        rendered, base / "resources", redis_host, secrets_file, namespace_file
+    )
     (configuration,) = rendered.of_kind("Configuration")
+    configuration = copy.deepcopy(configuration)
+    configuration["spec"]["secrets"]["scopes"].append(
+        {"storeName": OPERATOR_STORE, "defaultAccess": "deny"}
+    )
     config = base / "configuration.yaml"
     config.write_text(yaml.safe_dump(configuration, sort_keys=False))
     return resources, config
-
-
-def redis_for_tests() -> str:
-    """host:port of the test Redis: TODO_TEST_REDIS_HOST, else the private one (started)."""
-    return os.environ.get("TODO_TEST_REDIS_HOST") or run_script("redis.sh", "start")["REDIS_HOST"]
 
 
 def daprd_binary() -> str:

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -19,6 +20,7 @@ from deploy_support import (
     K8S_VERSION,
     MCP,
     NAMESPACE,
+    REDIS,
     RELEASE,
     REPO,
     SCHEDULER,
@@ -28,7 +30,10 @@ from deploy_support import (
     Rendered,
     container,
     env_of,
+    k8s_bytes,
+    option,
     pod_annotations,
+    redis_bytes,
     schema_errors,
     secret_data,
     validate_k8s,
@@ -36,14 +41,16 @@ from deploy_support import (
 
 pytestmark = pytest.mark.timeout(120)
 
+POSTGRESQL = f"{RELEASE}-postgresql"
 EXPECTED = {
     "ServiceAccount": {RELEASE, f"{RELEASE}-scheduler"},
-    "Secret": {SECRET, f"{RELEASE}-dapr-app-token", f"{RELEASE}-dapr-api-token"},
+    "Secret": {SECRET, REDIS, f"{RELEASE}-dapr-app-token", f"{RELEASE}-dapr-api-token"},
     "Role": {f"{RELEASE}-secret-reader"},
     "RoleBinding": {f"{RELEASE}-secret-reader"},
-    "Service": {MCP, f"{RELEASE}-redis", f"{RELEASE}-postgresql"},
-    "Deployment": {MCP, SCHEDULER, f"{RELEASE}-redis"},
-    "StatefulSet": {f"{RELEASE}-postgresql"},
+    "Service": {MCP, REDIS, POSTGRESQL},
+    "Deployment": {MCP, SCHEDULER},
+    "StatefulSet": {REDIS, POSTGRESQL},
+    "NetworkPolicy": {MCP, SCHEDULER, REDIS, POSTGRESQL},
     "Component": {"pubsub", "statestore", "secretstore", "reminders-cron", "recurring-cron"},
     "Configuration": {f"{RELEASE}-dapr"},
     "Resiliency": {"event-delivery"},
@@ -93,6 +100,8 @@ def test_notes_explain_how_to_reach_the_endpoint(helm: Helm, tmp_path: Path) -> 
     assert f"get secret {SECRET} -o jsonpath='{{.data.jwt-secret}}'" in text, text
     assert "Authorization: Bearer $TOKEN" in text, text
     assert f"helm test {RELEASE}" in text, text
+    assert f'Redis requires a generated password (Secret "{REDIS}"' in text, text
+    assert "/mcp from anywhere (narrow it with networkPolicy.mcpServerFrom)" in text, text
 
 
 # --- schemas ----------------------------------------------------------------------------------
@@ -199,12 +208,16 @@ def test_dapr_resources_match_the_self_hosted_ones(
             assert got["spec"]["type"] == "secretstores.kubernetes"
             continue
         assert got["spec"]["type"] == want["spec"]["type"], key
-        meta_got = {m["name"]: m.get("value") for m in got["spec"]["metadata"]}
+        meta_got = {
+            m["name"]: m.get("value", m.get("secretKeyRef")) for m in got["spec"]["metadata"]
+        }
         meta_want = {m["name"]: m.get("value") for m in want["spec"]["metadata"]}
         if "redisHost" in meta_want:
-            redis = f"{RELEASE}-redis.{NAMESPACE}.svc.cluster.local:6379"
+            redis = f"{REDIS}.{NAMESPACE}.svc.cluster.local:6379"
             assert meta_got.pop("redisHost") == redis
             meta_want.pop("redisHost")
+            # The local Redis of `dapr run` has no password.
+            assert meta_got.pop("redisPassword") == {"name": REDIS, "key": "redis-password"}
         assert meta_got == meta_want, key
 
 
@@ -234,8 +247,8 @@ def test_both_apps_get_dapr_sidecars(rendered: dict[str, Rendered], value_set: s
         data = secret_data(r.get("Secret", f"{RELEASE}-dapr-{token}-token"))
         assert set(data) == {"token"} and len(data["token"]) >= 32
     # Redis and PostgreSQL run without sidecars.
-    assert "dapr.io/enabled" not in pod_annotations(r.get("Deployment", f"{RELEASE}-redis"))
-    assert "dapr.io/enabled" not in pod_annotations(r.get("StatefulSet", f"{RELEASE}-postgresql"))
+    assert "dapr.io/enabled" not in pod_annotations(r.get("StatefulSet", REDIS))
+    assert "dapr.io/enabled" not in pod_annotations(r.get("StatefulSet", POSTGRESQL))
 
 
 def test_app_ids_are_the_ones_the_components_are_scoped_to(rendered: dict[str, Rendered]) -> None:
@@ -361,7 +374,7 @@ def test_the_app_secret_points_at_the_in_chart_postgresql(rendered: dict[str, Re
     assert data["database-url"] == (
         f"postgres://todo:{data['postgres-password']}@{RELEASE}-postgresql:5432/todo"
     )
-    pg = container(r.get("StatefulSet", f"{RELEASE}-postgresql"))
+    pg = container(r.get("StatefulSet", POSTGRESQL))
     assert env_of(pg)["POSTGRES_PASSWORD"] == {
         "secretKeyRef": {"name": SECRET, "key": "postgres-password"}
     }
@@ -391,6 +404,230 @@ def test_the_secret_store_may_read_the_app_secret_and_nothing_else_and_not_for_t
         for b in r.of_kind("RoleBinding")
         for s in b["subjects"]
     )
+
+
+def test_redis_has_a_generated_password_that_only_redis_and_the_dapr_operator_read(
+    rendered: dict[str, Rendered], value_set: str
+) -> None:
+    r = rendered[value_set]
+    secret = r.get("Secret", REDIS)
+    data = secret_data(secret)
+    assert set(data) == {"redis-password"}
+    assert len(data["redis-password"]) >= 32 and data["redis-password"].isalnum()
+    # Redis takes it from the Secret through its environment; the manifest never holds it.
+    c = container(r.get("StatefulSet", REDIS))
+    ref = {"secretKeyRef": {"name": REDIS, "key": "redis-password"}}
+    assert env_of(c) == {"REDIS_PASSWORD": ref, "REDISCLI_AUTH": ref}
+    assert c["command"][:2] == ["/bin/sh", "-c"]
+    assert '--requirepass "$REDIS_PASSWORD"' in c["command"][2]
+    others = [o for o in r.objects if o is not secret]
+    assert data["redis-password"] not in json.dumps(others)
+    # Both Redis components use it, resolved by the Dapr operator: no auth.secretStore.
+    for name in ("pubsub", "statestore"):
+        component = r.get("Component", name)
+        passwords = [m for m in component["spec"]["metadata"] if m["name"] == "redisPassword"]
+        assert passwords == [{"name": "redisPassword", "secretKeyRef": ref["secretKeyRef"]}]
+        assert "auth" not in component, name
+    # So no Role names it (the scheduler's account has none at all), and no sidecar may read
+    # it through its secret store.
+    assert all(
+        REDIS not in rule.get("resourceNames", [])
+        for role in r.of_kind("Role")
+        for rule in role["rules"]
+    )
+    scopes = r.get("Configuration", f"{RELEASE}-dapr")["spec"]["secrets"]["scopes"]
+    assert all(REDIS not in s["allowedSecrets"] for s in scopes)
+
+
+def test_redis_persists_to_a_volume_with_an_append_only_file(
+    rendered: dict[str, Rendered], value_set: str
+) -> None:
+    sts = rendered[value_set].get("StatefulSet", REDIS)
+    c = container(sts)
+    assert option(c, "--appendonly") == "yes"
+    assert option(c, "--appendfsync") == "everysec"
+    # The volume is the claim's, mounted where Redis writes.
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "4Gi"
+    assert c["volumeMounts"] == [{"name": "data", "mountPath": option(c, "--dir")}]
+    assert "volumes" not in sts["spec"]["template"]["spec"]
+    # `helm uninstall` leaves the claim; it carries the release's labels for `kubectl delete`.
+    assert claim["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    assert sts["spec"]["serviceName"] == REDIS
+
+
+def test_redis_never_evicts_and_its_memory_limit_leaves_room_for_a_fork(
+    rendered: dict[str, Rendered], value_set: str
+) -> None:
+    """The state store lives in Redis: eviction would lose scheduler state silently. The limit
+    covers maxmemory twice over: rewriting the append-only file forks Redis, and under writes
+    the copy can grow to the size of the data."""
+    c = container(rendered[value_set].get("StatefulSet", REDIS))
+    assert option(c, "--maxmemory-policy") == "noeviction"
+    maxmemory = redis_bytes(option(c, "--maxmemory"))
+    limit = k8s_bytes(c["resources"]["limits"]["memory"])
+    assert maxmemory == 2**30
+    assert limit >= 2 * maxmemory, (maxmemory, limit)
+    assert k8s_bytes(c["resources"]["requests"]["memory"]) <= limit
+
+
+def test_redis_is_ready_only_when_it_answers_with_the_password(
+    rendered: dict[str, Rendered],
+) -> None:
+    c = container(rendered["default"].get("StatefulSet", REDIS))
+    assert c["readinessProbe"]["exec"]["command"] == [
+        "/bin/sh", "-c", 'test "$(redis-cli ping)" = PONG'
+    ]  # fmt: skip
+    assert env_of(c)["REDISCLI_AUTH"] == env_of(c)["REDIS_PASSWORD"]
+
+
+# --- network policies -------------------------------------------------------------------------
+
+# The pods of the release by component (helm's test pod as `test`).
+Pods = dict[str, dict[str, str]]
+# The Dapr injector's names for the sidecar's ports (Dapr 1.18: dapr-http 3500, dapr-grpc 50001,
+# dapr-internal 50002, dapr-metrics 9090; the kubelet probes dapr's public port 3501).
+SIDECAR_PORTS = {"dapr-http", "dapr-grpc", "dapr-internal", "dapr-metrics"}
+
+
+def pod_labels(r: Rendered) -> Pods:
+    pods = {}
+    for o in r.objects:
+        if o["kind"] in ("Deployment", "StatefulSet"):
+            labels = o["spec"]["template"]["metadata"]["labels"]
+        elif o["kind"] == "Pod":
+            labels = o["metadata"]["labels"]
+        else:
+            continue
+        pods[labels["app.kubernetes.io/component"]] = labels
+    return pods
+
+
+def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels and matchExpressions), as Kubernetes evaluates it."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, values = e["key"], e.get("values") or []
+        ok = {
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[e["operator"]]
+        if not ok:
+            return False
+    return True
+
+
+def selected(selector: dict[str, Any], pods: Pods) -> set[str]:
+    return {name for name, labels in pods.items() if matches(selector, labels)}
+
+
+def peers(rule: dict[str, Any], pods: Pods) -> Any:
+    """Who a rule admits: "anyone" without `from`, else, per peer, the release's pods a bare
+    podSelector picks (same namespace) or the peer as written (other namespaces)."""
+    if "from" not in rule:
+        return "anyone"
+    out = []
+    for peer in rule["from"]:
+        if set(peer) == {"podSelector"}:
+            out.append(("pods", frozenset(selected(peer["podSelector"], pods))))
+        else:
+            out.append(("peer", json.dumps(peer, sort_keys=True)))
+    return out
+
+
+def ingress(policy: dict[str, Any], pods: Pods) -> list[tuple[set[str], Any]]:
+    assert policy["spec"]["policyTypes"] == ["Ingress"], "egress is left open (docs/cluster.md)"
+    assert "egress" not in policy["spec"]
+    for rule in policy["spec"]["ingress"]:
+        assert all(p["protocol"] == "TCP" for p in rule["ports"]), rule
+    rules = policy["spec"]["ingress"]
+    return [({p["port"] for p in rule["ports"]}, peers(rule, pods)) for rule in rules]
+
+
+PROMETHEUS = ("peer", json.dumps({"namespaceSelector": {}, "podSelector": {"matchLabels": {
+    "app.kubernetes.io/name": "prometheus"}}}, sort_keys=True))  # fmt: skip
+DAPR_NAMESPACE = ("peer", json.dumps({"namespaceSelector": {"matchLabels": {
+    "kubernetes.io/metadata.name": "dapr-system"}}}, sort_keys=True))  # fmt: skip
+SIDECARS = ("pods", frozenset({"mcp-server", "scheduler"}))
+
+
+def test_network_policies_admit_only_each_pods_clients(
+    rendered: dict[str, Rendered], value_set: str
+) -> None:
+    r = rendered[value_set]
+    pods = pod_labels(r)
+    assert set(pods) == {"mcp-server", "scheduler", "redis", "postgresql", "test"}
+    policies = {p["metadata"]["name"]: p for p in r.of_kind("NetworkPolicy")}
+    applies = {name: selected(p["spec"]["podSelector"], pods) for name, p in policies.items()}
+    assert applies == {
+        MCP: {"mcp-server"},
+        SCHEDULER: {"scheduler"},
+        REDIS: {"redis"},
+        POSTGRESQL: {"postgresql"},
+    }
+    sidecar = [
+        ({"metrics", "dapr-metrics"}, [PROMETHEUS]),
+        ({"dapr-internal"}, [SIDECARS, DAPR_NAMESPACE]),
+    ]
+    assert ingress(policies[MCP], pods) == [({"http"}, "anyone"), *sidecar]
+    assert ingress(policies[SCHEDULER], pods) == sidecar
+    assert ingress(policies[REDIS], pods) == [({"redis"}, [SIDECARS])]
+    mcp_only = ("pods", frozenset({"mcp-server"}))
+    assert ingress(policies[POSTGRESQL], pods) == [({"postgresql"}, [mcp_only])]
+
+
+def test_network_policies_name_ports_the_pods_have_and_leave_the_app_ports_closed(
+    rendered: dict[str, Rendered],
+) -> None:
+    """A named port resolves on the selected pod: the app's container ports, or the sidecar's
+    that the injector adds. The apps' Dapr app ports and the sidecars' APIs are in no rule: the
+    sidecar reaches its app (and the app its sidecar) over the pod's loopback."""
+    r = rendered["default"]
+    workloads = {
+        o["metadata"]["name"]: o for o in r.of_kind("Deployment") + r.of_kind("StatefulSet")
+    }
+    for name, policy in ((p["metadata"]["name"], p) for p in r.of_kind("NetworkPolicy")):
+        own = {p["name"]: p["containerPort"] for p in container(workloads[name])["ports"]}
+        opened = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+        assert all(isinstance(p, str) for p in opened), opened
+        assert opened <= set(own) | SIDECAR_PORTS, (name, opened, own)
+        assert not opened & {"dapr-http", "dapr-grpc"}, name
+        numbers = {own[p] for p in opened if p in own}
+        if name == MCP:
+            assert numbers == {8080, 9464}  # not the app port 8081, which listens on loopback
+        if name == SCHEDULER:
+            assert numbers == {9464}  # not 8082, the app port (its probes come from the node)
+
+
+# --- Dapr pub/sub scopes ----------------------------------------------------------------------
+
+
+def scope_map(value: str) -> dict[str, set[str]]:
+    pairs = (scope.split("=") for scope in value.split(";"))
+    return {app: set(topics.split(",")) for app, topics in pairs}
+
+
+def test_pubsub_scopes_say_who_publishes_and_subscribes_to_what(
+    rendered: dict[str, Rendered], value_set: str
+) -> None:
+    pubsub = rendered[value_set].get("Component", "pubsub")
+    meta = {m["name"]: m.get("value") for m in pubsub["spec"]["metadata"]}
+    assert scope_map(meta["publishingScopes"]) == {
+        "mcp-server": {"tasks", "deadletter"},
+        "scheduler": {"tasks", "notifications", "deadletter"},
+    }
+    assert scope_map(meta["subscriptionScopes"]) == {
+        "mcp-server": {"tasks", "notifications"},
+        "scheduler": {"tasks"},
+    }
+    # Every app the component is loaded in is scoped (an app left out would be unrestricted).
+    assert set(pubsub["scopes"]) == set(scope_map(meta["publishingScopes"]))
+    assert set(pubsub["scopes"]) == set(scope_map(meta["subscriptionScopes"]))
 
 
 # --- security ---------------------------------------------------------------------------------
@@ -435,8 +672,8 @@ def test_local_values_use_locally_loaded_images_and_one_pod_each(
         assert d["spec"]["replicas"] == 1
         assert container(d)["image"] == image
         assert container(d)["imagePullPolicy"] == "Never"
-    assert r.get("StatefulSet", f"{RELEASE}-postgresql")["spec"]["replicas"] == 1
-    assert r.get("Deployment", f"{RELEASE}-redis")["spec"]["replicas"] == 1
+    assert r.get("StatefulSet", POSTGRESQL)["spec"]["replicas"] == 1
+    assert r.get("StatefulSet", REDIS)["spec"]["replicas"] == 1
     # The defaults are for a registry: the chart's appVersion as the tag.
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     d = rendered["default"].get("Deployment", MCP)

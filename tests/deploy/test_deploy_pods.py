@@ -6,7 +6,8 @@ Secrets, the Dapr Configuration) with the rendered components (see
 
 What differs from a cluster: listeners on loopback ports of their own instead of the pod's
 fixed ports, and the database is a SQLite file instead of the in-chart PostgreSQL (the rendered
-`database-url` names a host that only exists in the cluster).
+`database-url` names a host that only exists in the cluster). Redis is the rendered one, with the
+rendered password (`deploy_support.rendered_redis`).
 
 Needs the binaries: TODO_MCP_BIN and TODO_SCHEDULER_BIN, else target/debug/; skipped when they
 are not built.
@@ -37,8 +38,9 @@ from deploy_support import (
     daprd_binary,
     local_dapr,
     pod_annotations,
-    redis_for_tests,
-    secret_data,
+    rendered_redis,
+    rendered_secrets,
+    resolve_env,
 )
 
 sys.path.insert(0, str(REPO / "tests" / "dapr"))
@@ -46,8 +48,6 @@ from dapr_support import Daprd, Proc, clean_env, free_port, mint_token, tail, wa
 
 pytestmark = pytest.mark.timeout(300)
 
-# A Redis database of this module's own (tests/dapr use 0, test_deploy_daprd 9).
-REDIS_DB = 10
 SERVICE_PORT = 8080
 
 
@@ -81,22 +81,6 @@ class Pods:
     api_token: str
 
 
-def resolve_env(
-    deployment: dict[str, Any], secrets: dict[str, dict[str, str]], overrides: dict[str, str]
-) -> dict[str, str]:
-    """The container's environment as the kubelet builds it: values, and secretKeyRefs read
-    from the given Secrets (name -> data)."""
-    env = {}
-    for e in container(deployment).get("env") or []:
-        if "value" in e:
-            env[e["name"]] = e["value"]
-        else:
-            ref = e["valueFrom"]["secretKeyRef"]
-            env[e["name"]] = secrets[ref["name"]][ref["key"]]
-    env.update(overrides)
-    return env
-
-
 def start_pod(
     name: str,
     rendered: Rendered,
@@ -113,7 +97,7 @@ def start_pod(
     rendered port they stand for."""
     deployment = rendered.get("Deployment", deployment_name)
     annotations = pod_annotations(deployment)
-    rendered_env = resolve_env(deployment, secrets, {})
+    rendered_env = resolve_env(container(deployment), secrets)
     for var, port in listen.items():
         assert rendered_env[var].endswith(f":{port}"), (var, rendered_env[var])
     ports = {var: free_port() for var in listen}
@@ -148,7 +132,7 @@ def start_pod(
             "DAPR_HTTP_PORT": str(daprd.http_port),
             "DAPR_GRPC_PORT": str(daprd.grpc_port),
         }
-        pod.env = resolve_env(deployment, secrets, overrides)
+        pod.env = resolve_env(container(deployment), secrets, overrides)
         app.env = clean_env(**pod.env)
         app.start()
         wait_until(
@@ -171,14 +155,14 @@ def pods(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pods]
     scheduler_bin = binary("TODO_SCHEDULER_BIN", "todo-scheduler")
     base = tmp_path_factory.mktemp("pods")
     rendered = helm.template()
-    secrets = {s["metadata"]["name"]: secret_data(s) for s in rendered.of_kind("Secret")}
+    secrets = rendered_secrets(rendered)
     secrets[SECRET]["database-url"] = f"sqlite://{base}/todo.db?mode=rwc"
     app_secret = {k: secrets[SECRET][k] for k in ("jwt-secret", "database-url")}
-    resources, config = local_dapr(
-        rendered, base / "dapr", redis_for_tests(), REDIS_DB, {SECRET: app_secret}
-    )
+    redis = rendered_redis(rendered, base / "redis")
     started: list[Pod] = []
     try:
+        redis.start()
+        resources, config = local_dapr(rendered, base / "dapr", redis.host, {SECRET: app_secret})
         for name, deployment, argv, listen in [
             (
                 "mcp-server",
@@ -203,6 +187,7 @@ def pods(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pods]
         for pod in reversed(started):
             pod.app.stop()
             pod.daprd.close()
+        redis.stop()
 
 
 def mcp_call(

@@ -13,6 +13,7 @@ from deploy_support import (
     DAPR_SCHEMAS,
     MCP,
     NAMESPACE,
+    REDIS,
     RELEASE,
     SCHEDULER,
     SECRET,
@@ -20,6 +21,7 @@ from deploy_support import (
     Rendered,
     container,
     env_of,
+    option,
     pod_annotations,
     schema_errors,
     secret_data,
@@ -118,8 +120,8 @@ def test_external_redis(helm: Helm) -> None:
             "redis.enableTLS": True,
         }
     )
-    assert r.find("Deployment", f"{RELEASE}-redis") is None
-    assert r.find("Service", f"{RELEASE}-redis") is None
+    for kind in ("StatefulSet", "Service", "Secret", "NetworkPolicy"):
+        assert r.find(kind, REDIS) is None, kind
     for component in ("pubsub", "statestore"):
         meta = redis_meta(r, component)
         assert meta["redisHost"] == "redis.example.internal:6380", component
@@ -133,6 +135,105 @@ def test_external_redis_without_a_password(helm: Helm) -> None:
     meta = redis_meta(r, "pubsub")
     assert meta["redisHost"] == "redis:6379"
     assert "redisPassword" not in meta and "enableTLS" not in meta
+
+
+def test_in_chart_redis_with_a_password_secret_of_yours(helm: Helm) -> None:
+    r = helm.template(
+        sets={"redis.existingSecret": "redis-auth", "redis.existingSecretPasswordKey": "pw"}
+    )
+    assert r.find("Secret", REDIS) is None
+    ref = {"secretKeyRef": {"name": "redis-auth", "key": "pw"}}
+    env = env_of(container(r.get("StatefulSet", REDIS)))
+    assert env["REDIS_PASSWORD"] == ref and env["REDISCLI_AUTH"] == ref
+    for component in ("pubsub", "statestore"):
+        assert redis_meta(r, component)["redisPassword"] == ref["secretKeyRef"], component
+    all_valid(r)
+
+
+def test_given_redis_password_is_used(helm: Helm) -> None:
+    r = helm.template(sets={"redis.password": "p" * 24})
+    assert secret_data(r.get("Secret", REDIS)) == {"redis-password": "p" * 24}
+
+
+def test_redis_persistence_settings_and_off(helm: Helm) -> None:
+    r = helm.template(
+        sets={"redis.persistence.size": "20Gi", "redis.persistence.storageClass": "fast-ssd"}
+    )
+    (claim,) = r.get("StatefulSet", REDIS)["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    all_valid(r)
+
+    r = helm.template(sets={"redis.persistence.enabled": False})
+    sts = r.get("StatefulSet", REDIS)
+    assert "volumeClaimTemplates" not in sts["spec"]
+    assert sts["spec"]["template"]["spec"]["volumes"] == [{"name": "data", "emptyDir": {}}]
+    # Still an append-only file: a restarted container keeps its data, a new pod does not.
+    assert option(container(sts), "--appendonly") == "yes"
+    all_valid(r)
+
+
+def test_redis_memory_follows_its_value(helm: Helm) -> None:
+    r = helm.template(sets={"redis.maxMemory": "512mb"})
+    c = container(r.get("StatefulSet", REDIS))
+    assert option(c, "--maxmemory") == "512mb"
+    assert option(c, "--maxmemory-policy") == "noeviction"
+
+
+def test_network_policies_take_your_peers_or_go(helm: Helm) -> None:
+    ingress_nginx = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+    }
+    monitoring = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    r = helm.template(
+        sets={
+            "networkPolicy.mcpServerFrom": [ingress_nginx],
+            "networkPolicy.metricsFrom": [monitoring],
+            "networkPolicy.daprNamespace": "dapr",
+            "metrics.enabled": False,
+        }
+    )
+    rules = r.get("NetworkPolicy", MCP)["spec"]["ingress"]
+    # /mcp from the ingress controller, and from the helm test pod (same namespace).
+    test_pod = r.get("Pod", f"{RELEASE}-test-mcp-server")["metadata"]["labels"]
+    assert rules[0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert rules[0]["from"][0] == ingress_nginx
+    (test_peer,) = rules[0]["from"][1:]
+    assert set(test_peer) == {"podSelector"}
+    assert test_peer["podSelector"]["matchLabels"].items() <= test_pod.items()
+    assert test_peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "test"
+    for name in (MCP, SCHEDULER):
+        rules = r.get("NetworkPolicy", name)["spec"]["ingress"]
+        # Without the apps' metrics endpoints only the sidecars' remain.
+        assert rules[-2] == {
+            "ports": [{"port": "dapr-metrics", "protocol": "TCP"}],
+            "from": [monitoring],
+        }
+        assert rules[-1]["from"][1] == {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dapr"}}
+        }
+    all_valid(r)
+
+    r = helm.template(sets={"networkPolicy.metricsFrom": []})
+    assert "from" not in r.get("NetworkPolicy", SCHEDULER)["spec"]["ingress"][0]
+
+    r = helm.template(sets={"networkPolicy.enabled": False})
+    assert r.of_kind("NetworkPolicy") == []
+
+    r = helm.template(sets={"postgresql.enabled": False, "secrets.databaseUrl": EXTERNAL_DB})
+    assert {p["metadata"]["name"] for p in r.of_kind("NetworkPolicy")} == {MCP, SCHEDULER, REDIS}
+
+
+def test_app_ids_rename_the_pubsub_scopes(helm: Helm) -> None:
+    r = helm.template(sets={"mcpServer.appId": "todo-mcp", "scheduler.appId": "todo-sched"})
+    pubsub = r.get("Component", "pubsub")
+    meta = redis_meta(r, "pubsub")
+    assert meta["publishingScopes"] == (
+        "todo-mcp=tasks,deadletter;todo-sched=tasks,notifications,deadletter"
+    )
+    assert meta["subscriptionScopes"] == "todo-mcp=tasks,notifications;todo-sched=tasks"
+    assert pubsub["scopes"] == ["todo-mcp", "todo-sched"]
 
 
 def test_external_redis_needs_a_host(helm: Helm) -> None:
@@ -279,6 +380,12 @@ def test_persistence_off_uses_an_empty_dir(helm: Helm) -> None:
         ({"redis.enabled": False, "redis.host": "no-port"}, "/redis/host"),
         ({"mcpServer.appId": "MCP_Server"}, "/mcpServer/appId"),
         ({"dapr.tracing.samplingRate": "2"}, "/dapr/tracing/samplingRate"),
+        ({"redis.password": "short"}, "/redis/password"),
+        ({"redis.password": "--appendonly-no-x"}, "/redis/password"),
+        ({"redis.maxMemory": "1GiB"}, "/redis/maxMemory"),
+        ({"redis.persistence.size": "lots"}, "/redis/persistence/size"),
+        ({"networkPolicy.mcpServerFrom": [{"pods": {}}]}, "/networkPolicy/mcpServerFrom/0"),
+        ({"networkPolicy.daprNamespace": "Dapr System"}, "/networkPolicy/daprNamespace"),
     ],
 )
 def test_the_schema_refuses_bad_values(helm: Helm, sets: dict[str, Any], complaint: str) -> None:
@@ -322,9 +429,10 @@ dapr:
     r = helm.template([values])
     assert {o["kind"] for o in r.objects} == {
         "ServiceAccount", "Secret", "Role", "RoleBinding", "Service", "Deployment", "Ingress",
-        "Component", "Configuration", "Resiliency", "Pod",
+        "Component", "Configuration", "Resiliency", "Pod", "NetworkPolicy",
     }  # fmt: skip
     assert {d["metadata"]["name"] for d in r.of_kind("Deployment")} == {MCP, SCHEDULER}
+    assert {p["metadata"]["name"] for p in r.of_kind("NetworkPolicy")} == {MCP, SCHEDULER}
     # Only the Dapr token Secrets are the chart's; the app Secret is yours.
     assert {s["metadata"]["name"] for s in r.of_kind("Secret")} == {
         f"{RELEASE}-dapr-app-token",

@@ -41,6 +41,16 @@ app.kubernetes.io/component: {{ . }}
 {{- end }}
 {{- end }}
 
+{{/* A podSelector of both apps' pods (their sidecars hold the Redis password). */}}
+{{- define "todo.appPodsSelector" -}}
+matchLabels:
+  {{- include "todo.selectorLabels" (dict "root" .) | nindent 2 }}
+matchExpressions:
+  - key: app.kubernetes.io/component
+    operator: In
+    values: ["mcp-server", "scheduler"]
+{{- end }}
+
 {{- define "todo.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "todo.fullname" .) .Values.serviceAccount.name }}
@@ -90,16 +100,37 @@ app.kubernetes.io/component: {{ . }}
 {{- end }}
 {{- end }}
 
+{{/*
+The Secret with the Redis password: redis.existingSecret, else the chart's own with the in-chart
+Redis; empty for an external Redis without a password.
+*/}}
+{{- define "todo.redisSecretName" -}}
+{{- if .Values.redis.existingSecret }}
+{{- .Values.redis.existingSecret }}
+{{- else if .Values.redis.enabled }}
+{{- include "todo.redis.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{- define "todo.redisSecretKey" -}}
+{{- if .Values.redis.existingSecret }}
+{{- .Values.redis.existingSecretPasswordKey }}
+{{- else }}
+{{- "redis-password" }}
+{{- end }}
+{{- end }}
+
 {{/* Metadata shared by the Redis-backed components: address, password, TLS. */}}
 {{- define "todo.redisMetadata" -}}
 - name: redisHost
   value: {{ include "todo.redisHost" . | quote }}
-{{- if and (not .Values.redis.enabled) .Values.redis.existingSecret }}
-# Resolved by the Dapr operator from the Kubernetes Secret (no auth.secretStore).
+{{- with include "todo.redisSecretName" . }}
+# No auth.secretStore, so the `kubernetes` store: the Dapr operator reads the Secret
+# itself and hands the sidecars the value; no app's ServiceAccount needs access to it.
 - name: redisPassword
   secretKeyRef:
-    name: {{ .Values.redis.existingSecret }}
-    key: {{ .Values.redis.existingSecretPasswordKey }}
+    name: {{ . }}
+    key: {{ include "todo.redisSecretKey" $ }}
 {{- end }}
 {{- if and (not .Values.redis.enabled) .Values.redis.enableTLS }}
 - name: enableTLS
