@@ -330,7 +330,8 @@ impl DaprClient {
     }
 
     /// Saves one entry: with an ETag, only over that version; without one, only if the key does
-    /// not exist yet (see [`ABSENT`]). `ttl` lets the store expire it.
+    /// not exist yet (see [`ABSENT`]). `ttl` lets the store expire it; without one it never
+    /// expires, whatever TTL the entry had.
     pub async fn save_state(
         &self,
         store: &str,
@@ -499,8 +500,11 @@ fn state_item(
     ttl: Option<Duration>,
 ) -> StateItem {
     let mut metadata = HashMap::new();
-    if let Some(ttl) = ttl {
-        metadata.insert("ttlInSeconds".to_owned(), ttl.as_secs().max(1).to_string());
+    if value.is_some() {
+        // A save without a TTL never expires, even over an entry that had one: the Redis store
+        // keeps an entry's expiry unless the save says otherwise, and -1 removes it.
+        let seconds = ttl.map_or_else(|| "-1".to_owned(), |t| t.as_secs().max(1).to_string());
+        metadata.insert("ttlInSeconds".to_owned(), seconds);
     }
     StateItem {
         key: key.to_owned(),

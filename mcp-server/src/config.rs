@@ -46,6 +46,44 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// Tasks one user may hold, in any state.
+    #[arg(long, env = "TODO_TASKS_PER_USER", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub tasks_per_user: u32,
+
+    /// Recurring series one user may have going at once.
+    #[arg(long, env = "TODO_SERIES_PER_USER", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub series_per_user: u32,
+
+    /// Reminders one user may have, on all their tasks.
+    #[arg(long, env = "TODO_REMINDERS_PER_USER", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub reminders_per_user: u32,
+
+    /// The shortest interval, in minutes, a cron recurrence may leave between two occurrences
+    /// (each occurrence is a new task).
+    #[arg(long, env = "TODO_MIN_RECURRENCE_MINUTES", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_recurrence_minutes: u32,
+
+    /// Requests per second one user may make to `/mcp`, sustained (0: no limit); past it,
+    /// HTTP 429 with Retry-After.
+    #[arg(long, env = "TODO_RATE_LIMIT_PER_SECOND", default_value_t = 100)]
+    pub rate_limit_per_second: u32,
+
+    /// Requests one user may make at once above the sustained rate.
+    #[arg(long, env = "TODO_RATE_LIMIT_BURST", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_burst: u32,
+
+    /// Requests of one user in progress at once on `/mcp` (each may hold a database
+    /// connection); past it, HTTP 429. Default: half of --db-max-connections, so that one user
+    /// always leaves the other half to the rest.
+    #[arg(long, env = "TODO_REQUESTS_IN_FLIGHT_PER_USER",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub requests_in_flight_per_user: Option<u32>,
+
     /// Largest number of database connections.
     #[arg(long, env = "TODO_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,

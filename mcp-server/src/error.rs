@@ -22,6 +22,9 @@ pub enum AppError {
     /// The request is valid but conflicts with the task's state, e.g. an eleventh reminder.
     #[error("{0}")]
     Conflict(String),
+    /// The user holds as much as their quota allows.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("the task store is unavailable right now; retry in a few seconds")]
     Database(#[from] sqlx::Error),
     #[error("internal error: {0}")]
@@ -38,6 +41,7 @@ impl AppError {
                 | AppError::TaskNotFound(_)
                 | AppError::ReminderNotFound { .. }
                 | AppError::Conflict(_)
+                | AppError::QuotaExceeded(_)
         )
     }
 

@@ -5,6 +5,7 @@
 //! scheduler) runs beside the transport and stops with it through one cancellation token.
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -21,6 +22,7 @@ use todo_dapr::app::required_app_token;
 use todo_dapr::shutdown::shutdown_signal;
 
 use crate::app::notifications::NotificationService;
+use crate::app::quotas::Quotas;
 use crate::app::tasks::TaskService;
 use crate::config::{Config, EventMode, Transport};
 use crate::events::bus::EventBus;
@@ -29,6 +31,7 @@ use crate::events::relay::{OutboxRelay, RelaySettings};
 use crate::events::sink::Sink;
 use crate::events::subscriptions;
 use crate::http::auth::TokenVerifier;
+use crate::http::fairness::FairShare;
 use crate::http::{HttpSettings, router};
 use crate::mcp::TodoServer;
 use crate::scheduling::{EmbeddedScheduler, SchedulerSubscriber};
@@ -79,7 +82,14 @@ impl Core {
         let db = Db::connect(&secrets.database_url, config.db_max_connections).await?;
         tracing::info!(backend = ?db.backend(), events = if dapr.is_some() { "dapr" } else { "embedded" }, "database ready");
         Ok(Self {
-            tasks: TaskService::new(db.clone()),
+            tasks: TaskService::new(db.clone()).with_quotas(Quotas {
+                tasks_per_user: config.tasks_per_user,
+                series_per_user: config.series_per_user,
+                reminders_per_user: config.reminders_per_user,
+                min_recurrence_interval: chrono::TimeDelta::minutes(
+                    config.min_recurrence_minutes.into(),
+                ),
+            }),
             notifications: NotificationService::new(db.clone()),
             db,
             dapr,
@@ -237,6 +247,14 @@ impl Application {
             allowed_hosts: config.allowed_hosts.clone(),
             allowed_origins: config.allowed_origins.clone(),
             max_body_bytes: config.max_body_bytes,
+            fair_share: FairShare {
+                per_second: NonZeroU32::new(config.rate_limit_per_second),
+                burst: NonZeroU32::new(config.rate_limit_burst).unwrap_or(NonZeroU32::MIN),
+                in_flight: config
+                    .requests_in_flight_per_user
+                    .unwrap_or((config.db_max_connections / 2).max(1))
+                    as usize,
+            },
         };
         let router = router(core.tools(None), core.db.clone(), settings, streams.clone());
         Ok(Self {

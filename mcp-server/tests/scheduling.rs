@@ -16,6 +16,7 @@ use mcp_server::mcp::args::AddTaskArgs;
 use mcp_server::scheduling::EmbeddedScheduler;
 use mcp_server::store::Query;
 use mcp_server::store::processed::EventKey;
+use mcp_server::store::retention::{Retention, prune};
 use mcp_server::store::scheduler_state::SqlStateStore;
 use serde_json::{Value, json};
 use sqlx::types::Json;
@@ -38,6 +39,7 @@ on_both_backends!(
     stale_and_foreign_events_change_nothing,
     a_tasks_events_are_ordered_by_its_version_not_by_clocks,
     a_lost_state_is_rebuilt_from_the_database,
+    a_soak_leaves_rows_and_keys_flat,
     tasks_with_nothing_to_schedule_leave_no_state,
     the_database_state_store_keeps_the_contract,
 );
@@ -238,6 +240,50 @@ impl World {
             out.push(task.due.unwrap_or_default());
         }
         out
+    }
+
+    /// The newest task of the series.
+    async fn current_occurrence(&self, series: uuid::Uuid) -> uuid::Uuid {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            id: uuid::Uuid,
+        }
+        let q =
+            Query::new("SELECT id FROM tasks WHERE series_id = $1 ORDER BY due_at DESC LIMIT 1")
+                .bind(series);
+        self.t.db.fetch_one::<Row>(&q).await.unwrap().id
+    }
+
+    async fn counts(&self) -> Counts {
+        let q = Query::new(
+            "SELECT (SELECT COUNT(*) FROM tasks) AS tasks, \
+                    (SELECT COUNT(*) FROM reminders) AS reminders, \
+                    (SELECT COUNT(*) FROM outbox) AS outbox, \
+                    (SELECT COUNT(*) FROM processed_events) AS processed_events, \
+                    (SELECT COUNT(*) FROM notifications) AS notifications, \
+                    (SELECT COUNT(*) FROM scheduler_state WHERE expires_at IS NULL) AS state_kept, \
+                    (SELECT COUNT(*) FROM scheduler_state WHERE expires_at IS NOT NULL) \
+                      AS state_expiring, \
+                    (SELECT COUNT(*) FROM scheduler_jobs) AS jobs",
+        );
+        self.t.db.fetch_one(&q).await.unwrap()
+    }
+
+    async fn latest_expiry(&self) -> Option<DateTime<Utc>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            expires_at: DateTime<Utc>,
+        }
+        let q = Query::new(
+            "SELECT expires_at FROM scheduler_state WHERE expires_at IS NOT NULL \
+             ORDER BY expires_at DESC LIMIT 1",
+        );
+        self.t
+            .db
+            .fetch_optional::<Row>(&q)
+            .await
+            .unwrap()
+            .map(|r| r.expires_at)
     }
 
     async fn outbox_types(&self) -> Vec<String> {
@@ -759,6 +805,140 @@ async fn a_lost_state_is_rebuilt_from_the_database(t: TestDb) {
         ["2026-06-01T10:00:00+00:00", "2026-06-02T10:00:00+00:00"],
         "the series goes on once; the ended one does not"
     );
+}
+
+/// Three weeks of one user's days: ten tasks with a reminder each, completed or deleted, and a
+/// daily series whose occurrences are completed and then deleted. With retention passes at the
+/// end of each day, every table and every state key that would live for good stays flat once
+/// the retention periods have passed; what grows expires (the state's TTLs run on the real clock,
+/// so here they are checked, not waited for). The counts are printed.
+async fn a_soak_leaves_rows_and_keys_flat(t: TestDb) {
+    let mut w = World::new(t);
+    let retention = Retention {
+        processed_events: Duration::hours(24),
+        notifications: Duration::days(3),
+        notifications_per_user: 1_000,
+    };
+    let alice = user("alice");
+    let standup = w
+        .add(
+            t0(),
+            json!({"title": "Standup", "due": "2026-06-01T09:00:00Z", "recurrence": {"frequency": "daily"}}),
+        )
+        .await;
+    let mut occurrence = standup.id;
+    let mut days = Vec::new();
+    for day in 0..21 {
+        let morning = t0() + Duration::days(day);
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            let at = (morning + Duration::hours(1)).to_rfc3339();
+            let task = w
+                .add(
+                    morning,
+                    json!({"title": format!("Task {day}-{i}"), "reminders": [{"at": at}]}),
+                )
+                .await;
+            ids.push(task.id);
+        }
+        w.run_until_idle(morning).await;
+        w.run_until_idle(morning + Duration::hours(1)).await;
+        let evening = morning + Duration::hours(10);
+        for (i, id) in ids.into_iter().enumerate() {
+            if i % 2 == 0 {
+                w.tasks.complete(&alice, id, evening).await.unwrap();
+            }
+            w.tasks.delete(&alice, id, evening).await.unwrap();
+        }
+        // Today's standup is done; yesterday's goes.
+        let today = w
+            .current_occurrence(standup.recurrence.as_ref().unwrap().series_id)
+            .await;
+        w.tasks.complete(&alice, today, evening).await.unwrap();
+        if occurrence != today {
+            w.tasks.delete(&alice, occurrence, evening).await.unwrap();
+            occurrence = today;
+        }
+        w.run_until_idle(evening).await;
+        w.engine.sweep(evening).await.unwrap();
+        w.run_until_idle(evening).await;
+        // The relay would have published everything by now; the retention passes run.
+        w.t.db
+            .execute(
+                &Query::new("UPDATE outbox SET published_at = $1 WHERE published_at IS NULL")
+                    .bind(evening),
+            )
+            .await
+            .unwrap();
+        mcp_server::store::outbox::prune(&w.t.db, evening - Duration::hours(24))
+            .await
+            .unwrap();
+        prune(&w.t.db, &retention, evening).await.unwrap();
+        days.push(w.counts().await);
+    }
+    eprintln!("day  {}", Counts::HEADER);
+    for (day, counts) in days.iter().enumerate() {
+        eprintln!("{day:>3}  {counts}");
+    }
+    assert_eq!(days[0].notifications, 10, "the soak does what it says");
+    let steady = &days[5];
+    for (day, counts) in days.iter().enumerate().skip(5) {
+        assert_eq!(
+            counts.for_good(),
+            steady.for_good(),
+            "day {day} against day 5"
+        );
+    }
+    let ttl = chrono::Duration::days(7) + Duration::hours(1);
+    let latest = w.latest_expiry().await.expect("fired reminders expire");
+    assert!(
+        latest <= Utc::now() + ttl,
+        "state expires within the settled retention: {latest}"
+    );
+}
+
+/// What a soak counts.
+#[derive(Debug, PartialEq, Eq, sqlx::FromRow)]
+struct Counts {
+    tasks: i64,
+    reminders: i64,
+    outbox: i64,
+    processed_events: i64,
+    notifications: i64,
+    /// Scheduler state kept for good, and with a TTL.
+    state_kept: i64,
+    state_expiring: i64,
+    jobs: i64,
+}
+
+impl Counts {
+    const HEADER: &str =
+        "tasks reminders outbox processed notifications state(kept) state(expiring) jobs";
+
+    /// What must not grow: everything but the state that expires.
+    fn for_good(&self) -> Counts {
+        Counts {
+            state_expiring: 0,
+            ..*self
+        }
+    }
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>5} {:>9} {:>6} {:>9} {:>13} {:>11} {:>15} {:>4}",
+            self.tasks,
+            self.reminders,
+            self.outbox,
+            self.processed_events,
+            self.notifications,
+            self.state_kept,
+            self.state_expiring,
+            self.jobs
+        )
+    }
 }
 
 async fn tasks_with_nothing_to_schedule_leave_no_state(t: TestDb) {

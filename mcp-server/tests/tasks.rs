@@ -4,6 +4,7 @@ mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::{TestDb, args, count, outbox, user};
+use mcp_server::app::quotas::Quotas;
 use mcp_server::app::tasks::TaskService;
 use mcp_server::error::AppError;
 use mcp_server::mcp::args::{AddTaskArgs, ListTasksArgs};
@@ -28,6 +29,7 @@ on_both_backends!(
     list_pages_stay_correct_while_tasks_are_added,
     concurrent_writes_lose_nothing,
     what_a_write_returns_is_what_a_read_returns,
+    each_user_holds_at_most_their_quotas,
 );
 
 fn now() -> DateTime<Utc> {
@@ -334,7 +336,14 @@ async fn delete_removes_everything_and_emits_deleted(t: TestDb) {
     )
     .await;
     let deleted = svc.delete(&alice, task.id, now()).await.unwrap();
-    assert_eq!(deleted, task);
+    // As it was, at the version of its deletion (a change of its own, after every other).
+    assert_eq!(
+        deleted,
+        TaskSnapshot {
+            version: task.version + 1,
+            ..task.clone()
+        }
+    );
     assert!(matches!(
         svc.get(&alice, task.id).await,
         Err(AppError::TaskNotFound(_))
@@ -685,4 +694,83 @@ async fn what_a_write_returns_is_what_a_read_returns(t: TestDb) {
         .await
         .unwrap();
     assert_eq!(svc.get(&alice, created.id).await.unwrap(), done.task);
+}
+
+async fn each_user_holds_at_most_their_quotas(t: TestDb) {
+    let svc = TaskService::new(t.db.clone()).with_quotas(Quotas {
+        tasks_per_user: 4,
+        series_per_user: 1,
+        reminders_per_user: 3,
+        min_recurrence_interval: chrono::TimeDelta::minutes(60),
+    });
+    let alice = user("alice");
+    let attempt = |owner: &str, a: Value| {
+        let svc = svc.clone();
+        let owner = user(owner);
+        async move {
+            svc.create(&owner, AddTaskArgs::parse(args(a), now()).unwrap(), now())
+                .await
+        }
+    };
+
+    // One series; a second is refused, and so is a cron rule more frequent than the minimum.
+    add(&svc, "alice", json!({"title": "Standup", "due": "2026-06-02T09:00", "recurrence": {"frequency": "daily"}})).await;
+    quota_error(
+        attempt("alice", json!({"title": "Gym", "due": "2026-06-02T18:00", "recurrence": {"frequency": "weekly"}})).await,
+        "1 recurring tasks",
+    );
+    let every_15 = json!({"title": "Water", "due": "2026-06-02T09:00", "recurrence": {"frequency": "cron", "cron": "*/15 * * * *"}});
+    match attempt("bob", every_15).await {
+        Err(AppError::Validation(e)) => assert!(e.to_string().contains("60 minutes"), "{e}"),
+        other => panic!("expected the minimum interval, got {other:?}"),
+    }
+    let hourly = json!({"title": "Stretch", "due": "2026-06-02T09:00", "recurrence": {"frequency": "cron", "cron": "0 9-17 * * *"}});
+    attempt("bob", hourly).await.expect("hourly is allowed");
+
+    // Reminders: three in all.
+    let call = add(&svc, "alice", json!({"title": "Call", "due": "2026-07-01T10:00", "reminders": [{"minutes_before": 5}, {"minutes_before": 10}]})).await;
+    let one_more = ReminderInput {
+        at: None,
+        minutes_before: Some(15),
+    };
+    svc.set_reminder(&alice, call.id, &common::spec(&one_more), now())
+        .await
+        .unwrap();
+    let over = ReminderInput {
+        at: None,
+        minutes_before: Some(20),
+    };
+    quota_error(
+        svc.set_reminder(&alice, call.id, &common::spec(&over), now())
+            .await,
+        "at most 3",
+    );
+    quota_error(
+        attempt("alice", json!({"title": "Ping", "reminders": [{"minutes_before": 1}], "due": "2026-07-01T10:00"})).await,
+        "at most 3",
+    );
+
+    // Tasks: four in all, whatever their state; a deletion makes room. Bob's are his own.
+    add(&svc, "alice", json!({"title": "Three"})).await;
+    add(&svc, "alice", json!({"title": "Four"})).await;
+    quota_error(attempt("alice", json!({"title": "Five"})).await, "4 tasks");
+    attempt("bob", json!({"title": "Bob's"}))
+        .await
+        .expect("another user's quota");
+    svc.delete(&alice, call.id, now()).await.unwrap();
+    attempt("alice", json!({"title": "Five"}))
+        .await
+        .expect("room again");
+    assert_eq!(count(&t.db, "tasks WHERE owner = 'alice'").await, 4);
+}
+
+/// Asserts a quota error, for a caller to act on, that says `names`.
+fn quota_error<T: std::fmt::Debug>(result: Result<T, AppError>, names: &str) {
+    match result {
+        Err(e @ AppError::QuotaExceeded(_)) => {
+            assert!(e.is_caller_error());
+            assert!(e.public_message().contains(names), "{e}");
+        }
+        other => panic!("expected a quota error, got {other:?}"),
+    }
 }

@@ -158,6 +158,7 @@ impl Engine {
         let mut records: BTreeMap<String, (TaskRecord, Option<std::time::Duration>)> =
             BTreeMap::new();
         let mut index = Vec::new();
+        let settled = Settled::new(self.settings.settled_ttl, now);
         for event in events {
             let key = task_key(event.change.task_id);
             let previous = match records.get(&key) {
@@ -167,8 +168,8 @@ impl Engine {
             if self.nothing_to_schedule(&event.change) && previous.is_none() {
                 continue;
             }
-            if let Some(record) = self.decide(&mut batch, &mut index, event, previous)? {
-                let ttl = record.deleted.then_some(self.settings.tombstone_ttl);
+            if let Some(record) = self.decide(&mut batch, &mut index, event, previous, settled)? {
+                let ttl = settled.task_ttl(&event.change, now);
                 records.insert(key, (record, ttl));
             }
         }
@@ -206,6 +207,7 @@ impl Engine {
         index: &mut Vec<(String, DateTime<Utc>)>,
         event: &Applying,
         previous: Option<TaskRecord>,
+        settled: Settled,
     ) -> Result<Option<TaskRecord>, PortError> {
         let change = &event.change;
         let _entered = event.span.enter();
@@ -219,7 +221,7 @@ impl Engine {
             series_id: change.series.as_ref().map(|s| s.series_id),
         };
         match &previous {
-            Some(cur) if cur.version().is_after(&change.version) || (cur.deleted && !deleted) => {
+            Some(cur) if cur.version().supersedes(&change.version) || (cur.deleted && !deleted) => {
                 tracing::debug!(task = %change.task_id, "skipped a stale task event");
                 return Ok(None);
             }
@@ -251,7 +253,7 @@ impl Engine {
             if deleted {
                 cancel_reminder(batch, change, id, Cancel::Forget)?;
             } else if change.is_active() {
-                arm_reminder(batch, index, change, trace, id, at)?;
+                arm_reminder(batch, index, change, trace, id, at, settled)?;
             } else {
                 cancel_reminder(batch, change, id, Cancel::KeepFired)?;
             }
@@ -389,10 +391,15 @@ fn arm_reminder(
     trace: Option<&str>,
     id: Uuid,
     at: DateTime<Utc>,
+    settled: Settled,
 ) -> Result<(), PortError> {
     let key = reminder_key(id);
     let current = batch.get::<ReminderRecord>(&key)?;
     if newer(current.as_ref(), change) {
+        return Ok(());
+    }
+    if current.is_none() && at < settled.before {
+        // Fired long ago, its record since expired: not to fire again.
         return Ok(());
     }
     let state = match &current {
@@ -413,12 +420,42 @@ fn arm_reminder(
         traceparent: trace.map(str::to_owned),
     };
     if current.as_ref() != Some(&record) {
-        batch.put(&key, &record, None)?;
+        let ttl = (state == ReminderState::Fired).then_some(settled.ttl);
+        batch.put(&key, &record, ttl)?;
     }
     if state == ReminderState::Pending {
         index.push((key, at));
     }
     Ok(())
+}
+
+/// How long what has settled is kept ([`crate::Settings::settled_ttl`]), as of one application.
+#[derive(Clone, Copy)]
+struct Settled {
+    ttl: std::time::Duration,
+    /// A reminder due before this with no record fired long ago.
+    before: DateTime<Utc>,
+}
+
+impl Settled {
+    fn new(ttl: std::time::Duration, now: DateTime<Utc>) -> Self {
+        let before = chrono::TimeDelta::from_std(ttl).map_or(DateTime::<Utc>::MIN_UTC, |t| now - t);
+        Self { ttl, before }
+    }
+
+    /// How long the task's record is kept: for good while it has a series; otherwise until
+    /// its last reminder is due, and then as long as late events may still come.
+    fn task_ttl(&self, change: &TaskChange, now: DateTime<Utc>) -> Option<std::time::Duration> {
+        if !change.is_active() {
+            return Some(self.ttl);
+        }
+        if change.series.is_some() {
+            return None;
+        }
+        let last = change.reminders.iter().map(|(_, at)| *at).max();
+        let left = last.map_or(Ok(std::time::Duration::ZERO), |at| (at - now).to_std());
+        Some(self.ttl + left.unwrap_or_default())
+    }
 }
 
 /// Whether a later event of the task wrote the reminder.

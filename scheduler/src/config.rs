@@ -35,6 +35,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub sweep_max_attempts: u32,
 
+    /// How long, in hours, the scheduler keeps what has settled: a fired reminder's record, the
+    /// record of a task with nothing left to fire (deleted, completed, or past its reminders).
+    /// Longer than any event can be late; a reminder more than this late is taken as fired.
+    #[arg(long, env = "TODO_SETTLED_RETENTION_HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub settled_retention_hours: u32,
+
     /// Where to serve Prometheus metrics (`GET /metrics`). Unset: no metrics endpoint.
     #[arg(long, env = "TODO_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

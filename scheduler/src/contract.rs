@@ -2,6 +2,8 @@
 //! store: memory, the database (SQLite and PostgreSQL) and Dapr's Redis store through a sidecar.
 //! The engine relies on exactly this, and on nothing a particular store does beyond it.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::ports::{Etag, PortError, StateStore, Write};
@@ -129,6 +131,42 @@ pub async fn check(store: &dyn StateStore, prefix: &str) {
     assert_eq!(get(store, &a).await.map(|(v, _)| v), Some(value(13)));
     assert!(get(store, &b).await.is_none() && get(store, &c).await.is_none());
     store.delete(&a, None).await.expect("clean up");
+
+    // A write without a TTL never expires, even over an entry that had one (alone or in a
+    // transaction): a fired reminder moved to a later time must not vanish with its old TTL.
+    let second = Some(Duration::from_secs(1));
+    let (d, e) = (key("d"), key("e"));
+    for k in [&d, &e] {
+        store
+            .put(k, &value(40), None, second)
+            .await
+            .expect("insert with a TTL");
+    }
+    let (_, ed) = get(store, &d).await.expect("d");
+    let (_, ee) = get(store, &e).await.expect("e");
+    store
+        .put(&d, &value(41), Some(&ed), None)
+        .await
+        .expect("write over it without a TTL");
+    let writes = [Write::Put {
+        key: e.clone(),
+        value: value(41),
+        etag: Some(ee),
+        ttl: None,
+    }];
+    store
+        .transact(&writes)
+        .await
+        .expect("the same in a transaction");
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    for k in [&d, &e] {
+        assert_eq!(
+            get(store, k).await.map(|(v, _)| v),
+            Some(value(41)),
+            "{k}: written without a TTL, it does not expire"
+        );
+        store.delete(k, None).await.expect("clean up");
+    }
 }
 
 fn insert(key: &str, n: i64) -> Write {

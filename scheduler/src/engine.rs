@@ -32,8 +32,10 @@ const EARLY_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// How long a deleted task's tombstone is kept, against late events.
-    pub tombstone_ttl: Duration,
+    /// How long what has settled is kept: a fired reminder's record, the record of a task with
+    /// nothing left to fire (a deleted one's is its tombstone, against late events). Longer
+    /// than any event can be late: a reminder this late with no record is taken as fired.
+    pub settled_ttl: Duration,
     /// How long after its time the sweep takes over an item its job has not fired.
     pub sweep_grace: chrono::TimeDelta,
     /// Shards per hour of the sweep's index: spreads concurrent writes over more keys.
@@ -52,7 +54,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            tombstone_ttl: Duration::from_secs(7 * 24 * 3600),
+            settled_ttl: Duration::from_secs(7 * 24 * 3600),
             sweep_grace: chrono::TimeDelta::seconds(30),
             index_shards: 64,
             slot_shards: 64,
@@ -206,7 +208,7 @@ impl Engine {
                     state: ReminderState::Fired,
                     ..record
                 };
-                Ok(Step::Put(fired, None, done))
+                Ok(Step::Put(fired, Some(self.settings.settled_ttl), done))
             },
         )
         .await?;

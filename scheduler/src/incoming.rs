@@ -61,6 +61,16 @@ pub struct TaskVersion {
 }
 
 impl TaskVersion {
+    /// Whether an event at `other` has nothing to add over this version: an earlier one, or
+    /// the same version again (a replay under another event id).
+    pub fn supersedes(&self, other: &TaskVersion) -> bool {
+        if self.number > 0 && other.number > 0 {
+            self.number >= other.number
+        } else {
+            self.updated_at > other.updated_at
+        }
+    }
+
     /// Whether this version comes after `other`.
     pub fn is_after(&self, other: &TaskVersion) -> bool {
         if self.number > 0 && other.number > 0 {

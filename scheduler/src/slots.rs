@@ -391,7 +391,7 @@ impl Engine {
                 key: f.key.clone(),
                 value,
                 etag: Some(f.etag.clone()),
-                ttl: None,
+                ttl: Some(self.settings.settled_ttl),
             });
         }
         match self.store.transact(&writes).await {

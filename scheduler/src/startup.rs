@@ -33,9 +33,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let settings = Settings {
         sweep_grace: chrono::TimeDelta::seconds(i64::from(config.sweep_grace_seconds)),
         sweep_max_attempts: config.sweep_max_attempts,
+        settled_ttl: std::time::Duration::from_secs(
+            u64::from(config.settled_retention_hours) * 3600,
+        ),
         ..Settings::default()
     };
     let engine = Engine::new(port.clone(), port.clone(), port, settings);
+    // A state lost while the service was down is asked for at once, not at the first sweep:
+    // the replay then comes before the work of the new replica.
+    let (checking, sidecar_up, stop) = (engine.clone(), client.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        if sidecar_up.wait_ready(&stop).await
+            && let Err(e) = checking.check_epoch(chrono::Utc::now()).await
+        {
+            tracing::warn!(error = %e, "could not check the state's epoch at start; the sweep tries again");
+        }
+    });
     let state = Arc::new(AppState {
         intake: Intake::start(engine.clone()),
         engine,

@@ -11,6 +11,7 @@ use todo_scheduler::memory::InMemory;
 use todo_scheduler::records::{FAILING_KEY, FailingEntries};
 use todo_scheduler::sweep::FailingReport;
 use todo_scheduler::{Settings, StateStore};
+use todo_shared::events::EventType;
 use uuid::Uuid;
 
 fn now() -> DateTime<Utc> {
@@ -54,6 +55,7 @@ fn fired(w: &InMemory) -> Vec<Uuid> {
     w.published
         .published()
         .iter()
+        .filter(|e| e.event_type == EventType::ReminderTriggered)
         .map(|e| serde_json::from_value(e.envelope["data"]["reminder_id"].clone()).unwrap())
         .collect()
 }

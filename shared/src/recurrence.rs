@@ -527,6 +527,28 @@ impl Recurrence {
         }
     }
 
+    /// The shortest time between consecutive firings of a cron rule among its first `samples`
+    /// from `from`; `None` for calendar rules (at most daily) and for a rule that fires fewer
+    /// than twice.
+    pub fn shortest_cron_gap(
+        &self,
+        from: DateTime<Utc>,
+        zone: Tz,
+        samples: usize,
+    ) -> Option<TimeDelta> {
+        let Rule::Cron(rule) = &self.rule else {
+            return None;
+        };
+        let firings: Vec<DateTime<Utc>> =
+            std::iter::successors(rule.next_after(from.with_timezone(&zone)), |t| {
+                rule.next_after(*t)
+            })
+            .take(samples)
+            .map(|t| t.with_timezone(&Utc))
+            .collect();
+        firings.windows(2).map(|w| w[1] - w[0]).min()
+    }
+
     /// A short human summary, e.g. "every 2 weeks on Mon, Wed until 2026-12-31" or
     /// "cron '0 9 * * 1-5' for 10 occurrences". `until` is shown in `zone`: as a date when it
     /// is the end of a day, otherwise with its local time.

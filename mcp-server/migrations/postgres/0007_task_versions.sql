@@ -12,3 +12,6 @@ CREATE TABLE ended_series (
 
 -- A series' newest occurrence, which a resync replays.
 CREATE INDEX tasks_by_series ON tasks (series_id, due_at) WHERE series_id IS NOT NULL;
+
+-- A user's reminders, counted against their quota.
+CREATE INDEX reminders_by_owner ON reminders (owner);

@@ -5,6 +5,7 @@
 //!   [`TaskPatch`], …); [`listing`]: the `list_tasks` query and its cursor.
 //! - [`tasks`]: [`TaskService`], one transaction per operation with its lifecycle event.
 //! - [`notifications`]: [`NotificationService`], fired reminders kept and announced.
+//! - [`quotas`]: [`Quotas`], how much one user may hold.
 //! - [`resync`]: [`ResyncService`], the schedule replayed to a scheduler that lost its state.
 //!
 //! Services read and write through [`crate::store`] and never see a wire type: the tools
@@ -15,9 +16,11 @@
 //! [`TaskService`]: tasks::TaskService
 //! [`NotificationService`]: notifications::NotificationService
 //! [`ResyncService`]: resync::ResyncService
+//! [`Quotas`]: quotas::Quotas
 
 pub mod commands;
 pub mod listing;
 pub mod notifications;
+pub mod quotas;
 pub mod resync;
 pub mod tasks;

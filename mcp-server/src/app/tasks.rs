@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::commands::{NewTask, TaskPatch};
 use super::listing::{ListQuery, RowKey};
+use super::quotas::Quotas;
 use crate::error::{AppError, AppResult};
 use crate::store::processed::{self, EventKey};
 use crate::store::reminders::{self, ReminderRow};
@@ -47,6 +48,8 @@ pub struct Page {
 #[derive(Debug, Clone)]
 pub struct TaskService {
     db: Db,
+    /// How much each user may hold.
+    quotas: Quotas,
     /// Signalled after every commit that wrote an event, so the outbox relay sends it at once.
     events_committed: Arc<Notify>,
 }
@@ -55,8 +58,14 @@ impl TaskService {
     pub fn new(db: Db) -> Self {
         Self {
             db,
+            quotas: Quotas::default(),
             events_committed: Arc::new(Notify::new()),
         }
+    }
+
+    /// The service with other quotas than the defaults.
+    pub fn with_quotas(self, quotas: Quotas) -> Self {
+        Self { quotas, ..self }
     }
 
     /// The database the service works on.
@@ -118,7 +127,15 @@ impl TaskService {
             .map(|(trigger, at)| new_reminder(id, *trigger, *at))
             .collect();
 
-        let tx = self.db.begin().await?;
+        let mut tx = self.db.begin().await?;
+        self.quotas.check_task(&mut tx, &row.owner).await?;
+        if let (Some(Json(rule)), Some(start)) = (&row.recurrence, row.series_start) {
+            self.quotas.check_rule(rule, start, new.zone.tz())?;
+            self.quotas.check_series(&mut tx, &row.owner).await?;
+        }
+        self.quotas
+            .check_reminders(&mut tx, &row.owner, reminders.len())
+            .await?;
         self.insert_new(tx, &row, reminders, now).await
     }
 
@@ -230,6 +247,7 @@ impl TaskService {
             row.time_zone = zone.name().to_owned();
         }
         let series_before = row.series_id.filter(|_| row.recurrence.is_some());
+        let rule_given = matches!(zoned.recurrence, Some(Some(_)));
         let due_before = row.due_at;
         let due_changed = matches!(zoned.due, Some(due) if due != row.due_at);
         if let Some(due) = zoned.due {
@@ -251,8 +269,16 @@ impl TaskService {
             (Some(series), None) => {
                 end_series_if_newest(&mut tx, series, &row, due_before, now).await?;
             }
-            (None, Some(series)) => schedule::resume_series(&mut tx, series).await?,
+            (None, Some(series)) => {
+                self.quotas.check_series(&mut tx, &row.owner).await?;
+                schedule::resume_series(&mut tx, series).await?;
+            }
             _ => {}
+        }
+        if let (Some(Json(rule)), Some(start), true) =
+            (&row.recurrence, row.series_start, rule_given)
+        {
+            self.quotas.check_rule(rule, start, row.zone()?.tz())?;
         }
         if due_changed {
             move_relative_reminders(&mut tx, &row, &mut reminders).await?;
@@ -326,7 +352,9 @@ impl TaskService {
         now: DateTime<Utc>,
     ) -> AppResult<TaskSnapshot> {
         let mut tx = self.db.begin().await?;
-        let (row, reminders) = tasks::load_for_update(&mut tx, owner.as_str(), id).await?;
+        let (mut row, reminders) = tasks::load_for_update(&mut tx, owner.as_str(), id).await?;
+        // The deletion is a change of its own: its event comes after every other of the task.
+        row.touch(now);
         let data = TaskEventData::snapshot(row.snapshot(&reminders)?);
         if let (Some(series), Some(_)) = (row.series_id, &row.recurrence) {
             end_series_if_newest(&mut tx, series, &row, row.due_at, now).await?;
@@ -359,6 +387,7 @@ impl TaskService {
         }
         let trigger = spec.resolve(row.zone()?.tz())?;
         let at = trigger.check_future("reminder", row.due_at, now)?;
+        self.quotas.check_reminders(&mut tx, &row.owner, 1).await?;
         let before = row.snapshot(&reminders)?;
         let reminder = new_reminder(id, trigger, at);
         reminders::insert(&mut tx, &row.owner, &reminder, now).await?;
@@ -432,6 +461,14 @@ impl TaskService {
             tx.commit().await?;
             return Ok(None);
         };
+        match self.quotas.check_task(&mut tx, owner.as_str()).await {
+            Err(AppError::QuotaExceeded(reason)) => {
+                tracing::warn!(series = %event.series_id, %reason, "skipped an occurrence: its user holds all the tasks allowed");
+                tx.commit().await?;
+                return Ok(None);
+            }
+            other => other?,
+        }
         let mut row = template;
         row.id = event.task_id;
         row.due_at = Some(event.due);

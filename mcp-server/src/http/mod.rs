@@ -1,5 +1,5 @@
 //! The HTTP transport: streamable HTTP at `/mcp` behind bearer authentication ([`auth`]), and
-//! the probes ([`probes`]).
+//! the probes ([`probes`]). Each user gets a fair share of the server ([`fairness`]).
 //!
 //! `/mcp` runs without sessions: every request builds its handler from shared state and carries
 //! its own user, so any replica behind a Service can answer any request. Responses stream as
@@ -7,6 +7,7 @@
 //! checked against allow-lists to stop DNS-rebinding attacks from browsers.
 
 pub mod auth;
+pub mod fairness;
 mod probes;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
 use self::auth::{TokenVerifier, require_bearer};
+use self::fairness::{FairShare, Fairness, fair_share};
 use crate::mcp::TodoServer;
 use crate::store::Db;
 
@@ -32,6 +34,8 @@ pub struct HttpSettings {
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// What one user may use of the server.
+    pub fair_share: FairShare,
 }
 
 /// Builds the router: `/mcp` (authenticated), `/healthz` and `/readyz`.
@@ -55,6 +59,10 @@ pub fn router(
     );
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(Fairness::new(settings.fair_share)),
+            fair_share,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             settings.verifier,
             require_bearer,

@@ -9,7 +9,8 @@
 //! - [`notifications`]: fired reminders kept for `list_notifications`;
 //! - [`outbox`]: lifecycle events, from the transaction that writes them to the relay that
 //!   publishes them; [`dead_letters`]: the events it gave up on; [`processed`]: the events each
-//!   consumer has handled; [`retention`]: how long what grows with use is kept;
+//!   consumer has handled; [`retention`]: how long what grows with use is kept; [`quotas`]:
+//!   how much a user holds;
 //! - [`schedule`]: what a resync replays to the scheduler, and the series that ended;
 //!   [`scheduler_state`] and [`scheduler_jobs`]: the embedded scheduler's state store and
 //!   durable jobs (the engine's ports on this database).
@@ -22,6 +23,7 @@ pub mod notifications;
 pub mod outbox;
 pub mod processed;
 mod query;
+pub mod quotas;
 pub mod reminders;
 pub mod retention;
 pub mod schedule;
