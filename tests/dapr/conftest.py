@@ -56,6 +56,7 @@ from dapr_support import (
     SchedulerApp,
     Postgres,
     ProbeApp,
+    RedisServer,
     free_port,
     consumer_group_caught_up,
     redis_flushall,
@@ -296,11 +297,15 @@ class Group:
 
 
 def write_group_resources(
-    infra: Infra, name: str, app_id: str, secrets_data: dict[str, str]
+    infra: Infra,
+    name: str,
+    app_id: str,
+    secrets_data: dict[str, str],
+    redis_host: str | None = None,
 ) -> Path:
     return write_resources(
         infra.base / name / "resources",
-        redis_host=infra.redis_host,
+        redis_host=redis_host or infra.redis_host,
         app_ids=[app_id],
         secrets_data=secrets_data,
     )
@@ -317,10 +322,12 @@ def start_group(
     daprd_env: dict[str, str] | None = None,
     daprd_args: list[str] | None = None,
     server_env: dict[str, str] | None = None,
+    redis_host: str | None = None,
 ) -> Group:
+    """Starts a group; `redis_host` puts its components on a Redis other than the session's."""
     url = database_url or infra.pg.create_database()
     resources = write_group_resources(
-        infra, name, app_id, {"jwt-secret": JWT_SECRET, "database-url": url}
+        infra, name, app_id, {"jwt-secret": JWT_SECRET, "database-url": url}, redis_host
     )
     config = write_tracing_config(infra.base / name / "tracing.yaml")
     group = Group(app_id, url, resources)
@@ -434,7 +441,8 @@ def schedulers(
 ) -> Iterator[Any]:
     """`schedulers(replicas=1, **resource_options)` starts todo-scheduler replicas, stopped after
     the test. One app-id for all: its consumer group, state and jobs carry over between tests,
-    as they would across deployments."""
+    as they would across deployments (`redis_host`: its components on a Redis of the test's own,
+    with a state and consumer group of their own; the jobs stay shared)."""
     started: list[SchedulerGroup] = []
 
     def start(
@@ -443,11 +451,13 @@ def schedulers(
         cron_schedule: str = "@every 1m",
         env: dict[str, str] | None = None,
         app_token: str | None = None,
+        redis_host: str | None = None,
     ) -> SchedulerGroup:
         name = f"scheduler-{len(started)}"
+        redis_host = redis_host or infra.redis_host
         resources = write_resources(
             infra.base / name / "resources",
-            redis_host=infra.redis_host,
+            redis_host=redis_host,
             app_ids=[SCHEDULER_APP_ID],
             pubsub_metadata=pubsub_metadata,
             cron_schedule=cron_schedule,
@@ -486,7 +496,7 @@ def schedulers(
         # Events other tests published before the scheduler ran are worked off first, so that
         # the test's own timings measure its own events.
         wait_until(
-            lambda: consumer_group_caught_up(infra.redis_host, TOPIC_TASKS, SCHEDULER_APP_ID),
+            lambda: consumer_group_caught_up(redis_host, TOPIC_TASKS, SCHEDULER_APP_ID),
             timeout=120,
             what="the scheduler to catch up with the `tasks` stream",
             interval=0.2,
@@ -498,3 +508,24 @@ def schedulers(
     finally:
         for g in started:
             g.close()
+
+
+# --- a Redis of the test's own ------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_redis(
+    infra: Infra, proc_logs: list[tuple[str, Path]], tmp_path: Path
+) -> Iterator[RedisServer]:
+    """A started redis-server of the test's own (own port and dir, nothing on disk), for tests
+    that wipe or restart Redis without disturbing the others: pass its `host` as `redis_host` to
+    `groups(...)` and `schedulers(...)`. Request it before them, so that it stops after them."""
+    binary = _script("redis.sh", "env").get("REDIS_SERVER") or shutil.which("redis-server")
+    if not binary:
+        pytest.fail("no redis-server (scripts/redis.sh env printed no REDIS_SERVER)")
+    server = RedisServer(binary, tmp_path / "redis")
+    proc_logs.append(("redis (the test's own)", server.log))
+    try:
+        yield server.start()
+    finally:
+        server.kill()

@@ -947,6 +947,81 @@ def redis_flushall(host: str) -> None:
     assert reply.startswith(b"+OK"), f"FLUSHALL on {host}: {reply!r}"
 
 
+def redis_keys(host: str, pattern: str) -> list[str]:
+    """The keys matching `pattern` (SCAN, so a large keyspace is not blocked). Dapr's Redis state
+    store keeps key `k` of app `a` as `a||k`."""
+    keys: list[str] = []
+    cursor = "0"
+    while True:
+        cursor, batch = redis_command(host, "SCAN", cursor, "MATCH", pattern, "COUNT", "1000")
+        keys.extend(batch)
+        if cursor == "0":
+            return sorted(set(keys))
+
+
+def stream_events(host: str, stream: str) -> list[dict[str, Any]]:
+    """The CloudEvents Dapr's Redis pub/sub holds in `stream` (a topic), oldest first: whatever
+    was published since the stream began, read or not, up to its length bound."""
+    events = []
+    for _entry_id, fields in redis_command(host, "XRANGE", stream, "-", "+") or []:
+        data = dict(zip(fields[::2], fields[1::2], strict=True)).get("data")
+        events.append(json.loads(data) if data else {})
+    return events
+
+
+class RedisServer:
+    """A redis-server of one test's own (own port and dir, started as `scripts/redis.sh` starts
+    the session's), for tests that lose Redis without disturbing the others. Without
+    `persistent` it keeps nothing on disk (no RDB, no AOF) and each start is in a fresh dir, so
+    `kill` and `start` are a Redis restarted without persistence on the same port (a Redis pod
+    rescheduled onto an `emptyDir`); `persistent` keeps an append-only file across restarts."""
+
+    def __init__(self, binary: str, base: Path, persistent: bool = False) -> None:
+        self.binary = binary
+        self.base = base
+        self.persistent = persistent
+        self.port = free_port()
+        self.starts = 0
+        self.proc: Proc | None = None
+        base.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.base / "redis.log"
+
+    def start(self, timeout: float = 30) -> RedisServer:
+        assert self.proc is None or not self.proc.alive(), f"redis on {self.host} is running"
+        self.starts += 1
+        data = self.base / ("data" if self.persistent else f"data-{self.starts}")
+        data.mkdir(exist_ok=True)
+        argv = [self.binary, "--bind", "127.0.0.1", "--port", str(self.port),
+                "--dir", str(data), "--save", ""]  # fmt: skip
+        argv += (["--appendonly", "yes", "--appendfsync", "always"] if self.persistent
+                 else ["--appendonly", "no"])  # fmt: skip
+        self.proc = Proc(f"redis {self.host}", argv, clean_env(), self.log).start()
+
+        def up() -> bool:
+            if not self.proc.alive():
+                raise AssertionError(f"redis-server on {self.host} exited:\n{tail(self.log)}")
+            return redis_command(self.host, "PING") == "PONG"
+
+        wait_until(up, timeout, f"redis-server on {self.host}")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: gone at once, nothing saved (as a node lost)."""
+        if self.proc is not None and self.proc.alive():
+            _signal_group(self.proc.proc.pid, signal.SIGKILL)
+            self.proc.proc.wait(10)
+
+    def flushall(self) -> None:
+        redis_flushall(self.host)
+
+
 # --- scenario helpers ---------------------------------------------------------------------------
 
 
