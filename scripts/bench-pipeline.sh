@@ -15,7 +15,8 @@
 #      and this run cannot disturb each other. Resources are generated from components/ (the
 #      Redis address, a secrets file with `jwt-secret` and `database-url`, app-id `bench-sink`
 #      added to the pub/sub scopes; resiliency and the cron bindings, `@every 1m`, as they are);
-#   3. the outbox relay: `todo-mcp --transport http --events dapr` beside its daprd
+#   3. the outbox relay: `todo-mcp --transport http --events dapr` beside its daprd (the
+#      per-user fair share and quotas off: one user drives the load)
 #      (app-id mcp-server) relays its outbox to topic `tasks`; `todo-bench pipeline sink` beside
 #      its own daprd (app-id bench-sink) records when each event arrives.
 #        a. commit-to-delivery latency at $PIPELINE_RATE events/s for $PIPELINE_DURATION s, for
@@ -336,7 +337,8 @@ if phase_on relay; then
     # The JWT secret and the database URL come from the secret store through the sidecar.
     start todo-mcp "$RUN/todo-mcp.log" DAPR_GRPC_PORT="$MCP_DAPR_GRPC" RUST_LOG="$PIPELINE_LOG" -- \
         "$SERVER_BIN" --transport http --listen "127.0.0.1:$MCP_PORT" \
-        --app-listen "127.0.0.1:$MCP_APP_PORT" --events dapr
+        --app-listen "127.0.0.1:$MCP_APP_PORT" --events dapr \
+        --rate-limit-per-second 0 --requests-in-flight-per-user 1024 --tasks-per-user 4000000000
     MCP_PID=$LAST_PID
     wait_http "http://127.0.0.1:$MCP_PORT/healthz" 200 todo-mcp "$MCP_PID" "$RUN/todo-mcp.log" 90
     wait_http "http://127.0.0.1:$MCP_DAPR_HTTP/v1.0/healthz" 204 "daprd mcp-server" "$MCP_DAPR_PID" "$RUN/daprd-mcp.log"

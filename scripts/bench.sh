@@ -100,7 +100,10 @@ start_server() {
     local port
     port="$(free_port)"
     MCP_URL="http://127.0.0.1:$port/mcp"
-    local server_args=(--transport http --listen "127.0.0.1:$port" --database-url "$BENCH_URL" --events embedded)
+    # One user per tool drives all its clients: the per-user fair share and quotas would measure
+    # themselves, not the server (scripts/bench-fairness.sh measures the fair share).
+    local server_args=(--transport http --listen "127.0.0.1:$port" --database-url "$BENCH_URL" --events embedded
+        --rate-limit-per-second 0 --requests-in-flight-per-user 1024 --tasks-per-user 4000000000)
     [[ -n "$BENCH_DB_MAX_CONNECTIONS" ]] && server_args+=(--db-max-connections "$BENCH_DB_MAX_CONNECTIONS")
     "$SERVER_BIN" "${server_args[@]}" >>"$OUT/server.log" 2>&1 &
     SERVER_PID=$!

@@ -39,16 +39,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ..Settings::default()
     };
     let engine = Engine::new(port.clone(), port.clone(), port, settings);
-    // A state lost while the service was down is asked for at once, not at the first sweep:
-    // the replay then comes before the work of the new replica.
-    let (checking, sidecar_up, stop) = (engine.clone(), client.clone(), shutdown.clone());
-    tokio::spawn(async move {
-        if sidecar_up.wait_ready(&stop).await
-            && let Err(e) = checking.check_epoch(chrono::Utc::now()).await
-        {
-            tracing::warn!(error = %e, "could not check the state's epoch at start; the sweep tries again");
-        }
-    });
     let state = Arc::new(AppState {
         intake: Intake::start(engine.clone()),
         engine,
@@ -69,6 +59,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             }
         });
     }
+    // A state lost while the service was down is asked for at once, not at the first sweep:
+    // the replay then comes before the work of the new replica.
+    let (checking, sidecar_up, stop) = (
+        state.engine.clone(),
+        state.sidecar.clone(),
+        shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        if sidecar_up.wait_ready(&stop).await
+            && let Err(e) = checking.check_epoch(chrono::Utc::now()).await
+        {
+            tracing::warn!(error = %e, "could not check the state's epoch at start; the sweep tries again");
+        }
+    });
     axum::serve(listener, router(state, token))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -5,8 +5,8 @@
 //! (as `application/cloudevents+json`) so that Dapr passes it through unchanged.
 //!
 //! `data` of the task events is a [`TaskEventData`]: the full task after the change (before it,
-//! for `deleted`) and, for `updated` and `completed`, the fields that changed with their old and
-//! new values:
+//! for `deleted`; as it is, for `resynced`, the replay a resync asks for) and, for `updated` and
+//! `completed`, the fields that changed with their old and new values:
 //!
 //! ```json
 //! {

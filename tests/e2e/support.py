@@ -37,6 +37,7 @@ TASK_KEYS = {
     "created_at",
     "updated_at",
     "completed_at",
+    "version",
 }
 
 PROTOCOL = {"legacy": "2025-11-25", "auto": "2026-07-28"}
@@ -148,6 +149,7 @@ def assert_task_shape(task: dict[str, Any]) -> None:
         parse_ts(r["at"])
     parse_ts(task["created_at"])
     parse_ts(task["updated_at"])
+    assert isinstance(task["version"], int) and task["version"] >= 1, task["version"]
 
 
 # --- times --------------------------------------------------------------------------------------

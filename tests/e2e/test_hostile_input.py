@@ -363,10 +363,17 @@ def test_a_hundred_thousand_repeated_weekdays_are_one_weekday(http: HttpServer):
     assert task["recurrence"]["rule"]["weekdays"] == ["mo"]
 
 
-def test_every_minute_with_the_largest_count_is_accepted_and_the_server_stays_responsive(http: HttpServer):
+def test_every_minute_is_refused_and_hourly_with_the_largest_count_is_accepted(http: HttpServer):
     w = Wire(http, new_user())
-    rule = {"frequency": "cron", "cron": "* * * * *", "count": 10_000}
-    task = w.call("add_task", {"title": "every minute", "due": f"{Y}-01-01T00:00:00Z", "recurrence": rule})["task"]
+    before = w.state()
+    every_minute = {"frequency": "cron", "cron": "* * * * *"}
+    args = {"title": "every minute", "due": f"{Y}-01-01T00:00:00Z", "recurrence": every_minute}
+    message = w.rpc(w.call_body("add_task", args))
+    assert message["result"]["isError"] is True, text_of(message["result"])
+    assert "60 minutes" in text_of(message["result"])
+    assert w.state() == before
+    rule = {"frequency": "cron", "cron": "0 * * * *", "count": 10_000}
+    task = w.call("add_task", {"title": "every hour", "due": f"{Y}-01-01T00:00:00Z", "recurrence": rule})["task"]
     assert task["recurrence"]["rule"] == rule
     # The server stays responsive while the series is scheduled.
     assert_survived(w, w.state())

@@ -170,10 +170,11 @@ async def test_update_task_changes_only_the_given_fields(transport):
         assert out["changed"] == ["title"]
         after = out["task"]
         assert after["title"] == "Buy oat milk"
-        unchanged = ("title", "updated_at", "created_at")
+        unchanged = ("title", "updated_at", "created_at", "version")
         assert without(after, *unchanged) == without(before, *unchanged)
         assert same_instant(after["created_at"], before["created_at"])
         assert parse_ts(after["updated_at"]) > parse_ts(before["updated_at"])
+        assert after["version"] == before["version"] + 1
 
         out = await call_ok(
             c,

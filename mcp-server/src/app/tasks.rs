@@ -353,6 +353,7 @@ impl TaskService {
     ) -> AppResult<TaskSnapshot> {
         let mut tx = self.db.begin().await?;
         let (mut row, reminders) = tasks::load_for_update(&mut tx, owner.as_str(), id).await?;
+        let deleted = row.snapshot(&reminders)?;
         // The deletion is a change of its own: its event comes after every other of the task.
         row.touch(now);
         let data = TaskEventData::snapshot(row.snapshot(&reminders)?);
@@ -362,7 +363,7 @@ impl TaskService {
         tasks::delete(&mut tx, owner.as_str(), id).await?;
         self.commit_with(tx, EventType::TaskDeleted, &data, now)
             .await?;
-        Ok(data.task)
+        Ok(deleted)
     }
 
     /// Adds a reminder; returns the task and the new reminder's id.
