@@ -1,10 +1,14 @@
 //! `http` and `stdio`: tool calls against `todo-mcp`, timed.
 //!
 //! `http` runs N closed-loop clients, each on its own HTTP/1.1 keep-alive connection, for a
-//! duration (the rate is completions per second of the measured window, as with `pgbench -T`) or
-//! for a number of calls. `stdio` spawns the server on stdio, initialises it and times
-//! sequential calls. A call's latency runs from sending the request until the whole response is
-//! in; reading it comes after, so that the client's parsing is not counted as the server's time.
+//! duration (the rate is completions per second of the measured window, as with `pgbench -T`;
+//! SIGTERM or SIGINT ends the window early) or for a number of calls. A client may pace its
+//! calls (`--interval-ms`: a user with think time rather than a loop). An HTTP 429, the server's
+//! per-user fair share refusing a request, is an error unless `--on-429` counts it apart as
+//! refused, with or without waiting its `Retry-After`. `stdio` spawns the server on stdio,
+//! initialises it and times sequential calls. A call's latency runs from sending the request
+//! until the whole response is in; reading it comes after, so that the client's parsing is not
+//! counted as the server's time.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -36,7 +40,8 @@ pub struct CallArgs {
     /// Tool arguments as a JSON object; `{n}` in it is replaced by a per-call counter.
     #[arg(long, default_value = "{}")]
     args: String,
-    /// Measure for this many seconds (ignored with --calls).
+    /// Measure for this many seconds (ignored with --calls); over HTTP, SIGTERM or SIGINT ends
+    /// the window sooner, and the result covers the window until then.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     /// Measure exactly this many calls instead of a duration.
@@ -72,8 +77,29 @@ pub struct HttpArgs {
     /// PID of the server, for the CPU split.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// What a client does with an HTTP 429 (the server's fair share refusing a request).
+    #[arg(long, value_enum, default_value_t = On429::Error)]
+    on_429: On429,
+    /// Each client starts its calls at least this many milliseconds apart (a user with think
+    /// time); a call that takes longer delays the next, which then starts at once. 0: back to
+    /// back.
+    #[arg(long, default_value_t = 0.0)]
+    interval_ms: f64,
     #[command(flatten)]
     call: CallArgs,
+}
+
+/// What an HTTP client does with a 429 answer.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum On429 {
+    /// A failed call, as any answer that is not a successful tool result: the run is invalid.
+    Error,
+    /// Counted as refused, apart from errors; the client sends its next call at once, ignoring
+    /// `Retry-After` (a client that does not back off, the hardest on the server).
+    Count,
+    /// Counted as refused; the client waits the `Retry-After` the server sent before its next
+    /// call.
+    Wait,
 }
 
 /// `todo-bench stdio`.
@@ -104,6 +130,10 @@ struct Stats {
     /// Successful calls, warm-up included.
     all_ok: u64,
     errors: u64,
+    /// Calls answered 429 inside the measured window (with `--on-429 count` or `wait`), and how
+    /// long the server took to say no.
+    refused: u64,
+    refused_latency: Latencies,
     reconnects: u64,
     first_error: Option<String>,
 }
@@ -113,6 +143,8 @@ impl Stats {
         self.latency.merge(&other.latency);
         self.all_ok += other.all_ok;
         self.errors += other.errors;
+        self.refused += other.refused;
+        self.refused_latency.merge(&other.refused_latency);
         self.reconnects += other.reconnects;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
@@ -135,7 +167,16 @@ impl Stats {
         }
     }
 
-    /// The result line of a measured window.
+    /// Counts a call the server refused (HTTP 429), when refusals are not errors.
+    fn refusal(&mut self, took: Duration, measured: bool) {
+        if measured {
+            self.refused += 1;
+            self.refused_latency.record_duration(took);
+        }
+    }
+
+    /// The result line of a measured window: `rate` counts successful calls, `refused_rate`
+    /// the calls answered 429 (when they are not errors).
     fn summary(self, transport: &str, call: &CallArgs, clients: usize, elapsed: Duration) -> Value {
         let ok = self.latency.len();
         let secs = elapsed.as_secs_f64();
@@ -152,9 +193,14 @@ impl Stats {
             "reconnects": self.reconnects,
             "seconds": secs,
             "rate": if secs > 0.0 { ok as f64 / secs } else { 0.0 },
+            "refused": self.refused,
+            "refused_rate": if secs > 0.0 { self.refused as f64 / secs } else { 0.0 },
         });
         if let (Some(out), Value::Object(latency)) = (out.as_object_mut(), self.latency.summary()) {
             out.extend(latency);
+        }
+        if self.refused > 0 {
+            out["refused_latency"] = self.refused_latency.summary();
         }
         out
     }
@@ -240,6 +286,11 @@ impl HttpTarget {
             .await
             .map_err(|e| CallError::Io(format!("request failed: {e}")))?;
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let body = resp
             .into_body()
             .collect()
@@ -247,10 +298,18 @@ impl HttpTarget {
             .map_err(|e| CallError::Io(format!("reading the body: {e}")))?
             .to_bytes();
         if !status.is_success() {
-            return Err(CallError::Rejected(format!(
+            let message = format!(
                 "HTTP {status}: {}",
                 mcp::truncate(&String::from_utf8_lossy(&body), 300)
-            )));
+            );
+            return Err(if status == hyper::StatusCode::TOO_MANY_REQUESTS {
+                CallError::Refused {
+                    retry_after,
+                    message,
+                }
+            } else {
+                CallError::Rejected(message)
+            });
         }
         Ok(body)
     }
@@ -296,15 +355,31 @@ impl Phase {
     }
 }
 
+/// How each client of a run behaves, apart from what it calls.
+#[derive(Clone, Copy)]
+struct Manner {
+    on_429: On429,
+    /// Least time between the starts of two calls of a client.
+    interval: Duration,
+}
+
 async fn http_client(
     target: Arc<HttpTarget>,
     phase: Arc<Phase>,
     client: u64,
     counter: Arc<AtomicU64>,
+    manner: Manner,
 ) -> Stats {
     let mut stats = Stats::default();
     let mut conn: Option<Conn> = None;
-    while let Some(measured) = phase.next() {
+    let mut next_start = tokio::time::Instant::now();
+    loop {
+        if !manner.interval.is_zero() {
+            tokio::time::sleep_until(next_start).await;
+            // No catching up after a slow call: the next one starts an interval after this one.
+            next_start = tokio::time::Instant::now() + manner.interval;
+        }
+        let Some(measured) = phase.next() else { break };
         let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
         let c = match conn.as_mut() {
             Some(c) => c,
@@ -325,6 +400,15 @@ async fn http_client(
         let sent = target.send(c, client, n).await;
         let took = start.elapsed();
         let outcome = sent.and_then(|body| mcp::tool_succeeded(&body, n));
+        if let Err(CallError::Refused { retry_after, .. }) = &outcome
+            && manner.on_429 != On429::Error
+        {
+            stats.refusal(took, phase.counts(measured));
+            if let (On429::Wait, Some(wait)) = (manner.on_429, retry_after) {
+                tokio::time::sleep(*wait).await;
+            }
+            continue;
+        }
         if let Err(CallError::Io(_)) = outcome {
             conn = None;
             stats.reconnects += 1;
@@ -332,6 +416,13 @@ async fn http_client(
         let outcome = outcome.map_err(|e| match e {
             CallError::Io(m) => CallError::Io(format!("client {client}: {m}")),
             CallError::Rejected(m) => CallError::Rejected(format!("client {client}: {m}")),
+            CallError::Refused {
+                retry_after,
+                message,
+            } => CallError::Refused {
+                retry_after,
+                message: format!("client {client}: {message}"),
+            },
         });
         stats.outcome(outcome, took, phase.counts(measured));
     }
@@ -365,6 +456,13 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<Value> {
         warmup_remaining: AtomicU64::new(call.warmup_calls),
     });
     let counter = Arc::new(AtomicU64::new(0));
+    let manner = Manner {
+        on_429: args.on_429,
+        interval: Duration::from_secs_f64(args.interval_ms.max(0.0) / 1e3),
+    };
+    // Duration runs only (a calls run keeps the default: a signal ends the process). Installed
+    // before the clients start, so that a signal from then on ends the window.
+    let mut stop_signal = call.calls.is_none().then(StopSignal::new).transpose()?;
     let handles: Vec<_> = (0..args.clients as u64)
         .map(|client| {
             tokio::spawn(http_client(
@@ -372,19 +470,27 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<Value> {
                 phase.clone(),
                 client,
                 counter.clone(),
+                manner,
             ))
         })
         .collect();
 
     let (start, cpu_start, elapsed, cpu_end, stats);
-    if call.calls.is_none() {
+    let mut signalled = false;
+    if let Some(stop_signal) = &mut stop_signal {
         if call.warmup > 0.0 {
-            tokio::time::sleep(Duration::from_secs_f64(call.warmup)).await;
+            signalled = stop_signal
+                .or_sleep(Duration::from_secs_f64(call.warmup))
+                .await;
             phase.measuring.store(true, Ordering::Relaxed);
         }
         start = Instant::now();
         cpu_start = CpuSample::take(&watch);
-        tokio::time::sleep(Duration::from_secs_f64(call.duration)).await;
+        if !signalled {
+            signalled = stop_signal
+                .or_sleep(Duration::from_secs_f64(call.duration))
+                .await;
+        }
         phase.stop.store(true, Ordering::Relaxed);
         elapsed = start.elapsed();
         cpu_end = CpuSample::take(&watch);
@@ -403,7 +509,40 @@ async fn run_http(args: HttpArgs) -> anyhow::Result<Value> {
     }
     let mut out = stats.summary("http", &call, args.clients, elapsed);
     out["cpu"] = cpu_start.until(&cpu_end).split();
+    out["on_429"] = json!(
+        args.on_429
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+    );
+    out["interval_ms"] = json!(args.interval_ms);
+    out["ended_by_signal"] = json!(signalled);
     Ok(out)
+}
+
+/// SIGTERM or SIGINT: ends a duration run's window early (a script stops a background load
+/// when its other measurement is done).
+struct StopSignal {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Sleeps for `d`; true if a signal came first.
+    async fn or_sleep(&mut self, d: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(d) => false,
+            _ = self.term.recv() => true,
+            _ = self.int.recv() => true,
+        }
+    }
 }
 
 async fn join(handles: Vec<tokio::task::JoinHandle<Stats>>) -> anyhow::Result<Stats> {

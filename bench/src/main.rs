@@ -1,15 +1,18 @@
 //! `todo-bench`: the load generator and report builder behind `scripts/bench.sh` (todo-mcp
-//! against pgbench) and `scripts/bench-pipeline.sh` (the event pipeline through Dapr).
+//! against pgbench), `scripts/bench-fairness.sh` (one user's calls while another floods the
+//! server, with the per-user fair share on and off) and `scripts/bench-pipeline.sh` (the event
+//! pipeline through Dapr).
 //!
 //! Subcommands (each measuring one prints one JSON object on stdout, diagnostics on stderr):
 //!
 //! * `token`    mint an HS256 bearer token for the HTTP transport.
-//! * `http`     N concurrent clients calling one tool over streamable HTTP ([`load`]).
+//! * `http`     N concurrent clients calling one tool over streamable HTTP, back to back or paced,
+//!   HTTP 429 an error or counted apart as refused ([`load`]).
 //! * `stdio`    spawn `todo-mcp` on stdio and time sequential calls ([`load`]).
 //! * `pgbench`  run `pgbench` on the SQL a tool runs: the baseline of `http` ([`pgbench`]).
 //! * `pipeline` the event pipeline's measurements: relay, scheduler, sidecar calls, memory
 //!   ([`pipeline`]).
-//! * `report`   turn the JSON lines of either script's run into its Markdown report ([`report`]).
+//! * `report`   turn the JSON lines of a script's run into its Markdown report ([`report`]).
 //!
 //! Shared by them: the MCP messages ([`mcp`], rmcp's model types), latency summaries
 //! ([`latency`], an HDR histogram) and the CPU split of a measured window ([`cpu`], from
@@ -31,7 +34,7 @@ use serde_json::{Value, json};
 #[derive(Parser)]
 #[command(
     name = "todo-bench",
-    about = "Load generator and reports for scripts/bench.sh and scripts/bench-pipeline.sh"
+    about = "Load generator and reports for scripts/bench.sh, bench-fairness.sh and bench-pipeline.sh"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -23,6 +23,12 @@ pub enum CallError {
     Io(String),
     /// The server answered, but not with a successful tool result.
     Rejected(String),
+    /// HTTP 429: the server refused the request over the user's fair share; `retry_after` is
+    /// its `Retry-After` (seconds) when it sent one.
+    Refused {
+        retry_after: Option<std::time::Duration>,
+        message: String,
+    },
 }
 
 impl std::fmt::Display for CallError {
@@ -30,6 +36,7 @@ impl std::fmt::Display for CallError {
         match self {
             CallError::Io(e) => write!(f, "transport: {e}"),
             CallError::Rejected(e) => write!(f, "rejected: {e}"),
+            CallError::Refused { message, .. } => write!(f, "refused: {message}"),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! `report`: the JSON lines of a run as Markdown, with a section for each kind of row the file
-//! holds: the server against pgbench and the sequential calls (`scripts/bench.sh`), the outbox
-//! relay and the scheduler (`scripts/bench-pipeline.sh`). Every figure stands beside its
-//! baseline: pgbench's rate for the server's, `redis-benchmark` XADD for the relay's.
+//! holds: the server against pgbench and the sequential calls (`scripts/bench.sh`), one user's
+//! calls while another floods the server (`scripts/bench-fairness.sh`), the outbox relay and
+//! the scheduler (`scripts/bench-pipeline.sh`). Every figure stands beside its baseline:
+//! pgbench's rate for the server's, the idle server and the server without its fair share for
+//! the flooded one, `redis-benchmark` XADD for the relay's.
 //!
 //! The command fails when the run is invalid: a failed call or transaction, a lost event or
 //! notification. The performance targets are verdicts in the report only.
@@ -34,6 +36,10 @@ pub struct ReportArgs {
     /// Target: sequential HTTP p50 of the call labelled `seq-target` at most this many ms.
     #[arg(long, default_value_t = 2.0)]
     target_p50_ms: f64,
+    /// Target: with the fair share on, the other user's p99 under a flood at most this many
+    /// times its p99 on the idle server.
+    #[arg(long, default_value_t = 2.0)]
+    target_fairness_ratio: f64,
 }
 
 /// The rows of `scripts/bench.sh`.
@@ -64,8 +70,12 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         md.block(&args.header);
     }
     let mut problems = Vec::new();
+    let (fairness, rows): (Vec<Value>, Vec<Value>) = rows.into_iter().partition(is_fairness);
     if rows.iter().any(|r| SERVER_KINDS.contains(&s(r, "kind"))) {
         server_sections(&mut md, &rows, &args, &mut problems);
+    }
+    if !fairness.is_empty() {
+        fairness_sections(&mut md, &fairness, &args, &mut problems);
     }
     let mut cpu = Vec::new();
     relay_sections(&mut md, &rows, &mut problems, &mut cpu);
@@ -322,6 +332,177 @@ fn server_sections(md: &mut Md, rows: &[Value], args: &ReportArgs, problems: &mu
     if errors > 0 {
         problems.push(format!("{errors} failed call(s)/transaction(s)"));
     }
+}
+
+// --- one user flooding, another calling (scripts/bench-fairness.sh) ---------------------------
+
+/// The rows of `scripts/bench-fairness.sh`: `http` rows labelled `fairness:<server>:<part>`,
+/// where `<server>` names how the server was started (`on`: its fair share as configured, the
+/// run the target is judged on; anything else a baseline) and `<part>` is `idle` (user B's
+/// sequential calls alone), `probe` (B's calls again while A floods) or `flood` (A's calls,
+/// measured over the same window). The script adds `server_flags`.
+fn is_fairness(r: &Value) -> bool {
+    s(r, "label").starts_with("fairness:")
+}
+
+/// The server and part of a fairness row.
+fn fairness_part(r: &Value) -> (&str, &str) {
+    let mut it = s(r, "label").splitn(3, ':').skip(1);
+    (it.next().unwrap_or(""), it.next().unwrap_or(""))
+}
+
+fn fairness_sections(md: &mut Md, rows: &[Value], args: &ReportArgs, problems: &mut Vec<String>) {
+    let mut servers: Vec<&str> = Vec::new();
+    for r in rows {
+        let (server, _) = fairness_part(r);
+        if !servers.contains(&server) {
+            servers.push(server);
+        }
+        if u(r, "/errors") > 0 {
+            problems.push(format!(
+                "{}: {} failed call(s), first: {}",
+                s(r, "label"),
+                u(r, "/errors"),
+                s(r, "first_error")
+            ));
+        }
+    }
+    let find = |server: &str, part: &str| rows.iter().find(|r| fairness_part(r) == (server, part));
+    let latency = |r: Option<&Value>| {
+        r.map_or("-".into(), |r| {
+            format!(
+                "{} / {} / {}",
+                n(r, "/p50_ms", 2),
+                n(r, "/p99_ms", 2),
+                n(r, "/max_ms", 1)
+            )
+        })
+    };
+    let p99 = |r: Option<&Value>| r.map_or(f64::NAN, |r| f(r, "/p99_ms"));
+    let flags = |server: &str| {
+        rows.iter()
+            .find(|r| fairness_part(r).0 == server)
+            .map_or("", |r| s(r, "server_flags"))
+    };
+
+    md.block(
+        "### Fairness: user B's sequential `list_tasks` while user A floods `add_task` \
+         (B idle first, then under the flood)",
+    );
+    let first_flood = servers.iter().find_map(|sv| find(sv, "flood"));
+    md.table(
+        "fair share | server flags | >B idle p50 / p99 / max ms | \
+         >B under flood p50 / p99 / max ms | >p99 ratio | >B calls idle / flood | \
+         >B refused (429)",
+        servers.iter().map(|sv| {
+            let (idle, probe) = (find(sv, "idle"), find(sv, "probe"));
+            vec![
+                (*sv).to_owned(),
+                format!("`{}`", flags(sv)),
+                latency(idle),
+                latency(probe),
+                num(p99(probe) / p99(idle), 2),
+                format!(
+                    "{} / {}",
+                    idle.map_or(0, |r| u(r, "/ok")),
+                    probe.map_or(0, |r| u(r, "/ok"))
+                ),
+                (idle.map_or(0, |r| u(r, "/refused")) + probe.map_or(0, |r| u(r, "/refused")))
+                    .to_string(),
+            ]
+        }),
+    );
+    md.table(
+        "fair share | >A clients | >A admitted calls/s | >A refused (429)/s | \
+         >admitted p50 / p99 ms | >refused p50 / p99 ms | >window s | \
+         CPU% during the flood: machine / todo-mcp / postgres / A's load gen / other (B's \
+         included)",
+        servers.iter().filter_map(|sv| {
+            let r = find(sv, "flood")?;
+            Some(vec![
+                (*sv).to_owned(),
+                u(r, "/clients").to_string(),
+                n(r, "/rate", 0),
+                n(r, "/refused_rate", 0),
+                format!("{} / {}", n(r, "/p50_ms", 1), n(r, "/p99_ms", 1)),
+                format!(
+                    "{} / {}",
+                    n(r, "/refused_latency/p50_ms", 2),
+                    n(r, "/refused_latency/p99_ms", 2)
+                ),
+                n(r, "/seconds", 1),
+                ["busy", "server", "postgres", "loadgen", "other"]
+                    .iter()
+                    .map(|k| n(r, &format!("/cpu/{k}_pct"), 0))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+            ])
+        }),
+    );
+    let mut notes = vec![
+        "B: one client, one call at a time, paced (`interval_ms` between starts); p99 ratio = \
+         B's p99 under the flood ÷ its p99 on the idle server started the same way"
+            .to_owned(),
+    ];
+    if let Some(r) = first_flood {
+        notes.push(format!(
+            "A: closed-loop clients, one keep-alive connection each; a 429 is counted as refused \
+             and {}; A's window is B's flood run (A is stopped when B's calls are done)",
+            match s(r, "on_429") {
+                "wait" => "the client waits its `Retry-After` before the next call",
+                _ => "the client sends its next call at once (`Retry-After` ignored)",
+            }
+        ));
+    }
+    md.bullets(notes);
+    for sv in &servers {
+        if let Some(r) = find(sv, "flood")
+            && r.get("ended_by_signal").and_then(Value::as_bool) == Some(false)
+        {
+            problems.push(format!(
+                "fairness ({sv}): A's flood ended before B's calls did; raise its duration"
+            ));
+        }
+    }
+
+    md.block("### Target");
+    let ratio_of = |sv: &str| p99(find(sv, "probe")) / p99(find(sv, "idle"));
+    let mut verdicts = Vec::new();
+    if servers.contains(&"on") {
+        let ratio = ratio_of("on");
+        let refused: u64 = ["idle", "probe"]
+            .iter()
+            .filter_map(|part| find("on", part))
+            .map(|r| u(r, "/refused"))
+            .sum();
+        let met = ratio <= args.target_fairness_ratio && refused == 0;
+        verdicts.push(format!(
+            "target: B's p99 under the flood ≤ {}× its idle p99, fair share on: {} ms vs {} ms \
+             = {}×{} → **{}**",
+            args.target_fairness_ratio,
+            num(p99(find("on", "probe")), 2),
+            num(p99(find("on", "idle")), 2),
+            num(ratio, 2),
+            if refused > 0 {
+                format!(", and B was refused {refused} time(s)")
+            } else {
+                String::new()
+            },
+            if met { "met" } else { "not met" }
+        ));
+    } else {
+        verdicts.push("target: no run with the fair share on".to_owned());
+    }
+    for sv in servers.iter().filter(|sv| **sv != "on") {
+        verdicts.push(format!(
+            "baseline, fair share {sv} (same run): B's p99 under the flood {} ms vs {} ms idle = \
+             {}×",
+            num(p99(find(sv, "probe")), 2),
+            num(p99(find(sv, "idle")), 2),
+            num(ratio_of(sv), 2)
+        ));
+    }
+    md.bullets(verdicts);
 }
 
 // --- the outbox relay (scripts/bench-pipeline.sh) ---------------------------------------------
@@ -805,6 +986,7 @@ mod tests {
             target_ratio: 0.7,
             target_clients: vec![8, 32],
             target_p50_ms: 2.0,
+            target_fairness_ratio: 2.0,
         });
         let out = std::fs::read_to_string(md).unwrap();
         let _ = std::fs::remove_dir_all(dir);
@@ -839,6 +1021,45 @@ mod tests {
         assert!(out.contains("add_task at 8 clients: not measured"), "{out}");
         assert!(out.contains("1.500 ms (target ≤ 2 ms) → **PASS**"), "{out}");
         assert!(!out.contains("Loss check"));
+    }
+
+    #[test]
+    fn fairness_rows_judge_the_fair_share_against_the_idle_server() {
+        let row = |label: &str, p99: f64| {
+            serde_json::json!({"kind": "http", "label": label, "tool": "list_tasks", "ok": 500,
+                "p50_ms": 1.0, "p99_ms": p99, "max_ms": 9.0, "errors": 0, "refused": 0,
+                "server_flags": "--x"})
+        };
+        let flood = |server: &str| {
+            serde_json::json!({"kind": "http", "label": format!("fairness:{server}:flood"),
+                "tool": "add_task", "clients": 32, "rate": 100.0, "refused_rate": 5000.0,
+                "errors": 0, "on_429": "count", "ended_by_signal": true})
+        };
+        let (out, ok) = report(&[
+            row("fairness:on:idle", 2.0),
+            flood("on"),
+            row("fairness:on:probe", 3.0),
+            row("fairness:off:idle", 2.0),
+            flood("off"),
+            row("fairness:off:probe", 20.0),
+        ]);
+        ok.unwrap();
+        assert!(!out.contains("Throughput"), "{out}");
+        assert!(
+            out.contains("| on | `--x` | 1.00 / 2.00 / 9.0 | 1.00 / 3.00 / 9.0 | 1.50 |"),
+            "{out}"
+        );
+        assert!(out.contains("| off | 32 | 100 | 5000 |"), "{out}");
+        assert!(
+            out.contains("3.00 ms vs 2.00 ms = 1.50× → **met**"),
+            "{out}"
+        );
+        assert!(out.contains("fair share off (same run): B's p99 under the flood 20.00 ms vs 2.00 ms idle = 10.00×"), "{out}");
+        assert!(out.contains("`Retry-After` ignored"), "{out}");
+
+        let (out, ok) = report(&[row("fairness:on:idle", 2.0), row("fairness:on:probe", 5.0)]);
+        ok.unwrap();
+        assert!(out.contains("= 2.50× → **not met**"), "{out}");
     }
 
     #[test]
