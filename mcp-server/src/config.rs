@@ -78,8 +78,9 @@ pub struct Config {
     pub rate_limit_burst: u32,
 
     /// Requests of one user in progress at once on `/mcp` (each may hold a database
-    /// connection); past it, HTTP 429. Default: half of --db-max-connections, so that one user
-    /// always leaves the other half to the rest.
+    /// connection); more wait up to a second, then get HTTP 429. Default: half of
+    /// --db-max-connections (one user always leaves the other half to the rest), at most the
+    /// machine's cores.
     #[arg(long, env = "TODO_REQUESTS_IN_FLIGHT_PER_USER",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub requests_in_flight_per_user: Option<u32>,

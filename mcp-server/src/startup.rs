@@ -250,10 +250,10 @@ impl Application {
             fair_share: FairShare {
                 per_second: NonZeroU32::new(config.rate_limit_per_second),
                 burst: NonZeroU32::new(config.rate_limit_burst).unwrap_or(NonZeroU32::MIN),
-                in_flight: config
-                    .requests_in_flight_per_user
-                    .unwrap_or((config.db_max_connections / 2).max(1))
-                    as usize,
+                in_flight: config.requests_in_flight_per_user.map_or_else(
+                    || default_in_flight(config.db_max_connections),
+                    |n| n as usize,
+                ),
             },
         };
         let router = router(core.tools(None), core.db.clone(), settings, streams.clone());
@@ -370,4 +370,12 @@ async fn prune_periodically(db: Db, retention: Retention, stop: CancellationToke
             Err(e) => tracing::warn!(error = %e, "pruning failed; the next pass tries again"),
         }
     }
+}
+
+/// One user's default share of requests in flight: half the database pool, so that one user
+/// always leaves the other half to the rest, and no more than the machine's cores, as more
+/// would only queue for them.
+fn default_in_flight(db_max_connections: u32) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (db_max_connections as usize / 2).min(cores).max(1)
 }

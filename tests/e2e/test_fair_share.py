@@ -60,29 +60,34 @@ async def client(server: HttpServer, user: str) -> AsyncIterator[Client]:
             yield c
 
 
-def test_a_user_over_the_rate_gets_429_with_retry_after_and_others_do_not(server_with):
+def test_a_user_over_the_rate_waits_or_gets_429_with_retry_after_and_others_do_not(server_with):
     server = server_with(TODO_RATE_LIMIT_PER_SECOND="1", TODO_RATE_LIMIT_BURST="3")
     alice, bob = new_user(), new_user()
-    answers = [post(server, alice) for _ in range(4)]
-    assert [r.status_code for r in answers[:3]] == [200, 200, 200], [r.text[:200] for r in answers]
-    refused = answers[3]
-    assert refused.status_code == 429, refused.text[:200]
-    retry_after = int(refused.headers["retry-after"])
-    assert retry_after >= 1
-    assert "too many requests" in refused.text
+    # The burst goes at once; the next waits up to a second for its turn; more are refused.
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: post(server, alice), range(8)))
+    codes = sorted(r.status_code for r in answers)
+    assert set(codes) == {200, 429}, codes
+    assert 3 <= codes.count(200) <= 5, codes
+    refused = [r for r in answers if r.status_code == 429]
+    for r in refused:
+        assert int(r.headers["retry-after"]) >= 1
+        assert "too many requests" in r.text
     assert post(server, bob).status_code == 200, "another user's rate is their own"
-    time.sleep(retry_after)
+    time.sleep(max(int(r.headers["retry-after"]) for r in refused))
     assert post(server, alice).status_code == 200, "admitted again after Retry-After"
 
 
 def test_a_user_gets_a_share_of_requests_in_flight(server_with):
     server = server_with(TODO_REQUESTS_IN_FLIGHT_PER_USER="1", TODO_RATE_LIMIT_PER_SECOND="0")
-    alice = new_user()
+    alice, bob = new_user(), new_user()
+    # More than may run at once: each waits for its turn, up to a second, or gets a 429.
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(lambda _: post(server, alice, list_tasks_call()), range(48)))
+        assert post(server, bob, list_tasks_call()).status_code == 200, "bob's share is his own"
     codes = [r.status_code for r in answers]
     assert set(codes) <= {200, 429}, codes
-    assert 429 in codes and 200 in codes, codes
+    assert 200 in codes, codes
     for r in answers:
         if r.status_code == 429:
             assert r.headers["retry-after"] == "1"

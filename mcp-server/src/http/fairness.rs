@@ -1,7 +1,12 @@
 //! Per-user fairness on `/mcp`: a rate limit (requests per second, with a burst) and a share of
-//! the database's connections (requests in flight at once). A user past either gets HTTP 429
-//! with `Retry-After`, and every other user keeps the rest: one user (or a runaway agent) flooding
-//! the server cannot starve the others of the pool.
+//! the server (requests in flight at once, each of which may hold a database connection). One
+//! user, or a runaway agent, flooding the server cannot starve the others.
+//!
+//! A request over either limit waits, up to [`MAX_WAIT`], without using the CPU: most bursts are
+//! then served a little late instead of refused, and a client that ignores `Retry-After` and
+//! retries at once ties up its own connections rather than the server's cores. A request that
+//! would wait longer, or finds [`MAX_WAITING`] of its user's requests waiting already, gets HTTP
+//! 429 with `Retry-After`.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -15,11 +20,21 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use crate::mcp::AuthenticatedUser;
+
+/// The longest a request waits for its user's share before it is refused.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// Requests of one user that may wait at once; more are refused at once.
+const MAX_WAITING: usize = 64;
+
+/// Every so many finished requests, the rate state of users not seen lately is forgotten.
+const TIDY_EVERY: u64 = 4096;
 
 /// How much of the server one user may use.
 #[derive(Debug, Clone, Copy)]
@@ -28,21 +43,24 @@ pub struct FairShare {
     pub per_second: Option<NonZeroU32>,
     /// Requests a user may make at once above the sustained rate.
     pub burst: NonZeroU32,
-    /// Requests of one user in flight at once (each may hold a database connection).
+    /// Requests of one user in flight at once.
     pub in_flight: usize,
 }
 
-/// The limits' state: one rate limiter and one semaphore per user with requests in flight.
+/// One user's share while they have requests in flight or waiting.
+struct UserShare {
+    running: Arc<Semaphore>,
+    waiting: Semaphore,
+}
+
+/// The limits' state: one rate limiter, and a share per user with requests in flight.
 pub struct Fairness {
     share: FairShare,
     rate: Option<DefaultKeyedRateLimiter<String>>,
-    in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
+    users: Mutex<HashMap<String, Arc<UserShare>>>,
     /// Requests finished, which times the rate limiter's tidying.
     finished: AtomicU64,
 }
-
-/// Every so many finished requests, the rate state of users not seen lately is forgotten.
-const TIDY_EVERY: u64 = 4096;
 
 impl Fairness {
     pub fn new(share: FairShare) -> Self {
@@ -52,42 +70,61 @@ impl Fairness {
         Self {
             share,
             rate,
-            in_flight: Mutex::default(),
+            users: Mutex::default(),
             finished: AtomicU64::new(0),
         }
     }
 
-    /// Admits a request of `user`, with the permit it holds while it runs, or says when to
-    /// come back.
-    fn admit(&self, user: &str) -> Result<OwnedSemaphorePermit, Refusal> {
-        if let Some(rate) = &self.rate
-            && let Err(not_until) = rate.check_key(&user.to_owned())
-        {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            return Err(Refusal::Rate(wait));
+    /// Admits a request of `user`, waiting up to [`MAX_WAIT`] for its turn, with the permit it
+    /// holds while it runs; or says when to come back.
+    async fn admit(&self, user: &str) -> Result<OwnedSemaphorePermit, Refusal> {
+        let share = self.user_share(user);
+        let Ok(_waiting) = share.waiting.try_acquire() else {
+            return Err(Refusal::Waiting);
+        };
+        let deadline = Instant::now() + MAX_WAIT;
+        if let Some(rate) = &self.rate {
+            let key = user.to_owned();
+            while let Err(not_until) = rate.check_key(&key) {
+                let wait = not_until.wait_time_from(rate.clock().now());
+                if Instant::now() + wait > deadline {
+                    tokio::time::sleep_until(deadline).await;
+                    return Err(Refusal::Rate(wait.saturating_sub(MAX_WAIT)));
+                }
+                tokio::time::sleep(wait).await;
+            }
         }
-        let semaphore = self
-            .in_flight
+        tokio::time::timeout_at(deadline, share.running.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(Refusal::InFlight(self.share.in_flight))
+    }
+
+    fn user_share(&self, user: &str) -> Arc<UserShare> {
+        self.users
             .lock()
             .expect("not poisoned")
             .entry(user.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.share.in_flight)))
-            .clone();
-        semaphore
-            .try_acquire_owned()
-            .map_err(|_| Refusal::InFlight(self.share.in_flight))
+            .or_insert_with(|| {
+                Arc::new(UserShare {
+                    running: Arc::new(Semaphore::new(self.share.in_flight)),
+                    waiting: Semaphore::new(MAX_WAITING),
+                })
+            })
+            .clone()
     }
 
-    /// Forgets the semaphore of a user with nothing in flight, and now and then the rate state
-    /// of users not seen lately, so that memory follows the active users.
+    /// Forgets the share of a user with nothing in flight or waiting, and now and then the rate
+    /// state of users not seen lately, so that memory follows the active users.
     fn release(&self, user: &str) {
         {
-            let mut in_flight = self.in_flight.lock().expect("not poisoned");
-            if in_flight
-                .get(user)
-                .is_some_and(|s| s.available_permits() == self.share.in_flight)
-            {
-                in_flight.remove(user);
+            let mut users = self.users.lock().expect("not poisoned");
+            let idle = |s: &Arc<UserShare>| {
+                Arc::strong_count(s) == 1 && s.running.available_permits() == self.share.in_flight
+            };
+            if users.get(user).is_some_and(idle) {
+                users.remove(user);
             }
         }
         let finished = self.finished.fetch_add(1, Ordering::Relaxed) + 1;
@@ -101,10 +138,12 @@ impl Fairness {
 
 /// Why a request was not admitted.
 enum Refusal {
-    /// Over the rate: the wait until the next request would be admitted.
+    /// Over the rate: how much longer the next request would have to wait.
     Rate(Duration),
-    /// As many requests in flight as a user may have.
+    /// As many requests in flight as a user may have, for all the time it waited.
     InFlight(usize),
+    /// As many of the user's requests waiting already as may wait.
+    Waiting,
 }
 
 impl IntoResponse for Refusal {
@@ -118,6 +157,11 @@ impl IntoResponse for Refusal {
             Refusal::InFlight(n) => (
                 1,
                 format!("this user already has {n} requests in progress: wait for one to finish"),
+            ),
+            Refusal::Waiting => (
+                1,
+                "too many requests from this user are waiting: wait for answers before sending more"
+                    .to_owned(),
             ),
         };
         let mut response = (StatusCode::TOO_MANY_REQUESTS, message).into_response();
@@ -141,9 +185,11 @@ pub async fn fair_share(
         return next.run(request).await;
     };
     let user = user.as_str().to_owned();
-    let permit = match fairness.admit(&user) {
+    let admitted = fairness.admit(&user).await;
+    let permit = match admitted {
         Ok(permit) => permit,
         Err(refusal) => {
+            fairness.release(&user);
             metrics::counter!("todo_http_requests_refused_total").increment(1);
             tracing::debug!(%user, "refused a request over the user's fair share");
             return refusal.into_response();
@@ -162,7 +208,7 @@ pub async fn fair_share(
     Response::from_parts(parts, Body::from_stream(body))
 }
 
-/// A permit held by a response body, released (and the user's entry tidied) when it ends.
+/// A permit held by a response body, released (and the user's share tidied) when it ends.
 struct Held {
     permit: Option<OwnedSemaphorePermit>,
     fairness: Arc<Fairness>,
@@ -173,5 +219,94 @@ impl Drop for Held {
     fn drop(&mut self) {
         drop(self.permit.take());
         self.fairness.release(&self.user);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fairness(per_second: Option<u32>, burst: u32, in_flight: usize) -> Arc<Fairness> {
+        Arc::new(Fairness::new(FairShare {
+            per_second: per_second.and_then(NonZeroU32::new),
+            burst: NonZeroU32::new(burst).unwrap(),
+            in_flight,
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_user_waits_for_their_share_in_flight_and_others_do_not() {
+        let f = fairness(None, 1, 1);
+        let running = f.admit("alice").await.ok().expect("the first is admitted");
+        let started = Instant::now();
+        assert!(matches!(f.admit("alice").await, Err(Refusal::InFlight(1))));
+        assert_eq!(
+            started.elapsed(),
+            MAX_WAIT,
+            "refused after waiting its longest"
+        );
+        assert!(
+            f.admit("bob").await.is_ok(),
+            "another user's share is their own"
+        );
+
+        // A waiting request goes in as soon as the running one is done.
+        let waiter = tokio::spawn({
+            let f = f.clone();
+            async move { f.admit("alice").await.is_ok() }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(running);
+        f.release("alice");
+        assert!(waiter.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_so_many_requests_of_a_user_wait() {
+        let f = fairness(None, 1, 1);
+        let _running = f.admit("alice").await.ok().unwrap();
+        let waiting: Vec<_> = (0..MAX_WAITING)
+            .map(|_| {
+                let f = f.clone();
+                tokio::spawn(async move { f.admit("alice").await.is_ok() })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        while f.user_share("alice").waiting.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let started = Instant::now();
+        assert!(matches!(f.admit("alice").await, Err(Refusal::Waiting)));
+        assert_eq!(started.elapsed(), Duration::ZERO, "refused at once");
+        for w in waiting {
+            assert!(!w.await.unwrap(), "each waited its longest and was refused");
+        }
+    }
+
+    #[tokio::test]
+    async fn over_the_rate_a_request_waits_its_turn_or_is_refused() {
+        let f = fairness(Some(1), 2, 100);
+        let begun = std::time::Instant::now();
+        for _ in 0..2 {
+            assert!(f.admit("alice").await.is_ok(), "the burst goes at once");
+        }
+        assert!(begun.elapsed() < Duration::from_millis(100));
+        // Two more at once: the next turn comes in a second, which one of them waits for; the
+        // other would wait a second more, past the longest wait, and is refused.
+        let (a, b) = tokio::join!(f.admit("alice"), f.admit("alice"));
+        assert!(
+            begun.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            begun.elapsed()
+        );
+        let refused = [&a, &b]
+            .iter()
+            .filter(|r| matches!(r, Err(Refusal::Rate(_))))
+            .count();
+        assert_eq!((a.is_ok() as u8 + b.is_ok() as u8, refused), (1, 1));
+        assert!(
+            f.admit("bob").await.is_ok(),
+            "another user's rate is their own"
+        );
     }
 }
