@@ -299,6 +299,16 @@ def test_mcp_server_environment(rendered: dict[str, Rendered], value_set: str) -
     assert env["DATABASE_URL"] == {"secretKeyRef": {"name": SECRET, "key": "database-url"}}
     assert env["TODO_JWT_SECRET"] == {"secretKeyRef": {"name": SECRET, "key": "jwt-secret"}}
     assert env["TODO_DB_MAX_CONNECTIONS"] == "16"
+    # Each user's limits, as the server's own defaults; the share in flight is left to the server
+    # (half the pool, at most the pod's cores).
+    assert {k: env[k] for k in env if k.endswith(("_PER_USER", "_MINUTES")) or k.startswith("TODO_RATE")} == {
+        "TODO_TASKS_PER_USER": "10000",
+        "TODO_SERIES_PER_USER": "1000",
+        "TODO_REMINDERS_PER_USER": "10000",
+        "TODO_MIN_RECURRENCE_MINUTES": "60",
+        "TODO_RATE_LIMIT_PER_SECOND": "100",
+        "TODO_RATE_LIMIT_BURST": "200",
+    }
     assert "RUST_LOG" in env
     # The public listener; the app port is the sidecar's alone, the metrics port Prometheus's.
     assert c["ports"] == [

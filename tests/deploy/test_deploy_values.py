@@ -111,6 +111,20 @@ def test_secrets_can_stay_out_of_the_environment(helm: Helm) -> None:
     assert env["TODO_SECRET_NAME"] == SECRET
 
 
+def test_each_users_limits_are_values(helm: Helm) -> None:
+    r = helm.template(
+        sets={
+            "mcpServer.limits.tasksPerUser": 10_000_000,
+            "mcpServer.limits.ratePerSecond": 0,
+            "mcpServer.limits.requestsInFlightPerUser": 3,
+        }
+    )
+    env = env_of(container(r.get("Deployment", MCP)))
+    assert env["TODO_TASKS_PER_USER"] == "10000000", "large numbers stay integers"
+    assert env["TODO_RATE_LIMIT_PER_SECOND"] == "0"
+    assert env["TODO_REQUESTS_IN_FLIGHT_PER_USER"] == "3"
+
+
 def test_external_redis(helm: Helm) -> None:
     r = helm.template(
         sets={
@@ -386,6 +400,8 @@ def test_persistence_off_uses_an_empty_dir(helm: Helm) -> None:
         ({"redis.persistence.size": "lots"}, "/redis/persistence/size"),
         ({"networkPolicy.mcpServerFrom": [{"pods": {}}]}, "/networkPolicy/mcpServerFrom/0"),
         ({"networkPolicy.daprNamespace": "Dapr System"}, "/networkPolicy/daprNamespace"),
+        ({"mcpServer.limits.tasksPerUser": 0}, "/mcpServer/limits/tasksPerUser"),
+        ({"mcpServer.limits.requestsInFlightPerUser": 0}, "/mcpServer/limits/requestsInFlightPerUser"),
     ],
 )
 def test_the_schema_refuses_bad_values(helm: Helm, sets: dict[str, Any], complaint: str) -> None:
