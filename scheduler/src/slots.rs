@@ -61,6 +61,9 @@ const CHUNK: usize = 250;
 /// Chunks of one slot fired at once.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
+/// Series of one slot fired at once (each is a read, a publish and a write of its own).
+const SERIES_IN_FLIGHT: usize = 16;
+
 /// The jobs an arming needs once its writes are committed: hours, slots, and items due too
 /// soon for theirs.
 #[derive(Debug, Default)]
@@ -298,6 +301,7 @@ impl Engine {
             let (due, later) = rest.split_at(rest.partition_point(|(_, at)| *at <= now));
             rest = later;
             let mut group = Vec::new();
+            let mut occurrences = Vec::new();
             for (item, at) in due {
                 if let Some((key, (id, record, etag))) = pending.remove_entry(item) {
                     group.push(Fired {
@@ -308,14 +312,22 @@ impl Engine {
                         at: now,
                     });
                 } else if !item.starts_with("reminder:") {
-                    series += usize::from(self.settle(item, *at, now).await?);
+                    occurrences.push((item.clone(), *at));
                 }
             }
-            // Chunk by chunk, so that only a few chunks' notifications exist at once.
+            // Series each on their own key, several at once, beside the reminders, which go
+            // chunk by chunk, so that only a few chunks' notifications exist at once.
+            let series_fired = futures::stream::iter(occurrences)
+                .map(|(item, at)| async move { self.settle(&item, at, now).await })
+                .buffer_unordered(SERIES_IN_FLIGHT)
+                .try_fold(0, |sum, fired| async move { Ok(sum + usize::from(fired)) });
             let chunks = futures::stream::iter(in_chunks(group))
                 .map(|chunk| async move { self.publish_fired(&chunk).await.map(|()| chunk) })
-                .buffer_unordered(CHUNKS_IN_FLIGHT);
-            published.extend(chunks.try_collect::<Vec<_>>().await?);
+                .buffer_unordered(CHUNKS_IN_FLIGHT)
+                .try_collect::<Vec<_>>();
+            let (fired, chunks) = futures::future::try_join(series_fired, chunks).await?;
+            series += fired;
+            published.extend(chunks);
         }
         let marked = futures::stream::iter(published)
             .map(|chunk| async move { self.mark_fired(&chunk).await })
