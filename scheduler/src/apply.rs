@@ -158,7 +158,10 @@ impl Engine {
         let mut records: BTreeMap<String, (TaskRecord, Option<std::time::Duration>)> =
             BTreeMap::new();
         let mut index = Vec::new();
-        let settled = Settled::new(self.settings.settled_ttl, now);
+        let settled = Settled {
+            ttl: self.settings.settled_ttl,
+            now,
+        };
         for event in events {
             let key = task_key(event.change.task_id);
             let previous = match records.get(&key) {
@@ -169,7 +172,7 @@ impl Engine {
                 continue;
             }
             if let Some(record) = self.decide(&mut batch, &mut index, event, previous, settled)? {
-                let ttl = settled.task_ttl(&event.change, now);
+                let ttl = settled.task_ttl(&event.change);
                 records.insert(key, (record, ttl));
             }
         }
@@ -398,7 +401,7 @@ fn arm_reminder(
     if newer(current.as_ref(), change) {
         return Ok(());
     }
-    if current.is_none() && at < settled.before {
+    if current.is_none() && at < settled.horizon() {
         // Fired long ago, its record since expired: not to fire again.
         return Ok(());
     }
@@ -433,19 +436,19 @@ fn arm_reminder(
 #[derive(Clone, Copy)]
 struct Settled {
     ttl: std::time::Duration,
-    /// A reminder due before this with no record fired long ago.
-    before: DateTime<Utc>,
+    now: DateTime<Utc>,
 }
 
 impl Settled {
-    fn new(ttl: std::time::Duration, now: DateTime<Utc>) -> Self {
-        let before = chrono::TimeDelta::from_std(ttl).map_or(DateTime::<Utc>::MIN_UTC, |t| now - t);
-        Self { ttl, before }
+    /// A reminder due before this with no record fired long ago.
+    fn horizon(&self) -> DateTime<Utc> {
+        chrono::TimeDelta::from_std(self.ttl).map_or(DateTime::<Utc>::MIN_UTC, |t| self.now - t)
     }
 
     /// How long the task's record is kept: for good while it has a series; otherwise until
     /// its last reminder is due, and then as long as late events may still come.
-    fn task_ttl(&self, change: &TaskChange, now: DateTime<Utc>) -> Option<std::time::Duration> {
+    fn task_ttl(&self, change: &TaskChange) -> Option<std::time::Duration> {
+        let now = self.now;
         if !change.is_active() {
             return Some(self.ttl);
         }

@@ -1,6 +1,8 @@
 //! Task lifecycle events as the scheduler reads them: parsed and validated once, so that the
 //! engine works on times and rules, never on strings.
 
+use std::cmp::Ordering;
+
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -62,21 +64,26 @@ pub struct TaskVersion {
 
 impl TaskVersion {
     /// Whether an event at `other` has nothing to add over this version: an earlier one, or
-    /// the same version again (a replay under another event id).
+    /// the same numbered version again (a replay under another event id).
     pub fn supersedes(&self, other: &TaskVersion) -> bool {
-        if self.number > 0 && other.number > 0 {
-            self.number >= other.number
-        } else {
-            self.updated_at > other.updated_at
+        match self.compare(other) {
+            (Ordering::Greater, _) => true,
+            (Ordering::Equal, numbered) => numbered,
+            (Ordering::Less, _) => false,
         }
     }
 
     /// Whether this version comes after `other`.
     pub fn is_after(&self, other: &TaskVersion) -> bool {
+        self.compare(other).0 == Ordering::Greater
+    }
+
+    /// The two by number where both have one (and so `true`), otherwise by clock.
+    fn compare(&self, other: &TaskVersion) -> (Ordering, bool) {
         if self.number > 0 && other.number > 0 {
-            self.number > other.number
+            (self.number.cmp(&other.number), true)
         } else {
-            self.updated_at > other.updated_at
+            (self.updated_at.cmp(&other.updated_at), false)
         }
     }
 }

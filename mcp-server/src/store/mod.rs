@@ -43,6 +43,12 @@ use sqlx::{FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 pub use query::{Arg, Query};
 
+/// The one row of a `SELECT COUNT(*) AS total …`.
+#[derive(sqlx::FromRow)]
+struct Count {
+    total: i64,
+}
+
 /// Prepared statements kept per PostgreSQL connection (sqlx's default is 100).
 const STATEMENT_CACHE_CAPACITY: usize = 400;
 

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Db, Query, Tx};
+use super::{Count, Db, Query, Tx};
 
 /// One consumer's view of one event.
 #[derive(Debug, Clone, Copy)]
@@ -41,9 +41,4 @@ pub async fn was_processed(db: &Db, key: EventKey<'_>) -> Result<bool, sqlx::Err
     .bind(key.consumer)
     .bind(key.event_id);
     Ok(db.fetch_one::<Count>(&q).await?.total > 0)
-}
-
-#[derive(sqlx::FromRow)]
-struct Count {
-    total: i64,
 }

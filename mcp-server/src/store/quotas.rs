@@ -1,7 +1,7 @@
 //! How much a user holds, for their quotas. Each count stops at its cap, so that checking a
 //! quota costs no more than the quota, however much the user holds.
 
-use super::{Query, Tx};
+use super::{Count, Query, Tx};
 
 /// The user's tasks, counted up to `cap`.
 pub async fn tasks(tx: &mut Tx, owner: &str, cap: u32) -> Result<i64, sqlx::Error> {
@@ -23,9 +23,4 @@ async fn capped(tx: &mut Tx, rows: &str, owner: &str, cap: u32) -> Result<i64, s
     let sql = format!("SELECT COUNT(*) AS total FROM (SELECT 1 FROM {rows} LIMIT $2) AS capped");
     let q = Query::new(sql).bind(owner).bind(i64::from(cap));
     Ok(tx.fetch_one::<Count>(&q).await?.total)
-}
-
-#[derive(sqlx::FromRow)]
-struct Count {
-    total: i64,
 }

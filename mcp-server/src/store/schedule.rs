@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::tasks::{TASK_COLUMNS, TaskRow};
-use super::{Query, Tx};
+use super::{Count, Query, Tx};
 
 /// Up to `limit` tasks with something to schedule, in id order after `after`: every pending
 /// task with reminders, and every series' newest occurrence unless the series ended.
@@ -74,9 +74,4 @@ pub async fn has_ended(tx: &mut Tx, series_id: Uuid) -> Result<bool, sqlx::Error
     let q = Query::new("SELECT COUNT(*) AS total FROM ended_series WHERE series_id = $1")
         .bind(series_id);
     Ok(tx.fetch_one::<Count>(&q).await?.total > 0)
-}
-
-#[derive(sqlx::FromRow)]
-struct Count {
-    total: i64,
 }

@@ -14,7 +14,7 @@ use todo_shared::time::{Zone, format_in_zone};
 use uuid::Uuid;
 
 use super::reminders::{self, ReminderRow};
-use super::{Arg, Backend, Db, Query, Tx};
+use super::{Arg, Backend, Count, Db, Query, Tx};
 use crate::error::{AppError, AppResult};
 
 /// The columns of [`TaskRow`], qualified by the alias `t`.
@@ -311,11 +311,6 @@ pub enum SortValue {
 pub struct Keyset {
     pub value: SortValue,
     pub id: Uuid,
-}
-
-#[derive(sqlx::FromRow)]
-struct Count {
-    total: i64,
 }
 
 /// How many of the user's tasks the filter selects.
