@@ -51,7 +51,11 @@ log "Rust tests"
 cargo test --workspace --locked
 
 log "end-to-end tests"
-cargo build -p mcp-server -p todo-scheduler --locked
+# `cargo test` has built both binaries, with the tests' features (tokio's test-util): a
+# `cargo build` here would compile every crate that uses tokio a second time.
+for bin in todo-mcp todo-scheduler; do
+    [[ -x "target/debug/$bin" ]] || die "cargo test did not build target/debug/$bin"
+done
 export TODO_MCP_BIN="$REPO/target/debug/todo-mcp"
 export TODO_SCHEDULER_BIN="$REPO/target/debug/todo-scheduler"
 pytest_in tests/e2e "$@"
