@@ -5,6 +5,7 @@
 //! - [`args`]: tool arguments as a model sends them, parsed into the application's commands;
 //!   [`output`]: tool results and their one-line summaries.
 //! - [`push`]: fired reminders pushed to a connected stdio client.
+//! - [`schema`]: the tools' JSON Schemas, in standard vocabulary only.
 //!
 //! The caller's identity never comes from arguments: it is the configured local user (stdio) or
 //! the token's subject (HTTP).
@@ -13,6 +14,7 @@ pub mod args;
 pub mod output;
 pub mod push;
 pub mod route;
+pub mod schema;
 pub mod tools;
 
 use std::sync::Arc;

@@ -6,11 +6,9 @@
 //! protocol errors: a model can read and act on them.
 
 use std::future::Future;
-use std::sync::Arc;
 
-use rmcp::handler::server::common::schema_for_input;
 use rmcp::handler::server::router::tool::ToolRoute;
-use rmcp::handler::server::tool::{ToolCallContext, schema_for_output};
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, ToolAnnotations};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -20,7 +18,7 @@ use todo_shared::error::{MAX_MESSAGE_CHARS, elide_middle};
 use todo_shared::task::UserId;
 use tracing::Instrument;
 
-use super::TodoServer;
+use super::{TodoServer, schema};
 use crate::error::{AppError, AppResult};
 
 /// A tool: what the model reads about it, the shapes of its arguments and result, and the
@@ -47,9 +45,9 @@ pub trait Tool: Send + Sync + 'static {
 
 /// The route of tool `T` in the server's router.
 pub fn route<T: Tool>() -> ToolRoute<TodoServer> {
-    let attr = rmcp::model::Tool::new(T::NAME, T::DESCRIPTION, input_schema::<T::Args>())
+    let attr = rmcp::model::Tool::new(T::NAME, T::DESCRIPTION, schema::input::<T::Args>())
         .with_title(T::TITLE)
-        .with_raw_output_schema(schema_for_output::<T::Output>())
+        .with_raw_output_schema(schema::output::<T::Output>())
         .with_annotations(T::annotations());
     ToolRoute::new_dyn(attr, |ctx: ToolCallContext<'_, TodoServer>| {
         Box::pin(async move {
@@ -90,18 +88,6 @@ pub fn describe_metrics() {
         metrics::Unit::Seconds,
         "Time to answer a tool call, by tool"
     );
-}
-
-/// The input schema of a tool whose arguments are `T`.
-fn input_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    // The argument types are fixed at compile time; a failure here is a programming error
-    // caught by the first test that lists the tools.
-    schema_for_input::<T>().unwrap_or_else(|e| {
-        panic!(
-            "invalid input schema for {}: {e}",
-            std::any::type_name::<T>()
-        )
-    })
 }
 
 /// Parses tool arguments, naming the argument at fault when one does not fit (rmcp's own

@@ -1,0 +1,158 @@
+//! The JSON Schemas of the tools' arguments and results, in JSON Schema 2020-12 vocabulary only.
+//!
+//! schemars marks Rust integers with formats such as `uint32` and `int64`, which no JSON Schema
+//! draft defines: strict validators (Ajv in the TypeScript SDK, the Inspector and the conformance
+//! suite) warn about them on every tool listing. Here they become the range they stand for.
+
+use std::sync::Arc;
+
+use rmcp::handler::server::common::schema_for_input;
+use rmcp::handler::server::tool::schema_for_output;
+use rmcp::model::JsonObject;
+use schemars::JsonSchema;
+use serde_json::{Map, Value};
+
+/// The formats JSON Schema 2020-12 defines (its format-annotation vocabulary).
+const STANDARD_FORMATS: &[&str] = &[
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "idn-email",
+    "hostname",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "iri",
+    "iri-reference",
+    "uuid",
+    "uri-template",
+    "json-pointer",
+    "relative-json-pointer",
+    "regex",
+];
+
+/// The input schema of a tool whose arguments are `T`.
+pub fn input<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    // The argument types are fixed at compile time; a failure here is a programming error
+    // caught by the first test that lists the tools.
+    let schema = schema_for_input::<T>().unwrap_or_else(|e| {
+        panic!(
+            "invalid input schema for {}: {e}",
+            std::any::type_name::<T>()
+        )
+    });
+    standard(&schema)
+}
+
+/// The output schema of a tool whose results are `T`.
+pub fn output<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    let schema = schema_for_output::<T>();
+    standard(&schema)
+}
+
+/// `schema` with every format outside the standard vocabulary replaced by the range it means.
+fn standard(schema: &JsonObject) -> Arc<JsonObject> {
+    let mut schema = schema.clone();
+    visit(&mut schema);
+    Arc::new(schema)
+}
+
+fn visit(object: &mut Map<String, Value>) {
+    if let Some(Value::String(format)) = object.get("format")
+        && !STANDARD_FORMATS.contains(&format.as_str())
+    {
+        let (min, max) = integer_range(format);
+        if let Some(min) = min {
+            tighten(object, "minimum", min, i64::max);
+        }
+        if let Some(max) = max {
+            tighten(object, "maximum", max, i64::min);
+        }
+        object.remove("format");
+    }
+    for value in object.values_mut() {
+        match value {
+            Value::Object(inner) => visit(inner),
+            Value::Array(items) => items.iter_mut().for_each(|item| {
+                if let Value::Object(inner) = item {
+                    visit(inner);
+                }
+            }),
+            _ => {}
+        }
+    }
+}
+
+/// The range a schemars integer format stands for (none for floating-point formats). The upper
+/// bounds of 64-bit integers go unsaid: JSON numbers cannot state them exactly, and they bound
+/// nothing a caller would send.
+fn integer_range(format: &str) -> (Option<i64>, Option<i64>) {
+    let (min, max): (i64, i64) = match format {
+        "int8" => (i8::MIN.into(), i8::MAX.into()),
+        "uint8" => (0, u8::MAX.into()),
+        "int16" => (i16::MIN.into(), i16::MAX.into()),
+        "uint16" => (0, u16::MAX.into()),
+        "int32" => (i32::MIN.into(), i32::MAX.into()),
+        "uint32" => (0, u32::MAX.into()),
+        "uint" | "uint64" | "uint128" => return (Some(0), None),
+        _ => return (None, None),
+    };
+    (Some(min), Some(max))
+}
+
+/// Sets `key` to `bound`, or keeps a tighter bound already there (`pick` chooses).
+fn tighten(object: &mut Map<String, Value>, key: &str, bound: i64, pick: fn(i64, i64) -> i64) {
+    let bound = match object.get(key).and_then(Value::as_i64) {
+        Some(existing) => pick(existing, bound),
+        None => bound,
+    };
+    object.insert(key.to_owned(), bound.into());
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn standardised(schema: Value) -> Value {
+        let Value::Object(object) = schema else {
+            unreachable!()
+        };
+        Value::Object((*standard(&object)).clone())
+    }
+
+    #[test]
+    fn integer_formats_become_ranges_and_tighter_ranges_stay() {
+        let schema = json!({"type": "object", "properties": {
+            "minutes": {"type": ["integer", "null"], "format": "uint32", "minimum": 0},
+            "interval": {"type": "integer", "format": "uint32", "minimum": 1, "maximum": 1000},
+            "total": {"type": "integer", "format": "int64"},
+            "ratio": {"type": "number", "format": "double"},
+            "nested": {"anyOf": [{"type": "integer", "format": "int8"}, {"type": "null"}]},
+            "due": {"type": "string", "format": "date-time"},
+            "id": {"type": "string", "format": "uuid"}
+        }});
+        let p = &standardised(schema)["properties"];
+        assert_eq!(
+            p["minutes"],
+            json!({"type": ["integer", "null"], "minimum": 0, "maximum": 4294967295u32})
+        );
+        assert_eq!(
+            p["interval"],
+            json!({"type": "integer", "minimum": 1, "maximum": 1000})
+        );
+        assert_eq!(p["total"], json!({"type": "integer"}));
+        assert_eq!(p["ratio"], json!({"type": "number"}));
+        assert_eq!(
+            p["nested"]["anyOf"][0],
+            json!({"type": "integer", "minimum": -128, "maximum": 127})
+        );
+        assert_eq!(p["due"]["format"], "date-time", "standard formats stay");
+        assert_eq!(p["id"]["format"], "uuid");
+    }
+}
