@@ -31,6 +31,8 @@ on_both_backends!(
     a_reminder_fires_once_at_its_time,
     a_daily_series_keeps_its_local_time_across_dst,
     completing_cancels_pending_reminders_and_the_series_goes_on,
+    completing_an_occurrence_makes_the_next_at_once,
+    completion_and_firing_racing_make_one_occurrence,
     deleting_cancels_reminders_and_ends_the_series,
     a_series_ends_when_its_template_goes_before_the_next_occurrence_is_made,
     moving_the_due_time_moves_relative_reminders,
@@ -419,25 +421,146 @@ async fn completing_cancels_pending_reminders_and_the_series_goes_on(t: TestDb) 
         .await
         .unwrap();
     w.run_until_idle(t0() + Duration::minutes(1)).await;
-    // The jobs of the reminder's hour and the occurrence's stay; the reminder is found no
-    // longer pending (checked below).
-    let hour_job = |hour: u32| {
-        let start = Utc.with_ymd_and_hms(2026, 6, 1, hour, 0, 0).unwrap();
-        (
-            format!("hour-{}", start.timestamp()),
-            start - Duration::minutes(5),
-        )
-    };
-    assert_eq!(w.jobs().await, [hour_job(17), hour_job(18)]);
-
     let due = Utc.with_ymd_and_hms(2026, 6, 1, 18, 0, 0).unwrap();
     w.run_until_idle(due).await;
-    assert!(w.notifications().await.is_empty());
+    assert!(
+        w.notifications().await.is_empty(),
+        "the completed occurrence's reminder was cancelled"
+    );
     assert_eq!(
         w.dues().await,
         ["2026-06-01T18:00:00+00:00", "2026-06-02T18:00:00+00:00"],
-        "the next occurrence appears when the completed one falls due"
     );
+    // The next occurrence's reminder fires, and the series goes on at its due time.
+    w.run_until_idle(due + Duration::days(1)).await;
+    let fired: Vec<DateTime<Utc>> = w.notifications().await.iter().map(|n| n.1).collect();
+    assert_eq!(fired, [due + Duration::hours(23)]);
+    assert_eq!(w.dues().await.len(), 3);
+}
+
+/// Completing the newest occurrence makes the next one at once, under the id the series'
+/// firing would give it, so that the firing later finds it made; an occurrence left open gets
+/// its next one at its due time as before.
+async fn completing_an_occurrence_makes_the_next_at_once(t: TestDb) {
+    let mut w = World::new(t);
+    let alice = user("alice");
+    let at = |day: u32| Utc.with_ymd_and_hms(2026, 6, day, 18, 0, 0).unwrap();
+    let first = w
+        .add(
+            t0(),
+            json!({"title": "Standup", "due": at(1).to_rfc3339(), "recurrence": {"frequency": "daily"},
+                   "reminders": [{"minutes_before": 30}]}),
+        )
+        .await;
+    let series = first.recurrence.as_ref().unwrap().series_id;
+    w.run_until_idle(t0()).await;
+
+    let done = w.tasks.complete(&alice, first.id, t0()).await.unwrap();
+    let next = done
+        .next_occurrence
+        .expect("the next occurrence is made at once");
+    assert_eq!(
+        next.id,
+        todo_shared::events::occurrence_task_id(series, at(2))
+    );
+    assert_eq!(next.due.as_deref(), Some("2026-06-02T18:00:00+00:00"));
+    assert_eq!(next.reminders.len(), 1, "relative reminders come along");
+    assert_eq!(w.dues().await.len(), 2);
+    // Completing it again, or completing an older occurrence, makes nothing more.
+    let again = w.tasks.complete(&alice, first.id, t0()).await.unwrap();
+    assert!(again.next_occurrence.is_none() && again.changed.is_empty());
+
+    // The series' firing at the first due time finds the occurrence made.
+    w.run_until_idle(at(1)).await;
+    assert_eq!(w.dues().await.len(), 2);
+    // The series goes on from the occurrence made ahead: the first can go without ending it,
+    // and the second, left open, gets its next at its due time.
+    w.tasks.delete(&alice, first.id, at(1)).await.unwrap();
+    w.run_until_idle(at(2)).await;
+    let third = w.current_occurrence(series).await;
+    assert_eq!(
+        third,
+        todo_shared::events::occurrence_task_id(series, at(3))
+    );
+
+    // Completed early, the third makes the fourth at once; completing it again makes nothing.
+    let done = w.tasks.complete(&alice, third, at(2)).await.unwrap();
+    let fourth = done.next_occurrence.expect("the fourth is made at once");
+    assert_eq!(fourth.due.as_deref(), Some("2026-06-04T18:00:00+00:00"));
+    w.tasks.reopen(&alice, third, at(2)).await.unwrap();
+    let redone = w.tasks.complete(&alice, third, at(2)).await.unwrap();
+    assert!(
+        redone.next_occurrence.is_none(),
+        "the fourth already exists"
+    );
+    for day in 3..=4 {
+        w.run_until_idle(at(day)).await;
+    }
+    assert_eq!(
+        w.dues().await,
+        [
+            "2026-06-02T18:00:00+00:00",
+            "2026-06-03T18:00:00+00:00",
+            "2026-06-04T18:00:00+00:00",
+            "2026-06-05T18:00:00+00:00",
+        ],
+        "one task per occurrence"
+    );
+    // Reminders fired for the occurrences left open only.
+    let fired: Vec<DateTime<Utc>> = w.notifications().await.iter().map(|n| n.1).collect();
+    let half_hour = Duration::minutes(30);
+    assert_eq!(fired, [at(2) - half_hour, at(4) - half_hour]);
+}
+
+/// The series fires at the moment the user completes its occurrence: whichever comes second
+/// finds the next occurrence made, on either database.
+async fn completion_and_firing_racing_make_one_occurrence(t: TestDb) {
+    let mut w = World::new(t);
+    let alice = user("alice");
+    for n in 0..8i64 {
+        let due = t0() + Duration::days(10 * n) + Duration::hours(1);
+        let task = w
+            .add(
+                due - Duration::hours(1),
+                json!({"title": format!("Race {n}"), "due": due.to_rfc3339(),
+                       "recurrence": {"frequency": "weekly", "count": 2}}),
+            )
+            .await;
+        w.run_until_idle(due - Duration::hours(1)).await;
+        // The series fires; its announcement waits in the outbox.
+        w.run_jobs_until_idle(due).await;
+        let announced: Vec<OutboxRow> =
+            w.t.db
+                .fetch_all(
+                    &Query::new(
+                        "SELECT seq, envelope FROM outbox WHERE seq > $1 \
+                     AND event_type = 'com.todo.recurring.scheduled' ORDER BY seq",
+                    )
+                    .bind(w.delivered),
+                )
+                .await
+                .unwrap();
+        assert_eq!(announced.len(), 1, "race {n}");
+        let (_, done) = tokio::join!(
+            w.deliver(&announced[0].envelope.0, due),
+            w.tasks.complete(&alice, task.id, due)
+        );
+        done.unwrap();
+        w.run_until_idle(due).await;
+        let series = task.recurrence.unwrap().series_id;
+        let next = todo_shared::events::occurrence_task_id(series, due + Duration::weeks(1));
+        let made = w
+            .tasks
+            .get(&alice, next)
+            .await
+            .expect("the next occurrence exists");
+        assert_eq!(made.status, todo_shared::task::TaskStatus::Pending);
+        assert_eq!(
+            w.dues().await.len() as i64,
+            2 * (n + 1),
+            "race {n}: one task per occurrence"
+        );
+    }
 }
 
 async fn deleting_cancels_reminders_and_ends_the_series(t: TestDb) {

@@ -279,6 +279,16 @@ impl Engine {
             series.time_zone = spec.time_zone.name().to_owned();
             series.series_start = spec.series_start;
             // Only the newest occurrence moves the series; older ones may still change its rule.
+            // An occurrence made ahead of its time (its predecessor completed early) is the
+            // newest as soon as it is made, as is the one a resync replays: the series goes on
+            // from it.
+            let made_ahead = matches!(
+                change.kind,
+                EventType::TaskCreated | EventType::TaskResynced
+            ) && due > series.current_due;
+            if made_ahead {
+                series.current_task_id = change.task_id;
+            }
             if series.current_task_id == change.task_id {
                 // Its event shows it was made: its template no longer matters.
                 series.template_task_id = None;

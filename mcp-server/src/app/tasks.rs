@@ -33,6 +33,8 @@ pub struct Applied {
     pub task: TaskSnapshot,
     /// The names of the fields that changed; empty when the call changed nothing.
     pub changed: Vec<String>,
+    /// The series' next occurrence, when completing this one made it.
+    pub next_occurrence: Option<TaskSnapshot>,
 }
 
 /// One page of `list_tasks`.
@@ -147,15 +149,10 @@ impl TaskService {
         reminders: Vec<ReminderRow>,
         now: DateTime<Utc>,
     ) -> AppResult<TaskSnapshot> {
-        row.insert(&mut tx).await?;
-        row.write_tags(&mut tx, false).await?;
-        for r in &reminders {
-            reminders::insert(&mut tx, &row.owner, r, now).await?;
-        }
-        let data = TaskEventData::snapshot(row.snapshot(&sorted(reminders))?);
-        self.commit_with(tx, EventType::TaskCreated, &data, now)
-            .await?;
-        Ok(data.task)
+        let task = write_new(&mut tx, row, reminders, now).await?;
+        tx.commit().await?;
+        self.events_committed.notify_one();
+        Ok(task)
     }
 
     pub async fn get(&self, owner: &UserId, id: Uuid) -> AppResult<TaskSnapshot> {
@@ -287,10 +284,7 @@ impl TaskService {
         let after = row.snapshot(&sorted(reminders))?;
         let data = TaskEventData::change(&before, after);
         if data.changes.is_empty() {
-            return Ok(Applied {
-                task: before,
-                changed: Vec::new(),
-            });
+            return Ok(Applied::unchanged(before));
         }
         row.update(&mut tx).await?;
         if patch.tags.is_some() {
@@ -332,16 +326,74 @@ impl TaskService {
         let (mut row, reminders) = tasks::load_for_update(&mut tx, owner.as_str(), id).await?;
         let before = row.snapshot(&reminders)?;
         if row.status()? == status {
-            return Ok(Applied {
-                task: before,
-                changed: Vec::new(),
-            });
+            return Ok(Applied::unchanged(before));
         }
         row.set_status(status, now);
         row.touch(now);
         row.update(&mut tx).await?;
         let data = TaskEventData::change(&before, row.snapshot(&reminders)?);
-        self.finish(tx, event, data, now).await
+        outbox::enqueue(&mut tx, &OutgoingEvent::task(event, &data, now)?).await?;
+        let next_occurrence = match status {
+            TaskStatus::Completed => {
+                self.next_on_completion(&mut tx, &row, &reminders, now)
+                    .await?
+            }
+            TaskStatus::Pending => None,
+        };
+        tx.commit().await?;
+        self.events_committed.notify_one();
+        Ok(Applied {
+            changed: data.changes.into_keys().collect(),
+            task: data.task,
+            next_occurrence,
+        })
+    }
+
+    /// Makes the next occurrence of the series `row` belongs to when `row`, just completed, is
+    /// its newest: the task the scheduler would make at `row`'s due time, under the same id, so
+    /// whichever of the two comes second finds it made (both lock `row` first).
+    async fn next_on_completion(
+        &self,
+        tx: &mut Tx,
+        row: &TaskRow,
+        reminders: &[ReminderRow],
+        now: DateTime<Utc>,
+    ) -> AppResult<Option<TaskSnapshot>> {
+        let (Some(series), Some(Json(rule)), Some(start), Some(due)) =
+            (row.series_id, &row.recurrence, row.series_start, row.due_at)
+        else {
+            return Ok(None);
+        };
+        if schedule::has_ended(tx, series).await?
+            || !schedule::is_newest(tx, series, row.id, Some(due)).await?
+        {
+            return Ok(None);
+        }
+        // As the scheduler does: occurrences already past are skipped.
+        let Some(next) = rule.next_occurrence(start, due.max(now), row.zone()?.tz()) else {
+            return Ok(None);
+        };
+        let id = occurrence_task_id(series, next);
+        if tasks::exists(tx, id).await? || !self.room_for_occurrence(tx, series, &row.owner).await?
+        {
+            return Ok(None);
+        }
+        let (next_row, next_reminders) = occurrence_of(row, reminders, id, next, now);
+        write_new(tx, &next_row, next_reminders, now)
+            .await
+            .map(Some)
+    }
+
+    /// Whether the owner may hold one more task; an occurrence beyond the quota is skipped.
+    async fn room_for_occurrence(&self, tx: &mut Tx, series: Uuid, owner: &str) -> AppResult<bool> {
+        match self.quotas.check_task(tx, owner).await {
+            Ok(()) => Ok(true),
+            Err(AppError::QuotaExceeded(reason)) => {
+                tracing::warn!(%series, %reason, "skipped an occurrence: its user holds all the tasks allowed");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Deletes the task with its reminders, tags and recurrence; returns it as it was.
@@ -462,34 +514,14 @@ impl TaskService {
             tx.commit().await?;
             return Ok(None);
         };
-        match self.quotas.check_task(&mut tx, owner.as_str()).await {
-            Err(AppError::QuotaExceeded(reason)) => {
-                tracing::warn!(series = %event.series_id, %reason, "skipped an occurrence: its user holds all the tasks allowed");
-                tx.commit().await?;
-                return Ok(None);
-            }
-            other => other?,
+        if !self
+            .room_for_occurrence(&mut tx, event.series_id, owner.as_str())
+            .await?
+        {
+            tx.commit().await?;
+            return Ok(None);
         }
-        let mut row = template;
-        row.id = event.task_id;
-        row.due_at = Some(event.due);
-        row.set_status(TaskStatus::Pending, now);
-        row.created_at = now;
-        row.updated_at = now;
-        row.version = 1;
-        let reminders: Vec<ReminderRow> = reminders
-            .iter()
-            .filter_map(|r| {
-                let minutes = r.minutes_before?;
-                let at = event.due - chrono::Duration::minutes(i64::from(minutes));
-                (at > now).then(|| ReminderRow {
-                    id: Uuid::now_v7(),
-                    task_id: row.id,
-                    fire_at: at,
-                    minutes_before: Some(minutes),
-                })
-            })
-            .collect();
+        let (row, reminders) = occurrence_of(&template, &reminders, event.task_id, event.due, now);
         self.insert_new(tx, &row, reminders, now).await.map(Some)
     }
 
@@ -505,8 +537,70 @@ impl TaskService {
         Ok(Applied {
             changed: data.changes.into_keys().collect(),
             task: data.task,
+            next_occurrence: None,
         })
     }
+}
+
+impl Applied {
+    /// A call that found the task already as asked.
+    fn unchanged(task: TaskSnapshot) -> Self {
+        Self {
+            task,
+            changed: Vec::new(),
+            next_occurrence: None,
+        }
+    }
+}
+
+/// Writes a new task with its tags and reminders and puts its `task.created` in the outbox.
+async fn write_new(
+    tx: &mut Tx,
+    row: &TaskRow,
+    reminders: Vec<ReminderRow>,
+    now: DateTime<Utc>,
+) -> AppResult<TaskSnapshot> {
+    row.insert(tx).await?;
+    row.write_tags(tx, false).await?;
+    for r in &reminders {
+        reminders::insert(tx, &row.owner, r, now).await?;
+    }
+    let data = TaskEventData::snapshot(row.snapshot(&sorted(reminders))?);
+    let event = OutgoingEvent::task(EventType::TaskCreated, &data, now)?;
+    outbox::enqueue(tx, &event).await?;
+    Ok(data.task)
+}
+
+/// The occurrence `id` of a series due at `due`, copied from `template` (an earlier occurrence)
+/// with the reminders it sets relative to its due time moved along, if still to come.
+fn occurrence_of(
+    template: &TaskRow,
+    reminders: &[ReminderRow],
+    id: Uuid,
+    due: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> (TaskRow, Vec<ReminderRow>) {
+    let mut row = template.clone();
+    row.id = id;
+    row.due_at = Some(due);
+    row.set_status(TaskStatus::Pending, now);
+    row.created_at = now;
+    row.updated_at = now;
+    row.version = 1;
+    let reminders = reminders
+        .iter()
+        .filter_map(|r| {
+            let minutes = r.minutes_before?;
+            let at = due - chrono::Duration::minutes(i64::from(minutes));
+            (at > now).then(|| ReminderRow {
+                id: Uuid::now_v7(),
+                task_id: id,
+                fire_at: at,
+                minutes_before: Some(minutes),
+            })
+        })
+        .collect();
+    (row, reminders)
 }
 
 fn new_reminder(task_id: Uuid, trigger: ReminderTrigger, at: DateTime<Utc>) -> ReminderRow {

@@ -23,6 +23,9 @@ pub struct ChangeOutput {
     pub task: TaskSnapshot,
     /// The fields that changed; empty when the task already was as asked.
     pub changed: Vec<String>,
+    /// The recurring task's next occurrence, made as this one was completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_occurrence: Option<TaskSnapshot>,
 }
 
 impl From<Applied> for ChangeOutput {
@@ -30,6 +33,7 @@ impl From<Applied> for ChangeOutput {
         Self {
             task: applied.task,
             changed: applied.changed,
+            next_occurrence: applied.next_occurrence,
         }
     }
 }
@@ -91,7 +95,7 @@ pub fn describe_task(t: &TaskSnapshot) -> String {
 }
 
 pub fn describe_change(verb: &str, out: &ChangeOutput) -> String {
-    if out.changed.is_empty() {
+    let mut s = if out.changed.is_empty() {
         format!("Nothing to change: {}", describe_task(&out.task))
     } else {
         format!(
@@ -99,7 +103,11 @@ pub fn describe_change(verb: &str, out: &ChangeOutput) -> String {
             describe_task(&out.task),
             out.changed.join(", ")
         )
+    };
+    if let Some(next) = &out.next_occurrence {
+        s.push_str(&format!("; next occurrence: {}", describe_task(next)));
     }
+    s
 }
 
 pub fn describe_list(out: &ListOutput) -> String {

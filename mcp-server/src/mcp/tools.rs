@@ -146,8 +146,9 @@ pub struct CompleteTask;
 impl Tool for CompleteTask {
     const NAME: &'static str = "complete_task";
     const TITLE: &'static str = "Complete a task";
-    const DESCRIPTION: &'static str = "Mark a task completed. For a recurring task this completes this occurrence; the \
-        series goes on and its next occurrence appears as a new task.";
+    const DESCRIPTION: &'static str = "Mark a task completed. For a recurring task this completes this occurrence, and \
+        its next occurrence appears at once as a new task (returned as `next_occurrence`); an \
+        occurrence not completed by its due time gets its next one then. Each occurrence is one task.";
     type Args = TaskIdArgs;
     type Output = ChangeOutput;
 
