@@ -145,7 +145,7 @@ pub fn tool_arguments(data: &[u8]) {
 /// tool's parsing; checks every accepted command and every rejection.
 pub fn check_arguments(o: &Map<String, Value>) {
     if let Some(args) = from_object::<AddTaskArgs>(o) {
-        match args.parse(now()) {
+        match args.parse(now(), Zone::UTC) {
             Ok(task) => {
                 check_text(task.title.as_str(), 200, false);
                 if let Some(d) = &task.description {
@@ -169,7 +169,7 @@ pub fn check_arguments(o: &Map<String, Value>) {
         }
     }
     if let Some(args) = from_object::<ListTasksArgs>(o) {
-        match args.parse() {
+        match args.parse(Zone::UTC) {
             Ok(q) => {
                 assert!((1..=200).contains(&q.limit));
                 if let Some(s) = &q.filter.search {

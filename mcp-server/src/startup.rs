@@ -12,7 +12,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use rmcp::ServiceExt;
 use todo_shared::task::UserId;
-use todo_shared::time::now;
+use todo_shared::time::{Zone, now};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,7 @@ use todo_dapr::shutdown::shutdown_signal;
 
 use crate::app::notifications::NotificationService;
 use crate::app::quotas::Quotas;
+use crate::app::settings::SettingsService;
 use crate::app::tasks::TaskService;
 use crate::config::{Config, EventMode, Transport};
 use crate::events::bus::EventBus;
@@ -33,7 +34,7 @@ use crate::events::subscriptions;
 use crate::http::auth::TokenVerifier;
 use crate::http::fairness::FairShare;
 use crate::http::{HttpSettings, router};
-use crate::mcp::TodoServer;
+use crate::mcp::{LocalUser, Services, TodoServer};
 use crate::scheduling::{EmbeddedScheduler, SchedulerSubscriber};
 use crate::secrets::{self, Secrets};
 use crate::store::retention::{self, Retention};
@@ -205,8 +206,13 @@ impl Core {
         &self.db
     }
 
-    fn tools(&self, local_user: Option<UserId>) -> TodoServer {
-        TodoServer::new(self.tasks.clone(), self.notifications.clone(), local_user)
+    fn tools(&self, local_user: Option<LocalUser>) -> TodoServer {
+        let services = Services {
+            tasks: self.tasks.clone(),
+            notifications: self.notifications.clone(),
+            settings: SettingsService::new(self.db.clone()),
+        };
+        TodoServer::new(services, local_user)
     }
 
     /// Stops the background work, waits for it, and closes the database.
@@ -317,9 +323,13 @@ pub async fn run_stdio(config: &Config, stop: impl Future<Output = ()>) -> anyho
     // fires as soon as the scheduler starts, before the client has finished its handshake.
     let feed = core.notifications.subscribe();
     core.start_background(config).await?;
-    tracing::info!(user = %user, "serving MCP over stdio");
+    let local = LocalUser {
+        user: user.clone(),
+        zone: machine_zone(),
+    };
+    tracing::info!(user = %user, zone = local.zone.map(|z| z.name()), "serving MCP over stdio");
     let service = core
-        .tools(Some(user.clone()))
+        .tools(Some(local))
         .serve(rmcp::transport::stdio())
         .await
         .context("MCP initialisation over stdio failed");
@@ -340,6 +350,27 @@ pub async fn run_stdio(config: &Config, stop: impl Future<Output = ()>) -> anyho
     };
     core.stop().await;
     outcome
+}
+
+/// The zone of the machine the server runs on: `TZ` when it names an IANA zone (`Europe/Paris`,
+/// `:Europe/Paris` or a path into a zoneinfo directory), else the system's zone.
+fn machine_zone() -> Option<Zone> {
+    let from_env = std::env::var("TZ").ok().filter(|tz| !tz.is_empty());
+    if let Some(tz) = from_env {
+        let name = tz.trim_start_matches(':');
+        let name = name.rsplit_once("zoneinfo/").map_or(name, |(_, n)| n);
+        match Zone::parse("TZ", name) {
+            Ok(zone) => return Some(zone),
+            Err(_) => tracing::warn!(%tz, "TZ names no IANA time zone; using the system's"),
+        }
+    }
+    match iana_time_zone::get_timezone() {
+        Ok(name) => Zone::parse("time zone", &name).ok(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot tell this machine's time zone; UTC applies");
+            None
+        }
+    }
 }
 
 /// Runs the configured transport until it ends or a shutdown signal arrives.

@@ -495,7 +495,7 @@ impl Reached {
 /// tool's parsing; checks the result.
 fn check_arguments(o: &Map<String, Value>, reached: &Reached) -> Result<(), TestCaseError> {
     if let Some(args) = deserialize::<AddTaskArgs>(o) {
-        let r = AddTaskArgs::parse(args, now());
+        let r = AddTaskArgs::parse(args, now(), Zone::UTC);
         reached.count(&r);
         match r {
             Ok(task) => check_new_task(&task)?,
@@ -503,7 +503,7 @@ fn check_arguments(o: &Map<String, Value>, reached: &Reached) -> Result<(), Test
         }
     }
     if let Some(args) = deserialize::<ListTasksArgs>(o) {
-        let r = ListTasksArgs::parse(args);
+        let r = ListTasksArgs::parse(args, Zone::UTC);
         reached.count(&r);
         match r {
             Ok(q) => check_list_query(&q)?,
@@ -759,22 +759,24 @@ fn cursors_are_checked() {
                 prop::option::of("[a-z%_]{1,5}"),
             ),
             |(sort, other_sort, key, garbage, search)| {
-                let query = ListTasksArgs::parse(list_args(sort, search.clone())).expect("valid");
+                let query = ListTasksArgs::parse(list_args(sort, search.clone()), Zone::UTC)
+                    .expect("valid");
                 let cursor = query.encode_cursor(&build_row_key(key));
                 let mut args = list_args(sort, search.clone());
                 args.cursor = Some(cursor.clone());
-                let resumed = ListTasksArgs::parse(args).expect("its own cursor");
+                let resumed = ListTasksArgs::parse(args, Zone::UTC).expect("its own cursor");
                 prop_assert!(resumed.after.is_some());
 
                 let mut other =
                     list_args(other_sort, Some(format!("{}x", search.unwrap_or_default())));
                 other.cursor = Some(cursor);
-                let e = ListTasksArgs::parse(other).expect_err("another listing's cursor");
+                let e =
+                    ListTasksArgs::parse(other, Zone::UTC).expect_err("another listing's cursor");
                 prop_assert_eq!(e.field, "cursor");
 
                 let mut args = list_args(sort, None);
                 args.cursor = Some(garbage);
-                if let Err(e) = ListTasksArgs::parse(args) {
+                if let Err(e) = ListTasksArgs::parse(args, Zone::UTC) {
                     prop_assert_eq!(e.field, "cursor");
                     check_rejection(&e)?;
                 }
@@ -800,7 +802,7 @@ fn megabyte_inputs_are_refused_with_short_messages() {
     ];
     for case in cases {
         let args: AddTaskArgs = serde_json::from_value(case).expect("the right shape");
-        let e = AddTaskArgs::parse(args, now()).expect_err("too large");
+        let e = AddTaskArgs::parse(args, now(), Zone::UTC).expect_err("too large");
         assert!(
             e.message.len() < 1_000,
             "{}: {} bytes",
@@ -810,12 +812,16 @@ fn megabyte_inputs_are_refused_with_short_messages() {
     }
     let search: ListTasksArgs = serde_json::from_value(json!({"search": huge})).expect("shape");
     assert_eq!(
-        ListTasksArgs::parse(search).expect_err("too long").field,
+        ListTasksArgs::parse(search, Zone::UTC)
+            .expect_err("too long")
+            .field,
         "search"
     );
     let cursor: ListTasksArgs = serde_json::from_value(json!({"cursor": huge})).expect("shape");
     assert_eq!(
-        ListTasksArgs::parse(cursor).expect_err("garbage").field,
+        ListTasksArgs::parse(cursor, Zone::UTC)
+            .expect_err("garbage")
+            .field,
         "cursor"
     );
 }
@@ -1046,7 +1052,7 @@ fn consumers_classify_every_envelope_and_write_only_for_their_own_events() {
             let task = tasks
                 .create(
                     &common::user("alice"),
-                    AddTaskArgs::parse(args, now()).expect("valid"),
+                    AddTaskArgs::parse(args, now(), Zone::UTC).expect("valid"),
                     now(),
                 )
                 .await
@@ -1182,7 +1188,7 @@ async fn list_with_cursor(
 ) -> Result<usize, mcp_server::error::AppError> {
     let mut args = list_args(sort, search);
     args.cursor = Some(cursor);
-    let query = ListTasksArgs::parse(args)?;
+    let query = ListTasksArgs::parse(args, Zone::UTC)?;
     Ok(tasks
         .list(&common::user("alice"), &query, now())
         .await?
@@ -1210,7 +1216,7 @@ fn listing_from_any_well_formed_cursor_answers() {
                 tasks
                     .create(
                         &common::user("alice"),
-                        AddTaskArgs::parse(args, now()).expect("valid"),
+                        AddTaskArgs::parse(args, now(), Zone::UTC).expect("valid"),
                         now(),
                     )
                     .await
@@ -1223,10 +1229,11 @@ fn listing_from_any_well_formed_cursor_answers() {
             .run(
                 &(sorts, row_key(), prop::option::of(hostile_text())),
                 |(sort, key, search)| {
-                    let query = match ListTasksArgs::parse(list_args(sort, search.clone())) {
-                        Ok(q) => q,
-                        Err(e) => return check_rejection(&e),
-                    };
+                    let query =
+                        match ListTasksArgs::parse(list_args(sort, search.clone()), Zone::UTC) {
+                            Ok(q) => q,
+                            Err(e) => return check_rejection(&e),
+                        };
                     // Known and pinned by `a_cursor_with_nul_in_its_title_key_is_refused`.
                     let known_bug = sort == "title" && key.4.contains('\0');
                     let cursor = query.encode_cursor(&build_row_key(key));
@@ -1257,7 +1264,7 @@ fn listing_from_any_well_formed_cursor_answers() {
 fn a_cursor_with_nul_in_its_title_key_is_refused() {
     on_each_backend(|rt, db| {
         let tasks = TaskService::new(db.clone());
-        let query = ListTasksArgs::parse(list_args("title", None)).expect("valid");
+        let query = ListTasksArgs::parse(list_args("title", None), Zone::UTC).expect("valid");
         let cursor = query.encode_cursor(&build_row_key((1, 0, None, 2, "a\u{0}b".into())));
         let e = rt
             .block_on(list_with_cursor(&tasks, "title", None, cursor))
@@ -1277,7 +1284,7 @@ fn cron_errors_stay_short_however_long_the_expression() {
         "recurrence": {"frequency": "cron", "cron": format!("{long_field} * * * *")},
     }))
     .expect("the right shape");
-    let e = AddTaskArgs::parse(args, now()).expect_err("invalid cron");
+    let e = AddTaskArgs::parse(args, now(), Zone::UTC).expect_err("invalid cron");
     assert_eq!(e.field, "recurrence.cron");
     assert!(
         e.message.len() < 1_000,
@@ -1300,7 +1307,7 @@ fn poison_events_are_dropped_not_retried() {
             }))
             .expect("valid");
             let task = tasks
-                .create(&common::user("alice"), AddTaskArgs::parse(args, now()).expect("valid"), now())
+                .create(&common::user("alice"), AddTaskArgs::parse(args, now(), Zone::UTC).expect("valid"), now())
                 .await
                 .expect("created");
             (task.id, task.recurrence.expect("recurring").series_id)

@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use todo_shared::time::Zone;
 
 use chrono::{Duration, TimeZone, Utc};
 use common::{TestDb, args, count, outbox, user};
@@ -105,7 +106,7 @@ async fn add(svc: &TaskService, title: &str) -> Uuid {
     let now = now();
     svc.create(
         &user("alice"),
-        AddTaskArgs::parse(args(json!({"title": title})), now).unwrap(),
+        AddTaskArgs::parse(args(json!({"title": title})), now, Zone::UTC).unwrap(),
         now,
     )
     .await
@@ -242,7 +243,7 @@ async fn recurring_scheduled_creates_one_occurrence(t: TestDb) {
             AddTaskArgs::parse(
                 args(json!({"title": "Water plants", "due": "2030-01-01T09:00", "tags": ["home"],
                             "recurrence": {"frequency": "daily"}, "reminders": [{"minutes_before": 10}]})),
-                now,
+                now, Zone::UTC,
             )
             .unwrap(),
             now,

@@ -6,6 +6,7 @@
 mod common;
 
 use std::sync::Arc;
+use todo_shared::time::Zone;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::{TestDb, args, user};
@@ -81,7 +82,7 @@ impl World {
     }
 
     async fn add(&self, at: DateTime<Utc>, task: Value) -> TaskSnapshot {
-        let new = AddTaskArgs::parse(args(task), at).expect("valid task");
+        let new = AddTaskArgs::parse(args(task), at, Zone::UTC).expect("valid task");
         self.tasks
             .create(&user("alice"), new, at)
             .await

@@ -11,6 +11,7 @@ use mcp_server::mcp::args::{AddTaskArgs, ListTasksArgs};
 use serde_json::{Value, json};
 use todo_shared::reminder::ReminderInput;
 use todo_shared::snapshot::TaskSnapshot;
+use todo_shared::time::Zone;
 use uuid::Uuid;
 
 on_both_backends!(
@@ -39,7 +40,7 @@ fn now() -> DateTime<Utc> {
 async fn add(svc: &TaskService, owner: &str, a: Value) -> TaskSnapshot {
     svc.create(
         &user(owner),
-        AddTaskArgs::parse(args(a), now()).expect("valid task"),
+        AddTaskArgs::parse(args(a), now(), Zone::UTC).expect("valid task"),
         now(),
     )
     .await
@@ -47,7 +48,7 @@ async fn add(svc: &TaskService, owner: &str, a: Value) -> TaskSnapshot {
 }
 
 async fn list(svc: &TaskService, owner: &str, a: Value) -> (Vec<String>, i64, Option<String>) {
-    let q = ListTasksArgs::parse(args(a)).expect("valid query");
+    let q = ListTasksArgs::parse(args(a), Zone::UTC).expect("valid query");
     let page = svc.list(&user(owner), &q, now()).await.expect("list");
     (
         page.tasks.into_iter().map(|t| t.title).collect(),
@@ -622,7 +623,11 @@ async fn list_pages_stay_correct_while_tasks_are_added(t: TestDb) {
     assert_eq!(unique.len(), seen.len(), "no duplicates");
 
     assert!(
-        ListTasksArgs::parse(args(json!({"sort": "due", "cursor": a["cursor"]}))).is_err(),
+        ListTasksArgs::parse(
+            args(json!({"sort": "due", "cursor": a["cursor"]})),
+            Zone::UTC
+        )
+        .is_err(),
         "cursor bound to its query"
     );
 }
@@ -681,7 +686,7 @@ async fn what_a_write_returns_is_what_a_read_returns(t: TestDb) {
     let created = svc
         .create(
             &alice,
-            AddTaskArgs::parse(args(json!({"title": "Now"})), now).unwrap(),
+            AddTaskArgs::parse(args(json!({"title": "Now"})), now, Zone::UTC).unwrap(),
             now,
         )
         .await
@@ -706,8 +711,12 @@ async fn each_user_holds_at_most_their_quotas(t: TestDb) {
         let svc = svc.clone();
         let owner = user(owner);
         async move {
-            svc.create(&owner, AddTaskArgs::parse(args(a), now()).unwrap(), now())
-                .await
+            svc.create(
+                &owner,
+                AddTaskArgs::parse(args(a), now(), Zone::UTC).unwrap(),
+                now(),
+            )
+            .await
         }
     };
 

@@ -266,7 +266,15 @@ class Transport:
         return f"{self.kind}-{self.mode}"
 
     @contextlib.asynccontextmanager
-    async def connect(self, user: str | None = None) -> AsyncIterator[Client]:
+    async def connect(
+        self,
+        user: str | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        claims: dict[str, Any] | None = None,
+    ) -> AsyncIterator[Client]:
+        """A client of the server as `user`; over stdio with `env` added to the server's (its
+        machine zone is UTC unless `env` sets `TZ`), over HTTP with `claims` added to the token."""
         user = user or self.user
         if self.kind == "stdio":
             assert self.stdio is not None
@@ -280,6 +288,8 @@ class Transport:
                     "HOME": str(self.stdio["home"]),
                     "XDG_DATA_HOME": str(self.stdio["home"] / "data"),
                     "RUST_LOG": SERVER_LOG_LEVEL,
+                    "TZ": "UTC",
+                    **(env or {}),
                 },
             )
             with open(log, "w") as errlog:
@@ -288,7 +298,7 @@ class Transport:
                     yield client
         else:
             assert self.http is not None
-            headers = {"Authorization": f"Bearer {mint_token(user)}"}
+            headers = {"Authorization": f"Bearer {mint_token(user, **(claims or {}))}"}
             async with create_mcp_http_client(headers=headers) as http_client:
                 async with Client(
                     streamable_http_client(self.http.url, http_client=http_client),

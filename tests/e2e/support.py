@@ -42,6 +42,24 @@ TASK_KEYS = {
 
 PROTOCOL = {"legacy": "2025-11-25", "auto": "2026-07-28"}
 
+# Every tool the server lists.
+TOOL_NAMES = frozenset(
+    {
+        "add_task",
+        "list_tasks",
+        "get_task",
+        "update_task",
+        "complete_task",
+        "reopen_task",
+        "delete_task",
+        "set_reminder",
+        "cancel_reminder",
+        "list_notifications",
+        "get_settings",
+        "update_settings",
+    }
+)
+
 
 def new_user() -> str:
     return f"e2e-{uuid.uuid4()}"

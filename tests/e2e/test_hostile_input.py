@@ -25,7 +25,7 @@ import httpx2
 import pytest
 
 from conftest import HttpServer
-from support import Y, mint_token, new_user
+from support import TOOL_NAMES, Y, mint_token, new_user
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 BODY_LIMIT = 1024 * 1024  # the server's default TODO_MAX_BODY_BYTES
@@ -116,7 +116,7 @@ def assert_survived(wire: Wire, before: dict[str, Any]) -> None:
     """The process is up, answers a normal call, and the user's data is as it was."""
     assert wire.server.proc is not None and wire.server.proc.poll() is None, "the server process exited"
     tools = wire.rpc(wire.request("tools/list", {}))
-    assert len(tools["result"]["tools"]) == 10, tools
+    assert len(tools["result"]["tools"]) == len(TOOL_NAMES), tools
     assert wire.state() == before, "the refused request changed the user's data"
 
 

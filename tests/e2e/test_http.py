@@ -15,7 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from conftest import HttpServer
-from support import JWT_SECRET, add, call_ok, get, list_all, mint_token, new_user, unsigned_token
+from support import JWT_SECRET, TOOL_NAMES, add, call_ok, get, list_all, mint_token, new_user, unsigned_token
 
 pytestmark = pytest.mark.anyio
 
@@ -108,7 +108,7 @@ def test_valid_token_is_served(http):
     assert r.status_code == 200, r.text
     (message,) = sse_messages(r)
     assert message["jsonrpc"] == "2.0" and message["id"] == 1
-    assert len(message["result"]["tools"]) == 10
+    assert len(message["result"]["tools"]) == len(TOOL_NAMES)
     # `aud`, `iss` and other claims are ignored unless the server is configured to check them.
     r = post(http, bearer(mint_token(new_user(), aud="anything", iss="anyone", scope="x")))
     assert r.status_code == 200, r.text

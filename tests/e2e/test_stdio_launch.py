@@ -17,7 +17,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from support import REPO, Y, add, call_ok, get, ids, list_all
+from support import REPO, TOOL_NAMES, Y, add, call_ok, get, ids, list_all
 
 pytestmark = pytest.mark.anyio
 
@@ -124,7 +124,7 @@ def raw_session(argv: list[str], env: dict[str, str], cwd: Path, stderr: Path, t
         assert "tools" in init["result"]["capabilities"]
         server.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         tools = server.request(2, "tools/list", {})["result"]["tools"]
-        assert len(tools) == 10
+        assert len(tools) == len(TOOL_NAMES)
         added = server.request(3, "tools/call", {"name": "add_task", "arguments": {"title": title, "tags": ["desktop"]}})
         assert added["result"].get("isError") in (None, False), added
         task = added["result"]["structuredContent"]["task"]

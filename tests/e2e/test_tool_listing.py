@@ -1,8 +1,10 @@
-"""tools/list: the ten tools with their titles, schemas and annotations, on every transport."""
+"""tools/list: the tools with their titles, schemas and annotations, on every transport."""
 
 from __future__ import annotations
 
 import pytest
+
+from support import TOOL_NAMES
 
 pytestmark = pytest.mark.anyio
 
@@ -18,6 +20,8 @@ ANNOTATIONS = {
     "set_reminder": (False, False, False, False),
     "cancel_reminder": (False, True, True, False),
     "list_notifications": (False, False, True, False),
+    "get_settings": (True, None, None, False),
+    "update_settings": (False, False, True, False),
 }
 
 REQUIRED_ARGS = {
@@ -31,6 +35,8 @@ REQUIRED_ARGS = {
     "set_reminder": {"task_id"},
     "cancel_reminder": {"task_id", "reminder_id"},
     "list_notifications": set(),
+    "get_settings": set(),
+    "update_settings": set(),
 }
 
 ARG_NAMES = {
@@ -47,6 +53,8 @@ ARG_NAMES = {
     "set_reminder": {"task_id", "at", "minutes_before"},
     "cancel_reminder": {"task_id", "reminder_id"},
     "list_notifications": {"unread_only", "mark_read", "limit"},
+    "get_settings": set(),
+    "update_settings": {"time_zone"},
 }
 
 OUTPUT_FIELDS = {
@@ -54,20 +62,22 @@ OUTPUT_FIELDS = {
     "get_task": {"task"},
     "list_tasks": {"tasks", "total", "next_cursor"},
     "update_task": {"task", "changed"},
-    "complete_task": {"task", "changed"},
+    "complete_task": {"task", "changed", "next_occurrence"},
     "reopen_task": {"task", "changed"},
     "cancel_reminder": {"task", "changed"},
     "delete_task": {"deleted"},
     "set_reminder": {"reminder_id", "task"},
     "list_notifications": {"notifications", "unread"},
+    "get_settings": {"time_zone", "time_zone_source", "now"},
+    "update_settings": {"time_zone", "time_zone_source", "now"},
 }
 
 
-async def test_lists_exactly_the_ten_tools(transport):
+async def test_lists_exactly_the_tools(transport):
     async with transport.connect() as c:
         assert c.server_info is not None and c.server_info.name == "todo-mcp"
         tools = {t.name: t for t in (await c.list_tools()).tools}
-    assert set(tools) == set(ANNOTATIONS)
+    assert set(tools) == set(ANNOTATIONS) == TOOL_NAMES
     for name, tool in tools.items():
         assert tool.title and tool.title.strip(), name
         assert tool.description and len(tool.description) > 20, name
@@ -94,4 +104,4 @@ async def test_unknown_tool_is_a_protocol_error(transport):
             await c.call_tool("no_such_tool", {})
         assert e.value.error.code == -32602
         # The connection stays usable.
-        assert len((await c.list_tools()).tools) == 10
+        assert len((await c.list_tools()).tools) == len(ANNOTATIONS)

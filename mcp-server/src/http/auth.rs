@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use todo_shared::task::UserId;
+use todo_shared::time::Zone;
 
 use crate::mcp::AuthenticatedUser;
 
@@ -40,6 +41,9 @@ impl std::fmt::Debug for TokenVerifier {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// The user's time zone (OpenID Connect's standard claim), an IANA name.
+    #[serde(default)]
+    zoneinfo: Option<String>,
 }
 
 /// Why a token was refused; the text goes into the `WWW-Authenticate` challenge.
@@ -83,8 +87,8 @@ impl TokenVerifier {
         })
     }
 
-    /// Checks a token and returns its subject.
-    pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+    /// Checks a token and returns its subject, with the zone it names.
+    pub fn verify(&self, token: &str) -> Result<AuthenticatedUser, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
             |e| match e.kind() {
@@ -93,11 +97,20 @@ impl TokenVerifier {
                 _ => AuthError::Invalid,
             },
         )?;
-        UserId::parse(&data.claims.sub).map_err(|_| AuthError::Invalid)
+        let user = UserId::parse(&data.claims.sub).map_err(|_| AuthError::Invalid)?;
+        // A zone the server does not know is no reason to refuse the user: UTC stands in.
+        let zone = data
+            .claims
+            .zoneinfo
+            .and_then(|name| Zone::parse("zoneinfo", &name).ok());
+        Ok(AuthenticatedUser { user, zone })
     }
 
     /// Extracts and checks the bearer token of an `Authorization` header value.
-    pub fn authenticate(&self, authorization: Option<&HeaderValue>) -> Result<UserId, AuthError> {
+    pub fn authenticate(
+        &self,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<AuthenticatedUser, AuthError> {
         let value = authorization.ok_or(AuthError::Missing)?;
         let value = value.to_str().map_err(|_| AuthError::Malformed)?;
         let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
@@ -134,7 +147,7 @@ pub async fn require_bearer(
 ) -> Response {
     match verifier.authenticate(request.headers().get(header::AUTHORIZATION)) {
         Ok(user) => {
-            request.extensions_mut().insert(AuthenticatedUser(user));
+            request.extensions_mut().insert(user);
             next.run(request).await
         }
         Err(e) => {
@@ -172,7 +185,20 @@ mod tests {
     #[test]
     fn accepts_a_valid_token() {
         let t = token(json!({"sub": "alice", "exp": now() + 60}), SECRET);
-        assert_eq!(verifier().verify(&t).unwrap().as_str(), "alice");
+        let alice = verifier().verify(&t).unwrap();
+        assert_eq!((alice.user.as_str(), alice.zone), ("alice", None));
+        let in_paris = token(
+            json!({"sub": "alice", "exp": now() + 60, "zoneinfo": "Europe/Paris"}),
+            SECRET,
+        );
+        let zone = verifier().verify(&in_paris).unwrap().zone;
+        assert_eq!(zone.map(|z| z.name()), Some("Europe/Paris"));
+        // An unknown zone leaves the user without one, not refused.
+        let nowhere = token(
+            json!({"sub": "alice", "exp": now() + 60, "zoneinfo": "Mars/Olympus"}),
+            SECRET,
+        );
+        assert_eq!(verifier().verify(&nowhere).unwrap().zone, None);
     }
 
     #[test]
@@ -220,7 +246,7 @@ mod tests {
         let v = verifier();
         let t = token(json!({"sub": "bob", "exp": now() + 60}), SECRET);
         let header = HeaderValue::from_str(&format!("bearer {t}")).unwrap();
-        assert_eq!(v.authenticate(Some(&header)).unwrap().as_str(), "bob");
+        assert_eq!(v.authenticate(Some(&header)).unwrap().user.as_str(), "bob");
         assert_eq!(v.authenticate(None), Err(AuthError::Missing));
         let basic = HeaderValue::from_static("Basic Ym9iOnB3");
         assert_eq!(v.authenticate(Some(&basic)), Err(AuthError::Malformed));

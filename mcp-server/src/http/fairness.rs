@@ -180,7 +180,8 @@ pub async fn fair_share(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(AuthenticatedUser(user)) = request.extensions().get::<AuthenticatedUser>().cloned()
+    let Some(AuthenticatedUser { user, .. }) =
+        request.extensions().get::<AuthenticatedUser>().cloned()
     else {
         return next.run(request).await;
     };

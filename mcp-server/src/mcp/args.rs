@@ -41,7 +41,8 @@ pub struct AddTaskArgs {
     /// When the task is due: RFC 3339 (`2026-03-08T17:00:00-05:00`), a local date-time in
     /// `time_zone` (`2026-03-08T17:00`), or a date (`2026-03-08`, meaning the end of that day).
     pub due: Option<String>,
-    /// IANA time zone for `due`, reminders and recurrence, e.g. `Europe/Paris`. Default `UTC`.
+    /// IANA time zone for `due`, reminders and recurrence, e.g. `Europe/Paris`. Default: the
+    /// user's time zone (get_settings).
     pub time_zone: Option<String>,
     /// Makes the task repeat; needs `due`, which is the first occurrence.
     pub recurrence: Option<RecurrenceInput>,
@@ -76,7 +77,8 @@ pub struct ListTasksArgs {
     pub due_after: Option<String>,
     /// Only pending tasks whose due time has passed.
     pub overdue: Option<bool>,
-    /// IANA time zone for local times in `due_before`/`due_after`. Default `UTC`.
+    /// IANA time zone for local times in `due_before`/`due_after`. Default: the user's time
+    /// zone (get_settings).
     pub time_zone: Option<String>,
     /// `created` (default), `due`, `priority` or `title`.
     pub sort: Option<SortKey>,
@@ -93,6 +95,36 @@ pub struct ListTasksArgs {
 pub struct TaskIdArgs {
     /// The task's id, as returned by `add_task` or `list_tasks`.
     pub task_id: Uuid,
+}
+
+/// No arguments.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+/// Only the settings given change.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSettingsArgs {
+    /// The IANA time zone (e.g. `Europe/Paris`) to read local times in when a call names none;
+    /// `null` forgets it, leaving the zone of the user's machine or sign-in, else UTC.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<String>")]
+    pub time_zone: Option<Option<String>>,
+}
+
+impl UpdateSettingsArgs {
+    /// The new zone preference: `None` leaves it, `Some(None)` forgets it.
+    pub fn parse(&self) -> Result<Option<Option<Zone>>, ValidationError> {
+        self.time_zone
+            .as_ref()
+            .map(|zone| {
+                zone.as_deref()
+                    .map(|z| Zone::parse("time_zone", z))
+                    .transpose()
+            })
+            .transpose()
+    }
 }
 
 /// Only the fields given change. `null` clears `description`, `due` or `recurrence`.
@@ -156,8 +188,9 @@ pub struct ListNotificationsArgs {
     pub limit: Option<u32>,
 }
 
-fn parse_zone(raw: Option<&str>) -> Result<Zone, ValidationError> {
-    raw.map_or(Ok(Zone::default()), |s| Zone::parse("time_zone", s))
+/// The call's `time_zone`, else the user's.
+fn parse_zone(raw: Option<&str>, user_zone: Zone) -> Result<Zone, ValidationError> {
+    raw.map_or(Ok(user_zone), |s| Zone::parse("time_zone", s))
 }
 
 /// A description as given: blank means none.
@@ -182,9 +215,10 @@ fn parse_recurrence(
 }
 
 impl AddTaskArgs {
-    /// The task to create; reminders must lie ahead of `now`.
-    pub fn parse(self, now: DateTime<Utc>) -> Result<NewTask, ValidationError> {
-        let zone = parse_zone(self.time_zone.as_deref())?;
+    /// The task to create, in `user_zone` unless it names its own; reminders must lie ahead
+    /// of `now`.
+    pub fn parse(self, now: DateTime<Utc>, user_zone: Zone) -> Result<NewTask, ValidationError> {
+        let zone = parse_zone(self.time_zone.as_deref(), user_zone)?;
         let due = self
             .due
             .as_deref()
@@ -214,8 +248,14 @@ impl AddTaskArgs {
 }
 
 impl ListTasksArgs {
-    pub fn parse(self) -> Result<ListQuery, ValidationError> {
-        let zone = parse_zone(self.time_zone.as_deref())?.tz();
+    /// Whether the query has local times to read in the user's zone.
+    pub fn needs_user_zone(&self) -> bool {
+        self.time_zone.is_none() && (self.due_before.is_some() || self.due_after.is_some())
+    }
+
+    /// The query, its local times read in `user_zone` unless it names its own zone.
+    pub fn parse(self, user_zone: Zone) -> Result<ListQuery, ValidationError> {
+        let zone = parse_zone(self.time_zone.as_deref(), user_zone)?.tz();
         // Normalised like a task's tags: trimmed, lower-cased, de-duplicated, at most ten.
         let tags: Vec<Tag> = Tags::parse(self.tags.as_deref().unwrap_or_default())?
             .iter()

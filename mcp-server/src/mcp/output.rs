@@ -8,6 +8,7 @@ use todo_shared::task::TaskStatus;
 use uuid::Uuid;
 
 use crate::app::notifications::NotificationView;
+use crate::app::settings::ZoneSource;
 use crate::app::tasks::Applied;
 
 /// The result of `add_task` and `get_task`.
@@ -23,9 +24,6 @@ pub struct ChangeOutput {
     pub task: TaskSnapshot,
     /// The fields that changed; empty when the task already was as asked.
     pub changed: Vec<String>,
-    /// The recurring task's next occurrence, made as this one was completed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_occurrence: Option<TaskSnapshot>,
 }
 
 impl From<Applied> for ChangeOutput {
@@ -33,7 +31,25 @@ impl From<Applied> for ChangeOutput {
         Self {
             task: applied.task,
             changed: applied.changed,
-            next_occurrence: applied.next_occurrence,
+        }
+    }
+}
+
+/// The result of `complete_task`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CompleteOutput {
+    #[serde(flatten)]
+    pub change: ChangeOutput,
+    /// The recurring task's next occurrence, made as this one was completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_occurrence: Option<TaskSnapshot>,
+}
+
+impl From<Applied> for CompleteOutput {
+    fn from(mut applied: Applied) -> Self {
+        Self {
+            next_occurrence: applied.next_occurrence.take(),
+            change: applied.into(),
         }
     }
 }
@@ -72,6 +88,18 @@ pub struct NotificationsOutput {
     pub unread: i64,
 }
 
+/// The result of `get_settings` and `update_settings`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SettingsOutput {
+    /// The IANA zone local times are read in when a call names none.
+    pub time_zone: String,
+    /// Where it comes from: the user's `preference`, their `token`, this `machine`, or the
+    /// `default` (UTC).
+    pub time_zone_source: ZoneSource,
+    /// The current time in that zone (RFC 3339).
+    pub now: String,
+}
+
 /// `"Buy milk" [high] due 2026-03-08T17:00:00-05:00 #home (id …)`
 pub fn describe_task(t: &TaskSnapshot) -> String {
     let mut s = format!("\"{}\" [{}]", t.title, t.priority.as_str());
@@ -95,7 +123,7 @@ pub fn describe_task(t: &TaskSnapshot) -> String {
 }
 
 pub fn describe_change(verb: &str, out: &ChangeOutput) -> String {
-    let mut s = if out.changed.is_empty() {
+    if out.changed.is_empty() {
         format!("Nothing to change: {}", describe_task(&out.task))
     } else {
         format!(
@@ -103,7 +131,11 @@ pub fn describe_change(verb: &str, out: &ChangeOutput) -> String {
             describe_task(&out.task),
             out.changed.join(", ")
         )
-    };
+    }
+}
+
+pub fn describe_completion(out: &CompleteOutput) -> String {
+    let mut s = describe_change("Completed", &out.change);
     if let Some(next) = &out.next_occurrence {
         s.push_str(&format!("; next occurrence: {}", describe_task(next)));
     }
@@ -134,4 +166,17 @@ pub fn describe_notifications(out: &NotificationsOutput) -> String {
         s.push_str(&format!("\n- {}: {}{mark}", n.fire_at, n.message));
     }
     s
+}
+
+pub fn describe_settings(out: &SettingsOutput) -> String {
+    let source = match out.time_zone_source {
+        ZoneSource::Preference => "the user's setting",
+        ZoneSource::Token => "the user's sign-in",
+        ZoneSource::Machine => "this machine",
+        ZoneSource::Default => "the default",
+    };
+    format!(
+        "Time zone {} (from {source}); it is now {}",
+        out.time_zone, out.now
+    )
 }

@@ -15,10 +15,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use todo_dapr::telemetry;
 use todo_shared::error::{MAX_MESSAGE_CHARS, elide_middle};
-use todo_shared::task::UserId;
 use tracing::Instrument;
 
-use super::{TodoServer, schema};
+use super::{Caller, TodoServer, schema};
 use crate::error::{AppError, AppResult};
 
 /// A tool: what the model reads about it, the shapes of its arguments and result, and the
@@ -36,7 +35,7 @@ pub trait Tool: Send + Sync + 'static {
     fn run(
         server: &TodoServer,
         args: Self::Args,
-        user: UserId,
+        caller: Caller,
     ) -> impl Future<Output = AppResult<Self::Output>> + Send;
 
     /// One line for clients that show only text.
@@ -63,8 +62,8 @@ pub fn route<T: Tool>() -> ToolRoute<TodoServer> {
                 tool = T::NAME,
             );
             telemetry::continue_trace(&span, ctx.request_context.meta.get_traceparent());
-            let result = match (args, server.user(&ctx.request_context)) {
-                (Ok(args), Ok(user)) => T::run(server, args, user).instrument(span).await,
+            let result = match (args, server.caller(&ctx.request_context)) {
+                (Ok(args), Ok(caller)) => T::run(server, args, caller).instrument(span).await,
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
             let outcome = if result.is_ok() { "ok" } else { "error" };

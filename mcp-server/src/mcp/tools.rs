@@ -1,21 +1,21 @@
-//! The ten tools. Each names its argument and result types, says in words what it does (the
+//! The tools. Each names its argument and result types, says in words what it does (the
 //! model reads `DESCRIPTION`), and runs one operation of the application for the calling user;
 //! [`super::route`] does the rest, the same way for all of them.
 
 use rmcp::model::ToolAnnotations;
-use todo_shared::task::UserId;
-use todo_shared::time::now;
+use todo_shared::time::{format_in_zone, now};
 
-use super::TodoServer;
 use super::args::{
-    AddTaskArgs, CancelReminderArgs, ListNotificationsArgs, ListTasksArgs, SetReminderArgs,
-    TaskIdArgs, UpdateTaskArgs,
+    AddTaskArgs, CancelReminderArgs, ListNotificationsArgs, ListTasksArgs, NoArgs, SetReminderArgs,
+    TaskIdArgs, UpdateSettingsArgs, UpdateTaskArgs,
 };
 use super::output::{
-    ChangeOutput, DeleteOutput, ListOutput, NotificationsOutput, ReminderOutput, TaskOutput,
-    describe_change, describe_list, describe_notifications, describe_task,
+    ChangeOutput, CompleteOutput, DeleteOutput, ListOutput, NotificationsOutput, ReminderOutput,
+    SettingsOutput, TaskOutput, describe_change, describe_completion, describe_list,
+    describe_notifications, describe_settings, describe_task,
 };
 use super::route::Tool;
+use super::{Caller, TodoServer};
 use crate::app::commands::parse_limit;
 use crate::error::AppResult;
 
@@ -47,9 +47,15 @@ impl Tool for AddTask {
         writes(false, false)
     }
 
-    async fn run(server: &TodoServer, args: AddTaskArgs, user: UserId) -> AppResult<TaskOutput> {
+    async fn run(server: &TodoServer, args: AddTaskArgs, caller: Caller) -> AppResult<TaskOutput> {
         let now = now();
-        let task = server.tasks.create(&user, args.parse(now)?, now).await?;
+        let zone = server
+            .user_zone_if(&caller, args.time_zone.is_none())
+            .await?;
+        let task = server
+            .tasks
+            .create(&caller.user, args.parse(now, zone)?, now)
+            .await?;
         Ok(TaskOutput { task })
     }
 
@@ -74,8 +80,16 @@ impl Tool for ListTasks {
         reads()
     }
 
-    async fn run(server: &TodoServer, args: ListTasksArgs, user: UserId) -> AppResult<ListOutput> {
-        let page = server.tasks.list(&user, &args.parse()?, now()).await?;
+    async fn run(
+        server: &TodoServer,
+        args: ListTasksArgs,
+        caller: Caller,
+    ) -> AppResult<ListOutput> {
+        let zone = server.user_zone_if(&caller, args.needs_user_zone()).await?;
+        let page = server
+            .tasks
+            .list(&caller.user, &args.parse(zone)?, now())
+            .await?;
         Ok(ListOutput {
             tasks: page.tasks,
             total: page.total,
@@ -101,8 +115,8 @@ impl Tool for GetTask {
         reads()
     }
 
-    async fn run(server: &TodoServer, args: TaskIdArgs, user: UserId) -> AppResult<TaskOutput> {
-        let task = server.tasks.get(&user, args.task_id).await?;
+    async fn run(server: &TodoServer, args: TaskIdArgs, caller: Caller) -> AppResult<TaskOutput> {
+        let task = server.tasks.get(&caller.user, args.task_id).await?;
         Ok(TaskOutput { task })
     }
 
@@ -129,10 +143,12 @@ impl Tool for UpdateTask {
     async fn run(
         server: &TodoServer,
         args: UpdateTaskArgs,
-        user: UserId,
+        caller: Caller,
     ) -> AppResult<ChangeOutput> {
         let patch = args.parse()?;
-        let applied = server.tasks.update(&user, args.task_id, &patch, now());
+        let applied = server
+            .tasks
+            .update(&caller.user, args.task_id, &patch, now());
         Ok(applied.await?.into())
     }
 
@@ -150,22 +166,26 @@ impl Tool for CompleteTask {
         its next occurrence appears at once as a new task (returned as `next_occurrence`); an \
         occurrence not completed by its due time gets its next one then. Each occurrence is one task.";
     type Args = TaskIdArgs;
-    type Output = ChangeOutput;
+    type Output = CompleteOutput;
 
     fn annotations() -> ToolAnnotations {
         writes(false, true)
     }
 
-    async fn run(server: &TodoServer, args: TaskIdArgs, user: UserId) -> AppResult<ChangeOutput> {
+    async fn run(
+        server: &TodoServer,
+        args: TaskIdArgs,
+        caller: Caller,
+    ) -> AppResult<CompleteOutput> {
         Ok(server
             .tasks
-            .complete(&user, args.task_id, now())
+            .complete(&caller.user, args.task_id, now())
             .await?
             .into())
     }
 
-    fn summary(output: &ChangeOutput) -> String {
-        describe_change("Completed", output)
+    fn summary(output: &CompleteOutput) -> String {
+        describe_completion(output)
     }
 }
 
@@ -182,10 +202,10 @@ impl Tool for ReopenTask {
         writes(false, true)
     }
 
-    async fn run(server: &TodoServer, args: TaskIdArgs, user: UserId) -> AppResult<ChangeOutput> {
+    async fn run(server: &TodoServer, args: TaskIdArgs, caller: Caller) -> AppResult<ChangeOutput> {
         Ok(server
             .tasks
-            .reopen(&user, args.task_id, now())
+            .reopen(&caller.user, args.task_id, now())
             .await?
             .into())
     }
@@ -209,8 +229,11 @@ impl Tool for DeleteTask {
         writes(true, true)
     }
 
-    async fn run(server: &TodoServer, args: TaskIdArgs, user: UserId) -> AppResult<DeleteOutput> {
-        let deleted = server.tasks.delete(&user, args.task_id, now()).await?;
+    async fn run(server: &TodoServer, args: TaskIdArgs, caller: Caller) -> AppResult<DeleteOutput> {
+        let deleted = server
+            .tasks
+            .delete(&caller.user, args.task_id, now())
+            .await?;
         Ok(DeleteOutput { deleted })
     }
 
@@ -236,12 +259,12 @@ impl Tool for SetReminder {
     async fn run(
         server: &TodoServer,
         args: SetReminderArgs,
-        user: UserId,
+        caller: Caller,
     ) -> AppResult<ReminderOutput> {
         let reminder = args.parse()?;
         let (applied, reminder_id) = server
             .tasks
-            .set_reminder(&user, args.task_id, &reminder, now())
+            .set_reminder(&caller.user, args.task_id, &reminder, now())
             .await?;
         Ok(ReminderOutput {
             reminder_id,
@@ -281,11 +304,11 @@ impl Tool for CancelReminder {
     async fn run(
         server: &TodoServer,
         args: CancelReminderArgs,
-        user: UserId,
+        caller: Caller,
     ) -> AppResult<ChangeOutput> {
         let applied = server
             .tasks
-            .cancel_reminder(&user, args.task_id, args.reminder_id, now())
+            .cancel_reminder(&caller.user, args.task_id, args.reminder_id, now())
             .await?;
         Ok(applied.into())
     }
@@ -312,13 +335,13 @@ impl Tool for ListNotifications {
     async fn run(
         server: &TodoServer,
         args: ListNotificationsArgs,
-        user: UserId,
+        caller: Caller,
     ) -> AppResult<NotificationsOutput> {
         let limit = parse_limit(args.limit)?;
         let page = server
             .notifications
             .list(
-                &user,
+                &caller.user,
                 args.unread_only.unwrap_or(false),
                 limit,
                 args.mark_read.unwrap_or(false),
@@ -334,4 +357,67 @@ impl Tool for ListNotifications {
     fn summary(output: &NotificationsOutput) -> String {
         describe_notifications(output)
     }
+}
+
+pub struct GetSettings;
+
+impl Tool for GetSettings {
+    const NAME: &'static str = "get_settings";
+    const TITLE: &'static str = "Get the user's settings";
+    const DESCRIPTION: &'static str = "The user's time zone, in which local times and dates are read when a call \
+        names no `time_zone`, where it comes from, and the current time in it.";
+    type Args = NoArgs;
+    type Output = SettingsOutput;
+
+    fn annotations() -> ToolAnnotations {
+        reads()
+    }
+
+    async fn run(server: &TodoServer, _: NoArgs, caller: Caller) -> AppResult<SettingsOutput> {
+        settings_of(server, &caller).await
+    }
+
+    fn summary(output: &SettingsOutput) -> String {
+        describe_settings(output)
+    }
+}
+
+pub struct UpdateSettings;
+
+impl Tool for UpdateSettings {
+    const NAME: &'static str = "update_settings";
+    const TITLE: &'static str = "Update the user's settings";
+    const DESCRIPTION: &'static str = "Set the user's time zone (IANA name, e.g. `Europe/Paris`), used wherever a call \
+        names none; `null` forgets it (the zone of the user's machine or sign-in applies, else UTC). \
+        Existing tasks keep their own zones.";
+    type Args = UpdateSettingsArgs;
+    type Output = SettingsOutput;
+
+    fn annotations() -> ToolAnnotations {
+        writes(false, true)
+    }
+
+    async fn run(
+        server: &TodoServer,
+        args: UpdateSettingsArgs,
+        caller: Caller,
+    ) -> AppResult<SettingsOutput> {
+        if let Some(zone) = args.parse()? {
+            server.settings.set_zone(&caller.user, zone, now()).await?;
+        }
+        settings_of(server, &caller).await
+    }
+
+    fn summary(output: &SettingsOutput) -> String {
+        describe_settings(output)
+    }
+}
+
+async fn settings_of(server: &TodoServer, caller: &Caller) -> AppResult<SettingsOutput> {
+    let zone = server.zone_of(caller).await?;
+    Ok(SettingsOutput {
+        time_zone: zone.zone.name().to_owned(),
+        time_zone_source: zone.source,
+        now: format_in_zone(now(), zone.zone.tz()),
+    })
 }
