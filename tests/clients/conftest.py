@@ -1,0 +1,317 @@
+"""Fixtures of the client tests: real Node MCP clients from npm driving the `todo-mcp` binary.
+
+Every client does what a person's assistant would (add a task, find it, complete it, and receive
+a reminder the server pushes), over each transport it has:
+
+- the official TypeScript SDK (`@modelcontextprotocol/sdk` 1.x, `js/sdk-client.mjs`): stdio,
+  streamable HTTP, and HTTP+SSE (`SSEClientTransport`: an expected failure while `GET /sse`
+  answers 404, decided at run time); the pushed reminder over stdio, and over HTTP as expected
+  failures (strict: they turn into failures, to be unmarked, once the server pushes there);
+- `mcp-remote`, the bridge Claude Desktop runs for a remote server, launched the way a
+  `claude_desktop_config.json` entry launches it (`npx mcp-remote <url> --header
+  "Authorization:${AUTH_HEADER}"`, the token in the entry's `env`), driven over its stdio by the
+  TypeScript SDK: TS client -> mcp-remote -> todo-mcp over HTTP, by default and with
+  `--protocol auto` (2026-07-28 upstream); the pushed reminder as an expected failure;
+- the MCP Inspector's CLI (`npx @modelcontextprotocol/inspector --cli`, v2): `tools/list` and
+  `tools/call` over stdio and streamable HTTP, in both protocol eras. (The separate package
+  `@modelcontextprotocol/inspector-cli` is the deprecated v1 CLI, and 1.0.3 cannot run at all when
+  installed on its own: `Cannot find module '.../node_modules/@modelcontextprotocol/package.json'`.)
+- the official conformance suite (`@modelcontextprotocol/conformance`), its `server` scenarios
+  that apply to a server with tools and logging but no prompts, resources or completions, run
+  against the HTTP server one by one (`conformance server --url ... --scenario ...`). The suite
+  has no option for a header, so it reaches the server through `js/bearer-proxy.mjs`, which adds
+  the bearer token and passes everything else through unchanged (Host and Origin included).
+
+Conformance 0.1.16's server scenarios (`conformance list --server`), and which run here:
+
+  run:      server-initialize, ping, tools-list, logging-set-level, dns-rebinding-protection,
+            server-sse-polling (its check server-sse-polling-session warns by design: /mcp keeps
+            no sessions, so it sends no Mcp-Session-Id)
+  excluded: server-sse-multiple-streams: it needs an Mcp-Session-Id and stops at once without
+            one (`Server did not provide session ID - multiple streams test may not work
+            correctly`), and /mcp is stateless by design (any replica serves any request).
+            tools-call-simple-text, tools-call-image, tools-call-audio,
+            tools-call-embedded-resource, tools-call-mixed-content, tools-call-with-logging,
+            tools-call-error, tools-call-with-progress, tools-call-sampling,
+            tools-call-elicitation, json-schema-2020-12, elicitation-sep1034-defaults,
+            elicitation-sep1330-enums: each calls or looks up a fixture tool of the suite's
+            reference server (`test_simple_text`, `test_error_handling`,
+            `json_schema_2020_12_tool`, ...) that a real server does not have; what they check
+            of real tools (errors as `isError` results, log messages, schemas) the clients'
+            tests and tests/e2e check on todo-mcp's own tools.
+            completion-complete: no completions capability (nothing to complete without prompts
+            or resource templates).
+            resources-list, resources-read-text, resources-read-binary, resources-templates-read,
+            resources-subscribe, resources-unsubscribe, prompts-list, prompts-get-simple,
+            prompts-get-with-args, prompts-get-embedded-resource, prompts-get-with-image: no
+            resources or prompts.
+
+Each test uses its own user id (the JWT `sub`, or `--user` over stdio), so no test sees another's
+tasks. Stdio servers use a SQLite file per test; the HTTP server (one per session) uses a fresh
+PostgreSQL database.
+
+Environment: `TODO_MCP_BIN` (default `<repo>/target/debug/todo-mcp`), `TODO_TEST_DATABASE_URL`
+(default: whatever `scripts/postgres.sh start` prints), `TODO_NODE` (a Node >= 22; default:
+installed by `scripts/node.sh install`, which also runs `npm ci` in js/ when needed).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nodeclients import JS, JWT_SECRET, REPO, Node, clean_env, mint_token, new_user
+
+SERVER_LOG_LEVEL = "info,mcp_server=debug"
+LOG_KEY = pytest.StashKey[list]()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(120))
+
+
+# --- server logs on failure ---------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _server_logs(request: pytest.FixtureRequest) -> list[tuple[str, Path]]:
+    logs: list[tuple[str, Path]] = []
+    request.node.stash[LOG_KEY] = logs
+    return logs
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"(cannot read {path}: {e})"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for name, path in item.stash.get(LOG_KEY, []):
+            report.sections.append((f"server log: {name} ({path})", _tail(path)))
+
+
+# --- Node and the clients -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Node:
+    """Node >= 22 with js/node_modules installed (`scripts/node.sh install`: a no-op when cached)."""
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / "node.sh"), "install"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    paths = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    if out.returncode != 0 or "NODE" not in paths:
+        pytest.fail(f"scripts/node.sh install failed (exit {out.returncode}):\n{out.stdout}{out.stderr}")
+    home = tmp_path_factory.mktemp("node-home")
+    return Node(node=paths["NODE"].strip(), home=home)
+
+
+# --- the binary and the databases ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def binary() -> str:
+    path = Path(os.environ.get("TODO_MCP_BIN") or REPO / "target" / "debug" / "todo-mcp")
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(
+            f"todo-mcp binary not found at {path}: build it with `cargo build -p mcp-server` "
+            "or set TODO_MCP_BIN"
+        )
+    return str(path.resolve())
+
+
+def _postgres(command: str, key: str) -> str:
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / "postgres.sh"), command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith(f"{key}="):
+            return line.split("=", 1)[1].strip()
+    pytest.fail(f"scripts/postgres.sh {command} printed no {key}:\n{out.stdout}{out.stderr}")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session, dropped at its end (`e2e_` names are the
+    ones scripts/test.sh drops when a run left them behind)."""
+    admin = os.environ.get("TODO_TEST_DATABASE_URL") or _postgres("start", "DATABASE_URL")
+    psql = _postgres("env", "PSQL")
+    name = f"e2e_clients_{uuid.uuid4().hex}"
+
+    def run(sql: str) -> None:
+        out = subprocess.run([psql, "-d", admin, "-v", "ON_ERROR_STOP=1", "-qc", sql], capture_output=True, text=True)
+        assert out.returncode == 0, f"psql {sql!r}: {out.stderr}"
+
+    run(f"CREATE DATABASE {name}")
+    yield admin.rsplit("/", 1)[0] + "/" + name
+    run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+# --- the servers --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(proc: subprocess.Popen | None, timeout: float = 10) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@dataclass
+class HttpServer:
+    """`todo-mcp --transport http --listen 127.0.0.1:<port>` on PostgreSQL."""
+
+    binary: str
+    database_url: str
+    log: Path
+    port: int = 0
+    proc: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/mcp"
+
+    def start(self, timeout: float = 30) -> HttpServer:
+        self.port = free_port()
+        env = clean_env(TODO_JWT_SECRET=JWT_SECRET, DATABASE_URL=self.database_url, RUST_LOG=SERVER_LOG_LEVEL)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, "--transport", "http", "--listen", f"127.0.0.1:{self.port}"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"HTTP server exited with {self.proc.returncode}:\n{_tail(self.log)}")
+            if _healthy(f"{self.base}/healthz"):
+                return self
+            time.sleep(0.05)
+        _stop(self.proc)
+        raise RuntimeError(f"HTTP server not healthy after {timeout}s:\n{_tail(self.log)}")
+
+
+@pytest.fixture(scope="session")
+def http_server(binary: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    log = tmp_path_factory.mktemp("http") / "server.log"
+    server = HttpServer(binary, database_url, log).start()
+    try:
+        yield server
+    finally:
+        _stop(server.proc)
+
+
+@pytest.fixture
+def http(http_server: HttpServer, _server_logs: list[tuple[str, Path]]) -> HttpServer:
+    """The session's HTTP server; its log is shown when the test fails."""
+    _server_logs.append(("http", http_server.log))
+    return http_server
+
+
+@dataclass
+class StdioServer:
+    """How a client launches `todo-mcp` over stdio for one user on the test's own SQLite file."""
+
+    binary: str
+    user: str
+    tmp: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def argv(self) -> list[str]:
+        return [self.binary, "--user", self.user, "--database-url", f"sqlite://{self.tmp / 'todo.db'}"]
+
+
+@pytest.fixture
+def user() -> str:
+    """This test's own user id."""
+    return new_user()
+
+
+@pytest.fixture
+def token(user: str) -> str:
+    return mint_token(user)
+
+
+@pytest.fixture
+def stdio(binary: str, user: str, tmp_path: Path) -> StdioServer:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "XDG_DATA_HOME": str(home / "data"), "RUST_LOG": "info"}
+    return StdioServer(binary=binary, user=user, tmp=tmp_path, env=env)
+
+
+@pytest.fixture(scope="session")
+def bearer_proxy(node: Node, http_server: HttpServer) -> Iterator[str]:
+    """`js/bearer-proxy.mjs` in front of the HTTP server with a token of its own user: the MCP URL
+    for clients that cannot send a header (the conformance suite)."""
+    env = node.env(TODO_MCP_TOKEN=mint_token(new_user()))
+    proc = subprocess.Popen(
+        [node.node, str(JS / "bearer-proxy.mjs"), http_server.base],
+        env=env,
+        cwd=JS,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("PORT="), f"bearer-proxy printed {line!r} (exit {proc.poll()})"
+        yield f"http://127.0.0.1:{line.split('=', 1)[1]}/mcp"
+    finally:
+        _stop(proc)
