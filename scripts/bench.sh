@@ -20,11 +20,13 @@
 #      and is waited for (outbox drained) before the next run;
 #   5. times $BENCH_SEQ_CALLS sequential calls over HTTP and over stdio: list_tasks {"limit": 10}
 #      (the call the p50 target is judged on) and get_task on the seeded data, then add_task;
+#      over HTTP also add_tasks with 50 tasks, against 50 add_task calls;
 #   6. prints the table and writes it to target/bench/results.md (raw JSON lines in
 #      target/bench/results.jsonl, server log in target/bench/server.log).
 #
 # Targets (informational; the verdicts do not change the exit status): add_task at 8 and at 32
-# clients reaches >= 0.7 of the pgbench rate; sequential HTTP call p50 <= 2 ms. The script exits non-zero
+# clients reaches >= 0.7 of the pgbench rate; sequential HTTP call p50 <= 2 ms; one add_tasks of 50
+# tasks >= 10x faster than 50 add_task calls. The script exits non-zero
 # only when something failed: a build, a start, or any failed call or transaction.
 #
 # Environment:
@@ -126,6 +128,13 @@ SEQ_ADD_TOKEN="$("$TB" token --sub bench-seq-add)"
 
 # The add_task arguments of every HTTP and stdio call; bench/sql/add_task.sql mirrors them.
 ADD_ARGS='{"title":"Benchmark task {n}","priority":"high","tags":["work","bench"],"due":"2030-06-01T17:00","time_zone":"Europe/Paris"}'
+
+# add_tasks with 50 times those arguments (distinct titles), and how many such calls to time.
+BATCH_ARGS="{\"tasks\":[$(for i in $(seq 1 50); do
+    printf '%s' "${ADD_ARGS/\{n\}/\{n\}.$i}"
+    if ((i < 50)); then printf ','; fi
+done)]}"
+BATCH_CALLS=$((BENCH_SEQ_CALLS / 40 + 5))
 
 # Appends one todo-bench/pgbench result line; fails the script on errors.
 record() {
@@ -259,10 +268,18 @@ record "$(http_run 1 "$LIST_TOKEN" list_tasks '{"limit":10}' 'seq-target:list_ta
     --calls "$BENCH_SEQ_CALLS" --warmup-calls "$SEQ_WARM")"
 record "$(http_run 1 "$LIST_TOKEN" get_task "$GET_ARGS" 'seq:get_task' \
     --calls "$BENCH_SEQ_CALLS" --warmup-calls "$SEQ_WARM")"
-record "$(http_run 1 "$SEQ_ADD_TOKEN" add_task "$ADD_ARGS" 'seq:add_task' \
+single="$(http_run 1 "$SEQ_ADD_TOKEN" add_task "$ADD_ARGS" 'seq:add_task' \
     --calls "$ADD_SEQ_CALLS" --warmup-calls "$SEQ_WARM")"
+record "$single"
+# The same 50 tasks in one add_tasks call, against 50 add_task calls (the line above).
+batch="$(http_run 1 "$SEQ_ADD_TOKEN" add_tasks "$BATCH_ARGS" 'seq:add_tasks (50 tasks)' \
+    --calls "$BATCH_CALLS" --warmup-calls 2)"
+record "$batch"
 wait_outbox_drained
 stop_server
+BATCH_SPEEDUP="$(awk -v one="$(json_num "$single" mean_ms)" -v fifty="$(json_num "$batch" mean_ms)" \
+    'BEGIN { if (fifty > 0) printf "%.1f", 50 * one / fifty; else print "n/a" }')"
+log "50 tasks: one add_tasks call is ${BATCH_SPEEDUP}x faster than 50 add_task calls (target >= 10x)"
 log "sequential calls over stdio"
 wait_quiet
 record "$(stdio_run bench-list list_tasks '{"limit":10}' 'seq-target:list_tasks {"limit":10}' "$BENCH_SEQ_CALLS")"
@@ -283,4 +300,6 @@ header="## todo-mcp benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $rev
 - add_task arguments: \`$ADD_ARGS\`; list_tasks: \`{}\` (50 of $BENCH_LIST_TASKS pending tasks + count + reminders)
 - CPU% = percent of one core over the measured window (max $(( $(nproc) * 100 ))), from /proc"
 "$TB" report --results "$RESULTS" --md "$OUT/results.md" --header "$header"
+printf '\nBatches: 50 tasks in one add_tasks call vs 50 sequential add_task calls (mean per call x 50): %sx faster (target >= 10x).\n' \
+    "$BATCH_SPEEDUP" >>"$OUT/results.md"
 log "report written to $OUT/results.md"

@@ -25,6 +25,9 @@ pub enum AppError {
     /// The user holds as much as their quota allows.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// No item of a batch could be applied; the message gives each item's reason.
+    #[error("{0}")]
+    NothingApplied(String),
     #[error("the task store is unavailable right now; retry in a few seconds")]
     Database(#[from] sqlx::Error),
     #[error("internal error: {0}")]
@@ -42,6 +45,7 @@ impl AppError {
                 | AppError::ReminderNotFound { .. }
                 | AppError::Conflict(_)
                 | AppError::QuotaExceeded(_)
+                | AppError::NothingApplied(_)
         )
     }
 

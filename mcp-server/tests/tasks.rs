@@ -31,6 +31,7 @@ on_both_backends!(
     concurrent_writes_lose_nothing,
     what_a_write_returns_is_what_a_read_returns,
     each_user_holds_at_most_their_quotas,
+    a_batch_creates_each_task_that_fits_with_its_event,
 );
 
 fn now() -> DateTime<Utc> {
@@ -769,6 +770,83 @@ async fn each_user_holds_at_most_their_quotas(t: TestDb) {
         .await
         .expect("room again");
     assert_eq!(count(&t.db, "tasks WHERE owner = 'alice'").await, 4);
+}
+
+/// One transaction for the batch, one event per created task; a task that exceeds a quota or
+/// repeats too often is refused on its own, in its place, and the ones after it still fit.
+async fn a_batch_creates_each_task_that_fits_with_its_event(t: TestDb) {
+    let svc = TaskService::new(t.db.clone()).with_quotas(Quotas {
+        tasks_per_user: 5,
+        series_per_user: 1,
+        reminders_per_user: 2,
+        min_recurrence_interval: chrono::TimeDelta::minutes(60),
+    });
+    let alice = user("alice");
+    add(&svc, "alice", json!({"title": "Already there"})).await;
+    let batch = [
+        json!({"title": "Standup", "due": "2026-06-02T09:00", "recurrence": {"frequency": "daily"}}),
+        json!({"title": "Gym", "due": "2026-06-02T18:00", "recurrence": {"frequency": "weekly"}}),
+        json!({"title": "Call", "due": "2026-07-01T10:00", "reminders": [{"minutes_before": 5}, {"minutes_before": 10}]}),
+        json!({"title": "Ping", "due": "2026-07-01T10:00", "reminders": [{"minutes_before": 1}]}),
+        json!({"title": "Water", "due": "2026-06-02T09:00", "recurrence": {"frequency": "cron", "cron": "*/15 * * * *"}}),
+        json!({"title": "Read", "tags": ["home"]}),
+        json!({"title": "Write"}),
+        json!({"title": "One too many"}),
+    ];
+    let news = batch
+        .iter()
+        .map(|a| AddTaskArgs::parse(args(a.clone()), now(), Zone::UTC).unwrap())
+        .collect();
+    let before = outbox(&t.db).await.len();
+    let results = svc
+        .create_many(&alice, news, now())
+        .await
+        .expect("the batch ran");
+    let titles: Vec<Result<&str, String>> = results
+        .iter()
+        .map(|r| match r {
+            Ok(task) => Ok(task.title.as_str()),
+            Err(e) => Err(e.public_message()),
+        })
+        .collect();
+    assert_eq!(titles[0], Ok("Standup"));
+    assert!(
+        titles[1]
+            .as_ref()
+            .is_err_and(|e| e.contains("1 recurring tasks")),
+        "{:?}",
+        titles[1]
+    );
+    assert_eq!(titles[2], Ok("Call"));
+    assert!(
+        titles[3].as_ref().is_err_and(|e| e.contains("at most 2")),
+        "{:?}",
+        titles[3]
+    );
+    assert!(
+        titles[4].as_ref().is_err_and(|e| e.contains("60 minutes")),
+        "{:?}",
+        titles[4]
+    );
+    assert_eq!(titles[5..7], [Ok("Read"), Ok("Write")]);
+    assert!(
+        titles[7].as_ref().is_err_and(|e| e.contains("5 tasks")),
+        "{:?}",
+        titles[7]
+    );
+
+    let events = outbox(&t.db).await;
+    let created: Vec<&str> = events[before..]
+        .iter()
+        .map(|(ty, data)| {
+            assert_eq!(ty, "com.todo.task.created");
+            data["data"]["task"]["title"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(created, ["Standup", "Call", "Read", "Write"]);
+    assert_eq!(count(&t.db, "tasks WHERE owner = 'alice'").await, 5);
+    assert_eq!(count(&t.db, "reminders WHERE owner = 'alice'").await, 2);
+    assert_eq!(count(&t.db, "task_tags WHERE owner = 'alice'").await, 1);
 }
 
 /// Asserts a quota error, for a caller to act on, that says `names`.

@@ -26,6 +26,7 @@ JWT_SECRET = "clients-test-secret-0123456789abcdef-0123456789"
 # The ten tools every client must find.
 TOOLS = {
     "add_task",
+    "add_tasks",
     "list_tasks",
     "get_task",
     "update_task",
@@ -35,6 +36,8 @@ TOOLS = {
     "set_reminder",
     "cancel_reminder",
     "list_notifications",
+    "get_settings",
+    "update_settings",
 }
 
 # What Ajv (in the TypeScript SDK, the Inspector and the conformance suite) prints for a `format`

@@ -46,6 +46,7 @@ PROTOCOL = {"legacy": "2025-11-25", "auto": "2026-07-28"}
 TOOL_NAMES = frozenset(
     {
         "add_task",
+        "add_tasks",
         "list_tasks",
         "get_task",
         "update_task",

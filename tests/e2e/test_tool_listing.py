@@ -11,6 +11,7 @@ pytestmark = pytest.mark.anyio
 # (readOnly, destructive, idempotent, openWorld) as declared in mcp-server/src/mcp/tools.rs.
 ANNOTATIONS = {
     "add_task": (False, False, False, False),
+    "add_tasks": (False, False, False, False),
     "list_tasks": (True, None, None, False),
     "get_task": (True, None, None, False),
     "update_task": (False, False, True, False),
@@ -26,12 +27,14 @@ ANNOTATIONS = {
 
 REQUIRED_ARGS = {
     "add_task": {"title"},
+    "add_tasks": {"tasks"},
     "list_tasks": set(),
     "get_task": {"task_id"},
     "update_task": {"task_id"},
-    "complete_task": {"task_id"},
-    "reopen_task": {"task_id"},
-    "delete_task": {"task_id"},
+    # task_id, or task_ids for several: one of the two, which the schema cannot say.
+    "complete_task": set(),
+    "reopen_task": set(),
+    "delete_task": set(),
     "set_reminder": {"task_id"},
     "cancel_reminder": {"task_id", "reminder_id"},
     "list_notifications": set(),
@@ -41,15 +44,16 @@ REQUIRED_ARGS = {
 
 ARG_NAMES = {
     "add_task": {"title", "description", "priority", "tags", "due", "time_zone", "recurrence", "reminders"},
+    "add_tasks": {"tasks"},
     "list_tasks": {
         "status", "priority", "tags", "search", "due_before", "due_after", "overdue",
         "time_zone", "sort", "order", "limit", "cursor",
     },
     "get_task": {"task_id"},
     "update_task": {"task_id", "title", "description", "priority", "tags", "due", "time_zone", "recurrence"},
-    "complete_task": {"task_id"},
-    "reopen_task": {"task_id"},
-    "delete_task": {"task_id"},
+    "complete_task": {"task_id", "task_ids"},
+    "reopen_task": {"task_id", "task_ids"},
+    "delete_task": {"task_id", "task_ids"},
     "set_reminder": {"task_id", "at", "minutes_before"},
     "cancel_reminder": {"task_id", "reminder_id"},
     "list_notifications": {"unread_only", "mark_read", "limit"},
@@ -57,15 +61,19 @@ ARG_NAMES = {
     "update_settings": {"time_zone"},
 }
 
+# The result of a batch (add_tasks, or task_ids): each item's outcome.
+BATCH = {"results", "succeeded", "failed"}
+
 OUTPUT_FIELDS = {
     "add_task": {"task"},
+    "add_tasks": BATCH,
     "get_task": {"task"},
     "list_tasks": {"tasks", "total", "next_cursor"},
     "update_task": {"task", "changed"},
-    "complete_task": {"task", "changed", "next_occurrence"},
-    "reopen_task": {"task", "changed"},
+    "complete_task": {"task", "changed", "next_occurrence"} | BATCH,
+    "reopen_task": {"task", "changed"} | BATCH,
     "cancel_reminder": {"task", "changed"},
-    "delete_task": {"deleted"},
+    "delete_task": {"deleted"} | BATCH,
     "set_reminder": {"reminder_id", "task"},
     "list_notifications": {"notifications", "unread"},
     "get_settings": {"time_zone", "time_zone_source", "now"},

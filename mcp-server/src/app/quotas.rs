@@ -40,16 +40,23 @@ impl Default for Quotas {
     }
 }
 
+/// What a user may still add, counted once for several new tasks: each takes its share
+/// ([`Quotas::take`]) until one does not fit.
+#[derive(Debug, Clone, Copy)]
+pub struct Room {
+    tasks: i64,
+    /// Counted only when a new task has a recurrence.
+    series: Option<i64>,
+    /// Counted only when a new task has reminders.
+    reminders: Option<i64>,
+}
+
 impl Quotas {
     /// Room for one more task.
     pub async fn check_task(&self, tx: &mut Tx, owner: &str) -> AppResult<()> {
         let held = quotas::tasks(tx, owner, self.tasks_per_user).await?;
         if held >= i64::from(self.tasks_per_user) {
-            return Err(AppError::QuotaExceeded(format!(
-                "you have {} tasks, the most allowed: delete tasks you no longer need \
-                 (list_tasks with status \"completed\" finds old ones) before adding more",
-                self.tasks_per_user
-            )));
+            return Err(self.tasks_full());
         }
         Ok(())
     }
@@ -58,11 +65,7 @@ impl Quotas {
     pub async fn check_series(&self, tx: &mut Tx, owner: &str) -> AppResult<()> {
         let held = quotas::live_series(tx, owner, self.series_per_user).await?;
         if held >= i64::from(self.series_per_user) {
-            return Err(AppError::QuotaExceeded(format!(
-                "you have {} recurring tasks, the most allowed: end one (update_task with \
-                 recurrence null, or delete_task) before starting another",
-                self.series_per_user
-            )));
+            return Err(self.series_full());
         }
         Ok(())
     }
@@ -74,13 +77,81 @@ impl Quotas {
         }
         let held = quotas::reminders(tx, owner, self.reminders_per_user).await?;
         if held + more as i64 > i64::from(self.reminders_per_user) {
-            return Err(AppError::QuotaExceeded(format!(
-                "you have {held} reminders and may have at most {}: cancel_reminder old ones, \
-                 or delete tasks you no longer need, before setting more",
-                self.reminders_per_user
-            )));
+            return Err(self.reminders_full(held));
         }
         Ok(())
+    }
+
+    /// What the owner may still add; series and reminders are counted only when `series` and
+    /// `reminders` say new tasks need them.
+    pub async fn room(
+        &self,
+        tx: &mut Tx,
+        owner: &str,
+        series: bool,
+        reminders: bool,
+    ) -> AppResult<Room> {
+        let tasks = quotas::tasks(tx, owner, self.tasks_per_user).await?;
+        let series = match series {
+            true => Some(quotas::live_series(tx, owner, self.series_per_user).await?),
+            false => None,
+        };
+        let reminders = match reminders {
+            true => Some(quotas::reminders(tx, owner, self.reminders_per_user).await?),
+            false => None,
+        };
+        Ok(Room {
+            tasks,
+            series,
+            reminders,
+        })
+    }
+
+    /// Takes from `room` what one new task holds (a live series if `recurring`, and
+    /// `reminders`), or says which quota it would exceed and takes nothing.
+    pub fn take(&self, room: &mut Room, recurring: bool, reminders: usize) -> AppResult<()> {
+        if room.tasks >= i64::from(self.tasks_per_user) {
+            return Err(self.tasks_full());
+        }
+        let series = room.series.filter(|_| recurring);
+        if series.is_some_and(|held| held >= i64::from(self.series_per_user)) {
+            return Err(self.series_full());
+        }
+        let more = reminders as i64;
+        let held_reminders = room.reminders.filter(|_| more > 0);
+        if let Some(held) = held_reminders
+            && held + more > i64::from(self.reminders_per_user)
+        {
+            return Err(self.reminders_full(held));
+        }
+        room.tasks += 1;
+        room.series = room.series.map(|held| held + i64::from(recurring));
+        room.reminders = room.reminders.map(|held| held + more);
+        Ok(())
+    }
+
+    fn tasks_full(&self) -> AppError {
+        AppError::QuotaExceeded(format!(
+            "you have {} tasks, the most allowed: delete tasks you no longer need \
+             (list_tasks with status \"completed\" finds old ones) before adding more",
+            self.tasks_per_user
+        ))
+    }
+
+    fn series_full(&self) -> AppError {
+        AppError::QuotaExceeded(format!(
+            "you have {} recurring tasks, the most allowed: end one (update_task with \
+             recurrence null, or delete_task) before starting another",
+            self.series_per_user
+        ))
+    }
+
+    fn reminders_full(&self, held: i64) -> AppError {
+        AppError::QuotaExceeded(format!(
+            "you have {held} reminders and may have at most {}: cancel_reminder old ones, \
+             or delete tasks you no longer need, before setting more",
+            self.reminders_per_user
+        ))
     }
 
     /// A cron rule must not make tasks more often than the minimum interval allows.

@@ -14,6 +14,7 @@ use todo_shared::events::{
 use todo_shared::reminder::{MAX_REMINDERS_PER_TASK, ReminderSpec, ReminderTrigger};
 use todo_shared::snapshot::TaskSnapshot;
 use todo_shared::task::{TaskStatus, UserId};
+use todo_shared::time::Zone;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -100,45 +101,52 @@ impl TaskService {
         new: NewTask,
         now: DateTime<Utc>,
     ) -> AppResult<TaskSnapshot> {
-        let id = Uuid::now_v7();
-        let mut row = TaskRow {
-            id,
-            owner: owner.as_str().to_owned(),
-            title: String::new(),
-            description: None,
-            status: TaskStatus::Pending.as_str().to_owned(),
-            priority: new.priority.rank(),
-            tags: Json(new.tags.to_strings()),
-            due_at: new.due,
-            time_zone: new.zone.name().to_owned(),
-            recurrence: None,
-            series_id: None,
-            series_start: None,
-            created_at: now,
-            updated_at: now,
-            completed_at: None,
-            title_key: String::new(),
-            version: 1,
-        };
-        row.set_title(&new.title);
-        row.set_description(new.description.as_ref());
-        row.set_recurrence(new.recurrence);
-        let reminders: Vec<ReminderRow> = new
-            .reminders
-            .iter()
-            .map(|(trigger, at)| new_reminder(id, *trigger, *at))
+        let mut created = self.create_many(owner, vec![new], now).await?;
+        created
+            .pop()
+            .unwrap_or_else(|| Err(AppError::Internal("no task created".into())))
+    }
+
+    /// Creates the tasks in one transaction, each with its event. A task that would exceed a
+    /// quota, or whose rule repeats too often, is refused on its own; the others are created.
+    pub async fn create_many(
+        &self,
+        owner: &UserId,
+        news: Vec<NewTask>,
+        now: DateTime<Utc>,
+    ) -> AppResult<Vec<AppResult<TaskSnapshot>>> {
+        let rows: Vec<(TaskRow, Vec<ReminderRow>, Zone)> = news
+            .into_iter()
+            .map(|new| new_row(owner, new, now))
             .collect();
+        let recurring = rows.iter().any(|(row, ..)| row.recurrence.is_some());
+        let with_reminders = rows.iter().any(|(_, reminders, _)| !reminders.is_empty());
 
         let mut tx = self.db.begin().await?;
-        self.quotas.check_task(&mut tx, &row.owner).await?;
-        if let (Some(Json(rule)), Some(start)) = (&row.recurrence, row.series_start) {
-            self.quotas.check_rule(rule, start, new.zone.tz())?;
-            self.quotas.check_series(&mut tx, &row.owner).await?;
-        }
-        self.quotas
-            .check_reminders(&mut tx, &row.owner, reminders.len())
+        let mut room = self
+            .quotas
+            .room(&mut tx, owner.as_str(), recurring, with_reminders)
             .await?;
-        self.insert_new(tx, &row, reminders, now).await
+        let mut created = Vec::with_capacity(rows.len());
+        for (row, reminders, zone) in rows {
+            let admitted = match (&row.recurrence, row.series_start) {
+                (Some(Json(rule)), Some(start)) => self.quotas.check_rule(rule, start, zone.tz()),
+                _ => Ok(()),
+            }
+            .and_then(|()| {
+                let recurring = row.recurrence.is_some();
+                self.quotas.take(&mut room, recurring, reminders.len())
+            });
+            created.push(match admitted {
+                Ok(()) => Ok(write_new(&mut tx, &row, reminders, now).await?),
+                Err(e) => Err(e),
+            });
+        }
+        tx.commit().await?;
+        if created.iter().any(Result::is_ok) {
+            self.events_committed.notify_one();
+        }
+        Ok(created)
     }
 
     /// Writes a new task with its tags and reminders, announces it, and commits.
@@ -551,6 +559,39 @@ impl Applied {
             next_occurrence: None,
         }
     }
+}
+
+/// The rows of a new task of `owner`'s, with its zone.
+fn new_row(owner: &UserId, new: NewTask, now: DateTime<Utc>) -> (TaskRow, Vec<ReminderRow>, Zone) {
+    let id = Uuid::now_v7();
+    let mut row = TaskRow {
+        id,
+        owner: owner.as_str().to_owned(),
+        title: String::new(),
+        description: None,
+        status: TaskStatus::Pending.as_str().to_owned(),
+        priority: new.priority.rank(),
+        tags: Json(new.tags.to_strings()),
+        due_at: new.due,
+        time_zone: new.zone.name().to_owned(),
+        recurrence: None,
+        series_id: None,
+        series_start: None,
+        created_at: now,
+        updated_at: now,
+        completed_at: None,
+        title_key: String::new(),
+        version: 1,
+    };
+    row.set_title(&new.title);
+    row.set_description(new.description.as_ref());
+    row.set_recurrence(new.recurrence);
+    let reminders = new
+        .reminders
+        .iter()
+        .map(|(trigger, at)| new_reminder(id, *trigger, *at))
+        .collect();
+    (row, reminders, new.zone)
 }
 
 /// Writes a new task with its tags and reminders and puts its `task.created` in the outbox.

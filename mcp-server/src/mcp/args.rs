@@ -7,8 +7,10 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use todo_shared::ValidationError;
+use todo_shared::error::{MAX_MESSAGE_CHARS, elide_middle};
 use todo_shared::listing::{Sort, SortKey, SortOrder, TaskFilter, parse_search};
 use todo_shared::recurrence::{Recurrence, RecurrenceInput};
 use todo_shared::reminder::{ReminderInput, ReminderSpec, parse_reminders};
@@ -18,6 +20,7 @@ use uuid::Uuid;
 
 use crate::app::commands::{NewTask, TaskPatch, parse_limit};
 use crate::app::listing::ListQuery;
+use crate::error::{AppError, AppResult};
 
 /// Distinguishes a field that is absent (`None`) from one set to null (`Some(None)`), which is
 /// how `update_task` tells "leave as is" from "clear".
@@ -95,6 +98,114 @@ pub struct ListTasksArgs {
 pub struct TaskIdArgs {
     /// The task's id, as returned by `add_task` or `list_tasks`.
     pub task_id: Uuid,
+}
+
+/// The most items one call takes in a batch.
+pub const MAX_BATCH: usize = 50;
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddTasksArgs {
+    /// 1 to 50 tasks, each with the arguments of `add_task`. Each is checked on its own: one
+    /// that does not fit gets its own error, and the others are created.
+    #[schemars(with = "Vec<AddTaskArgs>", length(min = 1, max = 50))]
+    pub tasks: Vec<serde_json::Value>,
+}
+
+impl AddTasksArgs {
+    /// Each task parsed on its own, in the order given (with `user_zone` as in `add_task`).
+    pub fn parse(self, now: DateTime<Utc>, user_zone: Zone) -> AppResult<Vec<AppResult<NewTask>>> {
+        check_batch("tasks", self.tasks.len())?;
+        let parse = |(i, item): (usize, serde_json::Value)| {
+            let args: AddTaskArgs = parse_at(item, &format!("tasks[{i}]"))?;
+            args.parse(now, user_zone)
+                .map_err(|e| at_item(e, &format!("tasks[{i}]")))
+        };
+        Ok(self.tasks.into_iter().enumerate().map(parse).collect())
+    }
+
+    /// Whether some task names no zone of its own.
+    pub fn needs_user_zone(&self) -> bool {
+        self.tasks.iter().any(|t| t.get("time_zone").is_none())
+    }
+}
+
+/// One task by `task_id`, or several by `task_ids`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskIdsArgs {
+    /// The task's id, as returned by `add_task` or `list_tasks`.
+    pub task_id: Option<Uuid>,
+    /// Instead of `task_id`: 1 to 50 task ids, each handled on its own; the result gives each
+    /// one's outcome.
+    #[schemars(with = "Option<Vec<Uuid>>", length(min = 1, max = 50))]
+    pub task_ids: Option<Vec<serde_json::Value>>,
+}
+
+/// The tasks a call names.
+#[derive(Debug)]
+pub enum Targets {
+    One(Uuid),
+    /// Each id, or why it is not one.
+    Many(Vec<AppResult<Uuid>>),
+}
+
+impl TaskIdsArgs {
+    pub fn parse(self) -> AppResult<Targets> {
+        match (self.task_id, self.task_ids) {
+            (Some(id), None) => Ok(Targets::One(id)),
+            (None, Some(ids)) => {
+                check_batch("task_ids", ids.len())?;
+                let parse = |(i, id)| parse_at(id, &format!("task_ids[{i}]"));
+                Ok(Targets::Many(
+                    ids.into_iter().enumerate().map(parse).collect(),
+                ))
+            }
+            (Some(_), Some(_)) => Err(ValidationError::new(
+                "task_ids",
+                "give `task_id` for one task or `task_ids` for several, not both",
+            )
+            .into()),
+            (None, None) => Err(ValidationError::new(
+                "task_id",
+                "is required: the task's id, or `task_ids` for several tasks",
+            )
+            .into()),
+        }
+    }
+}
+
+fn check_batch(field: &'static str, len: usize) -> Result<(), ValidationError> {
+    if (1..=MAX_BATCH).contains(&len) {
+        return Ok(());
+    }
+    Err(ValidationError::new(
+        field,
+        format!("takes 1 to {MAX_BATCH} items, not {len}: split the work into several calls"),
+    ))
+}
+
+/// A validation error of a batch item, named by its place (`tasks[3].due`).
+fn at_item(e: ValidationError, at: &str) -> AppError {
+    AppError::Arguments(format!("invalid `{at}.{}`: {}", e.field, e.message))
+}
+
+/// Parses `value` (the arguments, or the batch item at `at`, e.g. `tasks[3]`), naming the
+/// argument at fault when it does not fit.
+pub fn parse_at<T: DeserializeOwned>(value: serde_json::Value, at: &str) -> AppResult<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        // serde repeats an unexpected value whole; the path too can be as long as the input.
+        let inner = e.path().to_string();
+        let message = elide_middle(e.into_inner().to_string(), MAX_MESSAGE_CHARS);
+        let path = match (at, inner.as_str()) {
+            ("", ".") => return AppError::Arguments(format!("invalid arguments: {message}")),
+            (at, ".") => at.to_owned(),
+            ("", inner) => inner.to_owned(),
+            (at, inner) => format!("{at}.{inner}"),
+        };
+        let path = elide_middle(path, 120);
+        AppError::Arguments(format!("invalid `{path}`: {message}"))
+    })
 }
 
 /// No arguments.

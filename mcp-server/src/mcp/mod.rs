@@ -28,18 +28,19 @@ use todo_shared::time::Zone;
 
 use self::route::route;
 use self::tools::{
-    AddTask, CancelReminder, CompleteTask, DeleteTask, GetSettings, GetTask, ListNotifications,
-    ListTasks, ReopenTask, SetReminder, UpdateSettings, UpdateTask,
+    AddTask, AddTasks, CancelReminder, CompleteTask, DeleteTask, GetSettings, GetTask,
+    ListNotifications, ListTasks, ReopenTask, SetReminder, UpdateSettings, UpdateTask,
 };
 use crate::app::notifications::NotificationService;
 use crate::app::settings::{SettingsService, UserZone, ZoneSource};
 use crate::app::tasks::TaskService;
 use crate::error::{AppError, AppResult};
 
-const INSTRUCTIONS: &str = "A personal task list. Use add_task to create tasks (with optional due \
-time, time zone, priority, tags, reminders and recurrence), list_tasks to find them (filters, \
+const INSTRUCTIONS: &str = "A personal task list. Use add_task to create a task (with optional due \
+time, time zone, priority, tags, reminders and recurrence) or add_tasks for up to 50 at once, list_tasks to find them (filters, \
 search, sorting, cursor paging), get_task for one task, update_task to change fields (null clears \
-a field), complete_task / reopen_task for status, delete_task to remove a task, set_reminder / \
+a field), complete_task / reopen_task for status, delete_task to remove a task (these three take \
+task_ids for up to 50 at once), set_reminder / \
 cancel_reminder for reminders, and list_notifications for reminders that have fired. Times are \
 RFC 3339; local times and dates are read in the call's `time_zone`, else in the user's time zone: \
 get_settings gives it with the current time, update_settings changes it.";
@@ -98,6 +99,7 @@ impl TodoServer {
         } = services;
         let tool_router = ToolRouter::new()
             .with_route(route::<AddTask>())
+            .with_route(route::<AddTasks>())
             .with_route(route::<ListTasks>())
             .with_route(route::<GetTask>())
             .with_route(route::<UpdateTask>())

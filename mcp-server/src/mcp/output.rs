@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::app::notifications::NotificationView;
 use crate::app::settings::ZoneSource;
 use crate::app::tasks::Applied;
+use crate::error::{AppError, AppResult};
 
 /// The result of `add_task` and `get_task`.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -52,6 +53,79 @@ impl From<Applied> for CompleteOutput {
             change: applied.into(),
         }
     }
+}
+
+/// The outcome of one item of a batch.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ItemOutcome<T> {
+    /// The item's place in the call's list, from 0.
+    pub index: usize,
+    /// What the item did, when it succeeded.
+    #[serde(flatten)]
+    pub done: Option<T>,
+    /// Why the item failed, when it did; the other items are not affected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The result of a batch: each item's outcome, in the order given.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BatchOutput<T> {
+    pub results: Vec<ItemOutcome<T>>,
+    /// How many items succeeded.
+    pub succeeded: usize,
+    /// How many items failed.
+    pub failed: usize,
+}
+
+impl<T> BatchOutput<T> {
+    /// The outcomes of a batch's items, `what` naming them (`tasks`, `task_ids`); an error
+    /// when none succeeded, giving each one's reason.
+    pub fn gather(outcomes: Vec<AppResult<T>>, what: &str) -> AppResult<Self> {
+        let total = outcomes.len();
+        let results: Vec<ItemOutcome<T>> = outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(index, outcome)| match outcome {
+                Ok(done) => ItemOutcome {
+                    index,
+                    done: Some(done),
+                    error: None,
+                },
+                Err(e) => ItemOutcome {
+                    index,
+                    done: None,
+                    error: Some(e.public_message()),
+                },
+            })
+            .collect();
+        let failed = results.iter().filter(|r| r.error.is_some()).count();
+        if failed == total {
+            let reasons: Vec<String> = results
+                .iter()
+                .filter_map(|r| Some(format!("{what}[{}]: {}", r.index, r.error.as_ref()?)))
+                .collect();
+            return Err(AppError::NothingApplied(format!(
+                "none of the {total} {what} was applied: {}",
+                reasons.join("; ")
+            )));
+        }
+        Ok(Self {
+            results,
+            succeeded: total - failed,
+            failed,
+        })
+    }
+}
+
+/// The result of a tool that takes `task_id` or `task_ids`: the one task's result, or each
+/// one's.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OneOrMany<T> {
+    #[serde(flatten)]
+    pub one: Option<T>,
+    #[serde(flatten)]
+    pub many: Option<BatchOutput<T>>,
 }
 
 /// The result of `list_tasks`.
@@ -179,4 +253,39 @@ pub fn describe_settings(out: &SettingsOutput) -> String {
         "Time zone {} (from {source}); it is now {}",
         out.time_zone, out.now
     )
+}
+
+/// `verb` and the summary of each item (`describe` for those that succeeded).
+pub fn describe_batch<T>(
+    verb: &str,
+    out: &BatchOutput<T>,
+    describe: impl Fn(&T) -> String,
+) -> String {
+    let total = out.succeeded + out.failed;
+    let mut s = format!("{verb} {} of {total}", out.succeeded);
+    if out.failed > 0 {
+        s.push_str(&format!("; {} failed", out.failed));
+    }
+    s.push(':');
+    for r in &out.results {
+        match (&r.done, &r.error) {
+            (Some(done), _) => s.push_str(&format!("\n- [{}] {}", r.index, describe(done))),
+            (None, Some(e)) => s.push_str(&format!("\n- [{}] failed: {e}", r.index)),
+            (None, None) => {}
+        }
+    }
+    s
+}
+
+/// The summary of one result, or of each of a batch's.
+pub fn describe_one_or_many<T>(
+    verb: &str,
+    out: &OneOrMany<T>,
+    describe: impl Fn(&T) -> String,
+) -> String {
+    match (&out.one, &out.many) {
+        (Some(one), _) => describe(one),
+        (None, Some(many)) => describe_batch(verb, many, describe),
+        (None, None) => String::new(),
+    }
 }

@@ -14,9 +14,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use todo_dapr::telemetry;
-use todo_shared::error::{MAX_MESSAGE_CHARS, elide_middle};
 use tracing::Instrument;
 
+use super::args::parse_at;
 use super::{Caller, TodoServer, schema};
 use crate::error::{AppError, AppResult};
 
@@ -92,16 +92,7 @@ pub fn describe_metrics() {
 /// Parses tool arguments, naming the argument at fault when one does not fit (rmcp's own
 /// extraction reports serde's message without the field).
 fn parse_args<T: DeserializeOwned>(raw: JsonObject) -> AppResult<T> {
-    serde_path_to_error::deserialize(serde_json::Value::Object(raw)).map_err(|e| {
-        // serde repeats an unexpected value whole; the path too can be as long as the input.
-        let path = elide_middle(e.path().to_string(), 120);
-        let message = elide_middle(e.into_inner().to_string(), MAX_MESSAGE_CHARS);
-        if path == "." {
-            AppError::Arguments(format!("invalid arguments: {message}"))
-        } else {
-            AppError::Arguments(format!("invalid `{path}`: {message}"))
-        }
-    })
+    parse_at(serde_json::Value::Object(raw), "")
 }
 
 /// Turns an operation's result into a tool result: structured content plus `summary` on

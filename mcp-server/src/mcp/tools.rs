@@ -2,22 +2,26 @@
 //! model reads `DESCRIPTION`), and runs one operation of the application for the calling user;
 //! [`super::route`] does the rest, the same way for all of them.
 
+use std::future::Future;
+
 use rmcp::model::ToolAnnotations;
 use todo_shared::time::{format_in_zone, now};
+use uuid::Uuid;
 
 use super::args::{
-    AddTaskArgs, CancelReminderArgs, ListNotificationsArgs, ListTasksArgs, NoArgs, SetReminderArgs,
-    TaskIdArgs, UpdateSettingsArgs, UpdateTaskArgs,
+    AddTaskArgs, AddTasksArgs, CancelReminderArgs, ListNotificationsArgs, ListTasksArgs, NoArgs,
+    SetReminderArgs, Targets, TaskIdArgs, TaskIdsArgs, UpdateSettingsArgs, UpdateTaskArgs,
 };
 use super::output::{
-    ChangeOutput, CompleteOutput, DeleteOutput, ListOutput, NotificationsOutput, ReminderOutput,
-    SettingsOutput, TaskOutput, describe_change, describe_completion, describe_list,
-    describe_notifications, describe_settings, describe_task,
+    BatchOutput, ChangeOutput, CompleteOutput, DeleteOutput, ListOutput, NotificationsOutput,
+    OneOrMany, ReminderOutput, SettingsOutput, TaskOutput, describe_batch, describe_change,
+    describe_completion, describe_list, describe_notifications, describe_one_or_many,
+    describe_settings, describe_task,
 };
 use super::route::Tool;
 use super::{Caller, TodoServer};
-use crate::app::commands::parse_limit;
-use crate::error::AppResult;
+use crate::app::commands::{NewTask, parse_limit};
+use crate::error::{AppError, AppResult};
 
 /// A tool that only reads the user's tasks.
 fn reads() -> ToolAnnotations {
@@ -61,6 +65,84 @@ impl Tool for AddTask {
 
     fn summary(output: &TaskOutput) -> String {
         format!("Created {}", describe_task(&output.task))
+    }
+}
+
+pub struct AddTasks;
+
+impl Tool for AddTasks {
+    const NAME: &'static str = "add_tasks";
+    const TITLE: &'static str = "Add several tasks";
+    const DESCRIPTION: &'static str = "Create up to 50 tasks in one call, each with the arguments of `add_task`. Each \
+        is checked on its own: one that does not fit gets its own error in `results` and the \
+        others are created. Returns each task's outcome in the order given.";
+    type Args = AddTasksArgs;
+    type Output = BatchOutput<TaskOutput>;
+
+    fn annotations() -> ToolAnnotations {
+        writes(false, false)
+    }
+
+    async fn run(
+        server: &TodoServer,
+        args: AddTasksArgs,
+        caller: Caller,
+    ) -> AppResult<Self::Output> {
+        let now = now();
+        let zone = server.user_zone_if(&caller, args.needs_user_zone()).await?;
+        let parsed = args.parse(now, zone)?;
+        let valid: Vec<NewTask> = parsed
+            .iter()
+            .filter_map(|p| p.as_ref().ok())
+            .cloned()
+            .collect();
+        let mut created = server
+            .tasks
+            .create_many(&caller.user, valid, now)
+            .await?
+            .into_iter();
+        // Each valid task's outcome in its place among the invalid ones'.
+        let outcomes = parsed
+            .into_iter()
+            .map(|p| match p {
+                Ok(_) => created
+                    .next()
+                    .unwrap_or_else(|| Err(AppError::Internal("a task was not created".into())))
+                    .map(|task| TaskOutput { task }),
+                Err(e) => Err(e),
+            })
+            .collect();
+        BatchOutput::gather(outcomes, "tasks")
+    }
+
+    fn summary(output: &Self::Output) -> String {
+        describe_batch("Created", output, |o| describe_task(&o.task))
+    }
+}
+
+/// Runs `run` for the one task named, or for each of several, each on its own.
+async fn for_targets<T, Fut>(targets: Targets, run: impl Fn(Uuid) -> Fut) -> AppResult<OneOrMany<T>>
+where
+    Fut: Future<Output = AppResult<T>>,
+{
+    match targets {
+        Targets::One(id) => Ok(OneOrMany {
+            one: Some(run(id).await?),
+            many: None,
+        }),
+        Targets::Many(ids) => {
+            let mut outcomes = Vec::with_capacity(ids.len());
+            for id in ids {
+                outcomes.push(match id {
+                    Ok(id) => run(id).await,
+                    Err(e) => Err(e),
+                });
+            }
+            Ok(OneOrMany {
+                one: None,
+                many: Some(BatchOutput::gather(outcomes, "task_ids")?),
+            })
+        }
     }
 }
 
@@ -161,12 +243,13 @@ pub struct CompleteTask;
 
 impl Tool for CompleteTask {
     const NAME: &'static str = "complete_task";
-    const TITLE: &'static str = "Complete a task";
-    const DESCRIPTION: &'static str = "Mark a task completed. For a recurring task this completes this occurrence, and \
-        its next occurrence appears at once as a new task (returned as `next_occurrence`); an \
-        occurrence not completed by its due time gets its next one then. Each occurrence is one task.";
-    type Args = TaskIdArgs;
-    type Output = CompleteOutput;
+    const TITLE: &'static str = "Complete tasks";
+    const DESCRIPTION: &'static str = "Mark a task completed (`task_id`), or several (`task_ids`, up to 50, each on its \
+        own). For a recurring task this completes this occurrence, and its next occurrence appears \
+        at once as a new task (returned as `next_occurrence`); an occurrence not completed by its \
+        due time gets its next one then. Each occurrence is one task.";
+    type Args = TaskIdsArgs;
+    type Output = OneOrMany<CompleteOutput>;
 
     fn annotations() -> ToolAnnotations {
         writes(false, true)
@@ -174,18 +257,18 @@ impl Tool for CompleteTask {
 
     async fn run(
         server: &TodoServer,
-        args: TaskIdArgs,
+        args: TaskIdsArgs,
         caller: Caller,
-    ) -> AppResult<CompleteOutput> {
-        Ok(server
-            .tasks
-            .complete(&caller.user, args.task_id, now())
-            .await?
-            .into())
+    ) -> AppResult<Self::Output> {
+        let (now, user) = (now(), &caller.user);
+        for_targets(args.parse()?, |id| async move {
+            Ok(server.tasks.complete(user, id, now).await?.into())
+        })
+        .await
     }
 
-    fn summary(output: &CompleteOutput) -> String {
-        describe_completion(output)
+    fn summary(output: &Self::Output) -> String {
+        describe_one_or_many("Completed", output, describe_completion)
     }
 }
 
@@ -193,25 +276,30 @@ pub struct ReopenTask;
 
 impl Tool for ReopenTask {
     const NAME: &'static str = "reopen_task";
-    const TITLE: &'static str = "Reopen a task";
-    const DESCRIPTION: &'static str = "Mark a completed task pending again.";
-    type Args = TaskIdArgs;
-    type Output = ChangeOutput;
+    const TITLE: &'static str = "Reopen tasks";
+    const DESCRIPTION: &'static str = "Mark a completed task pending again (`task_id`), or several (`task_ids`, up to \
+        50, each on its own).";
+    type Args = TaskIdsArgs;
+    type Output = OneOrMany<ChangeOutput>;
 
     fn annotations() -> ToolAnnotations {
         writes(false, true)
     }
 
-    async fn run(server: &TodoServer, args: TaskIdArgs, caller: Caller) -> AppResult<ChangeOutput> {
-        Ok(server
-            .tasks
-            .reopen(&caller.user, args.task_id, now())
-            .await?
-            .into())
+    async fn run(
+        server: &TodoServer,
+        args: TaskIdsArgs,
+        caller: Caller,
+    ) -> AppResult<Self::Output> {
+        let (now, user) = (now(), &caller.user);
+        for_targets(args.parse()?, |id| async move {
+            Ok(server.tasks.reopen(user, id, now).await?.into())
+        })
+        .await
     }
 
-    fn summary(output: &ChangeOutput) -> String {
-        describe_change("Reopened", output)
+    fn summary(output: &Self::Output) -> String {
+        describe_one_or_many("Reopened", output, |o| describe_change("Reopened", o))
     }
 }
 
@@ -219,26 +307,33 @@ pub struct DeleteTask;
 
 impl Tool for DeleteTask {
     const NAME: &'static str = "delete_task";
-    const TITLE: &'static str = "Delete a task";
-    const DESCRIPTION: &'static str =
-        "Delete a task with its reminders and recurrence. This cannot be undone.";
-    type Args = TaskIdArgs;
-    type Output = DeleteOutput;
+    const TITLE: &'static str = "Delete tasks";
+    const DESCRIPTION: &'static str = "Delete a task (`task_id`), or several (`task_ids`, up to 50, each on its own), \
+        with their reminders and recurrence. This cannot be undone.";
+    type Args = TaskIdsArgs;
+    type Output = OneOrMany<DeleteOutput>;
 
     fn annotations() -> ToolAnnotations {
         writes(true, true)
     }
 
-    async fn run(server: &TodoServer, args: TaskIdArgs, caller: Caller) -> AppResult<DeleteOutput> {
-        let deleted = server
-            .tasks
-            .delete(&caller.user, args.task_id, now())
-            .await?;
-        Ok(DeleteOutput { deleted })
+    async fn run(
+        server: &TodoServer,
+        args: TaskIdsArgs,
+        caller: Caller,
+    ) -> AppResult<Self::Output> {
+        let (now, user) = (now(), &caller.user);
+        for_targets(args.parse()?, |id| async move {
+            let deleted = server.tasks.delete(user, id, now).await?;
+            Ok(DeleteOutput { deleted })
+        })
+        .await
     }
 
-    fn summary(output: &DeleteOutput) -> String {
-        format!("Deleted {}", describe_task(&output.deleted))
+    fn summary(output: &Self::Output) -> String {
+        describe_one_or_many("Deleted", output, |o| {
+            format!("Deleted {}", describe_task(&o.deleted))
+        })
     }
 }
 
