@@ -104,6 +104,11 @@ impl Core {
     /// Starts the outbox relay and, with a sidecar, the Dapr app port, or without one the
     /// embedded scheduler.
     pub async fn start_background(&mut self, config: &Config) -> anyhow::Result<()> {
+        // Before anything can fire, so that every notification recorded is heard.
+        self.notifications
+            .hear_announcements(&mut self.background, self.shutdown.clone())
+            .await
+            .context("cannot listen for new notifications")?;
         let consumers = Consumers::new(self.tasks.clone(), self.notifications.clone());
         let sink = match &self.dapr {
             Some(client) => {
@@ -328,18 +333,17 @@ pub async fn run_stdio(config: &Config, stop: impl Future<Output = ()>) -> anyho
         zone: machine_zone(),
     };
     tracing::info!(user = %user, zone = local.zone.map(|z| z.name()), "serving MCP over stdio");
-    let service = core
-        .tools(Some(local))
+    let server = core.tools(Some(local));
+    let pushes = server.pushes().context("a stdio connection pushes")?;
+    let service = server
         .serve(rmcp::transport::stdio())
         .await
         .context("MCP initialisation over stdio failed");
     let outcome = match service {
         Ok(service) => {
-            let _pusher = tokio::spawn(crate::mcp::push::push_notifications(
-                feed,
-                service.peer().clone(),
-                user,
-            ));
+            pushes.start();
+            let peer = service.peer().clone();
+            let _pusher = tokio::spawn(crate::mcp::push::push(feed, peer, user, pushes));
             let cancel = service.cancellation_token();
             tokio::select! {
                 outcome = service.waiting() => outcome.map(drop).map_err(anyhow::Error::from),

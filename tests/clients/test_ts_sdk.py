@@ -36,7 +36,10 @@ def test_streamable_http_session(node, http, user, token):
     assert_stored(http.url, user, summary)
 
 
-NOT_PUSHED_OVER_HTTP = "reminders are not pushed to HTTP clients yet (issue 14 item 2): they wait for list_notifications"
+NOT_PUSHED_OVER_HTTP = (
+    "a handshake-era client over stateless streamable HTTP has no connection to push on: it "
+    "would need subscriptions/listen (2026-07-28) or HTTP+SSE; it reads list_notifications"
+)
 
 
 @pytest.mark.xfail(strict=True, reason=NOT_PUSHED_OVER_HTTP)
@@ -60,8 +63,9 @@ def test_http_sse_session(node, http, user, token):
     assert_stored(http.url, user, summary)
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_PUSHED_OVER_HTTP)
 def test_http_sse_pushed_reminder(node, http, token):
+    """Over HTTP+SSE the session's stream carries the reminder as the log message stdio clients
+    get, once the client has set a logging level (the script does)."""
     url = require_sse(http, token)
     run = sdk_client(node, "sse", url, "--token", token, "--expect-reminder", "2", "--reminder-timeout", "3")
     assert_session(run, "sse", protocol=None)

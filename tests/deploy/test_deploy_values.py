@@ -276,6 +276,27 @@ def test_ingress_host_is_an_allowed_host(helm: Helm) -> None:
     all_valid(r)
 
 
+def test_the_sse_transport_pins_each_client_to_one_replica(helm: Helm) -> None:
+    sets = {
+        "mcpServer.ingress.enabled": True,
+        "mcpServer.ingress.host": "todo.example.com",
+        "mcpServer.ingress.annotations.team": "tasks",
+    }
+    sse = helm.template(sets=sets).get("Ingress", f"{MCP}-sse")
+    annotations = sse["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/upstream-hash-by"] == "$remote_addr"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert annotations["team"] == "tasks", "the ingress's own annotations apply too"
+    paths = sse["spec"]["rules"][0]["http"]["paths"]
+    assert [(p["path"], p["pathType"]) for p in paths] == [("/sse", "Exact"), ("/messages", "Exact")]
+    assert {p["backend"]["service"]["name"] for p in paths} == {MCP}
+    # /mcp keeps no session, and no affinity.
+    plain = helm.template(sets=sets).get("Ingress", MCP)
+    assert "nginx.ingress.kubernetes.io/upstream-hash-by" not in plain["metadata"]["annotations"]
+    off = helm.template(sets={**sets, "mcpServer.ingress.sse.enabled": False})
+    assert off.find("Ingress", f"{MCP}-sse") is None
+
+
 def test_ingress_needs_a_host(helm: Helm) -> None:
     err = helm.template_error(sets={"mcpServer.ingress.enabled": True})
     assert "/mcpServer/ingress/host" in err, err

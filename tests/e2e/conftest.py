@@ -1,8 +1,9 @@
 """Fixtures for the end-to-end tests of the `todo-mcp` binary.
 
 - `transport`: parametrized over stdio/HTTP x legacy (2025-11-25 handshake) / auto (2026-07-28)
-  protocol modes. Stdio servers use one SQLite file for the session; the HTTP server (one per
-  session) uses PostgreSQL. Each test gets its own user id, so tests never see each other's tasks.
+  protocol modes, and the HTTP+SSE transport (`/sse`, handshake only). Stdio servers use one
+  SQLite file for the session; the HTTP server (one per session, both HTTP transports) uses
+  PostgreSQL. Each test gets its own user id, so tests never see each other's tasks.
 - `http`: the running HTTP server (port, URL, log).
 
 Environment: `TODO_MCP_BIN` (default `<repo>/target/debug/todo-mcp`), `TODO_TEST_DATABASE_URL`
@@ -26,13 +27,14 @@ from typing import Any
 import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from support import JWT_SECRET, PROTOCOL, REPO, mint_token, new_user
 
-TRANSPORTS = ["stdio-legacy", "stdio-auto", "http-legacy", "http-auto"]
+TRANSPORTS = ["stdio-legacy", "stdio-auto", "http-legacy", "http-auto", "sse-legacy"]
 SERVER_LOG_LEVEL = "info,mcp_server=debug"
 LOG_KEY = pytest.StashKey[list]()
 
@@ -253,7 +255,7 @@ def http(http_server: HttpServer, _server_logs: list[tuple[str, Path]]) -> HttpS
 class Transport:
     """How a test reaches the server: `async with transport.connect() as client`."""
 
-    kind: str  # "stdio" | "http"
+    kind: str  # "stdio" | "http" | "sse"
     mode: str  # "legacy" | "auto"
     binary: str
     user: str
@@ -272,9 +274,11 @@ class Transport:
         *,
         env: dict[str, str] | None = None,
         claims: dict[str, Any] | None = None,
+        **client: Any,
     ) -> AsyncIterator[Client]:
         """A client of the server as `user`; over stdio with `env` added to the server's (its
-        machine zone is UTC unless `env` sets `TZ`), over HTTP with `claims` added to the token."""
+        machine zone is UTC unless `env` sets `TZ`), over HTTP with `claims` added to the token.
+        `client` goes to the SDK's `Client` (callbacks, handlers)."""
         user = user or self.user
         if self.kind == "stdio":
             assert self.stdio is not None
@@ -293,9 +297,15 @@ class Transport:
                 },
             )
             with open(log, "w") as errlog:
-                async with Client(stdio_client(params, errlog=errlog), mode=self.mode) as client:
-                    assert client.protocol_version == PROTOCOL[self.mode]
-                    yield client
+                async with Client(stdio_client(params, errlog=errlog), mode=self.mode, **client) as c:
+                    assert c.protocol_version == PROTOCOL[self.mode]
+                    yield c
+        elif self.kind == "sse":
+            assert self.http is not None
+            headers = {"Authorization": f"Bearer {mint_token(user, **(claims or {}))}"}
+            async with Client(sse_client(f"{self.http.base}/sse", headers=headers), mode=self.mode, **client) as c:
+                assert c.protocol_version == PROTOCOL[self.mode]
+                yield c
         else:
             assert self.http is not None
             headers = {"Authorization": f"Bearer {mint_token(user, **(claims or {}))}"}
@@ -303,9 +313,10 @@ class Transport:
                 async with Client(
                     streamable_http_client(self.http.url, http_client=http_client),
                     mode=self.mode,
-                ) as client:
-                    assert client.protocol_version == PROTOCOL[self.mode]
-                    yield client
+                    **client,
+                ) as c:
+                    assert c.protocol_version == PROTOCOL[self.mode]
+                    yield c
 
 
 @pytest.fixture(params=TRANSPORTS)

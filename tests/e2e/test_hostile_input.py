@@ -186,7 +186,7 @@ CASES: list[tuple[str, Body, tuple[str, Any]]] = [
     ("tags-1MiB", call("add_task", {"title": "x", "tags": ["t" * 1000] * 1100}), ("http", {413})),
     # unknown methods and tools
     ("unknown-method", lambda w: w.request("tasks/explode", {}), ("rpc", {-32601})),
-    ("resources-read", lambda w: w.request("resources/read", {"uri": "file:///etc/passwd"}), ("rpc", {-32601, -32602})),
+    ("resources-read", lambda w: w.request("resources/read", {"uri": "file:///etc/passwd"}), ("rpc", {-32601, -32602, -32002})),
     ("prompts-get", lambda w: w.request("prompts/get", {"name": "x"}), ("rpc", {-32601, -32602})),
     ("unknown-tool", call("drop_database", {}), ("rpc-or-tool", ["drop_database"])),
     ("tool-name-with-nul", call("add_task\u0000", {"title": "x"}), ("rpc-or-tool", [])),

@@ -2,8 +2,10 @@
 //!
 //! Rows are written when a reminder fires (`com.todo.reminder.triggered`, through
 //! [`NotificationService::record_triggered`]); the tool reads them and marks them read. Each new
-//! notification is also announced on a feed, from which transports with a lasting connection to
-//! the client (stdio) push it as an MCP notification.
+//! notification is also announced on a feed, from which connections that asked for them (stdio,
+//! resource subscriptions) push it to the client. On PostgreSQL the announcement goes through
+//! the database (NOTIFY in the recording transaction), so every replica's feed has it: the
+//! replica that records a notification is rarely the one holding the user's connection.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -12,9 +14,11 @@ use todo_shared::events::{ReminderTriggered, notification_id};
 use todo_shared::task::UserId;
 use todo_shared::time::format_in_zone;
 use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::store::Db;
 pub use crate::store::notifications::NewNotification;
 use crate::store::notifications::{self, NotificationRow};
@@ -61,7 +65,7 @@ impl From<NotificationRow> for NotificationView {
 }
 
 /// A notification just recorded, for the user it belongs to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Announcement {
     pub owner: UserId,
     pub notification: NotificationView,
@@ -128,13 +132,11 @@ impl NotificationService {
             message,
             fire_at: event.fire_at,
         };
-        let inserted = notifications::insert(&mut tx, &n, now).await?;
-        tx.commit().await?;
-        if !inserted {
+        if !notifications::insert(&mut tx, &n, now).await? {
+            tx.commit().await?;
             return Ok(None);
         }
-        // Nobody listening is fine: the notification is stored either way.
-        let _ = self.feed.send(Announcement {
+        let announcement = Announcement {
             owner: n.owner.clone(),
             notification: NotificationView::from(NotificationRow {
                 id: n.id,
@@ -146,8 +148,54 @@ impl NotificationService {
                 created_at: now,
                 read_at: None,
             }),
-        });
+        };
+        // Every replica hears of it from the database, whichever holds the user's connection.
+        let payload = serde_json::to_string(&announcement)
+            .map_err(|e| AppError::Internal(format!("encoding an announcement: {e}")))?;
+        let announced = notifications::announce(&mut tx, &payload).await?;
+        tx.commit().await?;
+        if !announced {
+            // Nobody listening is fine: the notification is stored either way.
+            let _ = self.feed.send(announcement);
+        }
         Ok(Some(n))
+    }
+
+    /// Feeds this replica's listeners with the notifications every replica records, until
+    /// `stop` (PostgreSQL; on SQLite the one process announces its own). Listens before it
+    /// returns, so that nothing recorded afterwards is missed, and hears in `background`.
+    pub async fn hear_announcements(
+        &self,
+        background: &mut JoinSet<()>,
+        stop: CancellationToken,
+    ) -> AppResult<()> {
+        let Some(mut listener) = notifications::listen(&self.db).await? else {
+            return Ok(());
+        };
+        let feed = self.feed.clone();
+        background.spawn(async move {
+            loop {
+                // A lost connection is re-established by the listener; what was announced
+                // meanwhile is not pushed, and stays readable with list_notifications.
+                let heard = tokio::select! {
+                    () = stop.cancelled() => return,
+                    heard = listener.recv() => heard,
+                };
+                match heard.map(|n| serde_json::from_str::<Announcement>(n.payload())) {
+                    Ok(Ok(announcement)) => {
+                        let _ = feed.send(announcement);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "ignored an announcement that does not decode")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for notifications failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
     }
 
     /// The user's newest notifications, optionally only unread ones, optionally marking them read.

@@ -136,6 +136,28 @@ impl Fairness {
     }
 }
 
+/// A request admitted to its user's share, which it holds until dropped: for a transport whose
+/// answer outlives its HTTP exchange (HTTP+SSE answers on the session's stream).
+pub struct Admission(#[allow(dead_code)] Held);
+
+impl Fairness {
+    /// Admits a request of `user` as [`fair_share`] does; the refusal is the 429 to answer.
+    pub async fn admit_held(self: &Arc<Self>, user: &str) -> Result<Admission, Response> {
+        match self.admit(user).await {
+            Ok(permit) => Ok(Admission(Held {
+                permit: Some(permit),
+                fairness: self.clone(),
+                user: user.to_owned(),
+            })),
+            Err(refusal) => {
+                self.release(user);
+                metrics::counter!("todo_http_requests_refused_total").increment(1);
+                Err(refusal.into_response())
+            }
+        }
+    }
+}
+
 /// Why a request was not admitted.
 enum Refusal {
     /// Over the rate: how much longer the next request would have to wait.
@@ -174,7 +196,8 @@ impl IntoResponse for Refusal {
 
 /// axum middleware (inside [`super::auth::require_bearer`], which names the user): admits the
 /// request or answers 429. The permit is held until the response body is finished, as a tool
-/// call runs while its result streams.
+/// call runs while its result streams; an event stream a client keeps open (a GET, a
+/// `subscriptions/listen`) holds it only until the stream begins, as it runs nothing.
 pub async fn fair_share(
     State(fairness): State<Arc<Fairness>>,
     request: Request,
@@ -185,28 +208,33 @@ pub async fn fair_share(
     else {
         return next.run(request).await;
     };
-    let user = user.as_str().to_owned();
-    let admitted = fairness.admit(&user).await;
-    let permit = match admitted {
-        Ok(permit) => permit,
-        Err(refusal) => {
-            fairness.release(&user);
-            metrics::counter!("todo_http_requests_refused_total").increment(1);
+    let admission = match fairness.admit_held(user.as_str()).await {
+        Ok(admission) => admission,
+        Err(refused) => {
             tracing::debug!(%user, "refused a request over the user's fair share");
-            return refusal.into_response();
+            return refused;
         }
     };
-    let (parts, body) = next.run(request).await.into_parts();
-    let held = Held {
-        permit: Some(permit),
-        fairness,
-        user,
-    };
+    let stream = opens_event_stream(&request);
+    let response = next.run(request).await;
+    if stream {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
     let body = body.into_data_stream().map(move |chunk| {
-        let _ = &held;
+        let _ = &admission;
         chunk
     });
     Response::from_parts(parts, Body::from_stream(body))
+}
+
+/// Whether the request opens a stream of events the client keeps open.
+fn opens_event_stream(request: &Request) -> bool {
+    request.method() == axum::http::Method::GET
+        || request
+            .headers()
+            .get("mcp-method")
+            .is_some_and(|m| m == "subscriptions/listen")
 }
 
 /// A permit held by a response body, released (and the user's share tidied) when it ends.

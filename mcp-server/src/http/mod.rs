@@ -1,5 +1,7 @@
-//! The HTTP transport: streamable HTTP at `/mcp` behind bearer authentication ([`auth`]), and
-//! the probes ([`probes`]). Each user gets a fair share of the server ([`fairness`]).
+//! The HTTP transports: streamable HTTP at `/mcp` and the older HTTP+SSE at `/sse` and
+//! `/messages` ([`sse`]), both behind bearer authentication ([`auth`]) and Host/Origin checks
+//! ([`origin`] for HTTP+SSE), and the probes ([`probes`]). Each user gets a fair share of the
+//! server ([`fairness`]).
 //!
 //! `/mcp` runs without sessions: every request builds its handler from shared state and carries
 //! its own user, so any replica behind a Service can answer any request. Responses stream as
@@ -8,25 +10,33 @@
 
 pub mod auth;
 pub mod fairness;
+mod origin;
 mod probes;
+pub mod sse;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
 use self::auth::{TokenVerifier, require_bearer};
 use self::fairness::{FairShare, Fairness, fair_share};
+use self::origin::{AllowedOrigins, check_origin};
+use self::sse::SseSessions;
 use crate::mcp::TodoServer;
 use crate::store::Db;
+
+/// How often an idle event stream gets a comment, so that proxies keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// What the HTTP routes need.
 pub struct HttpSettings {
@@ -38,7 +48,7 @@ pub struct HttpSettings {
     pub fair_share: FairShare,
 }
 
-/// Builds the router: `/mcp` (authenticated), `/healthz` and `/readyz`.
+/// Builds the router: `/mcp`, `/sse` and `/messages` (authenticated), `/healthz` and `/readyz`.
 pub fn router(
     server: TodoServer,
     db: Db,
@@ -47,11 +57,25 @@ pub fn router(
 ) -> Router {
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
-        .with_sse_keep_alive(Some(Duration::from_secs(15)))
+        .with_sse_keep_alive(Some(KEEP_ALIVE))
         .with_cancellation_token(shutdown.child_token())
-        .with_allowed_hosts(settings.allowed_hosts)
-        .with_allowed_origins(settings.allowed_origins)
+        .with_allowed_hosts(settings.allowed_hosts.clone())
+        .with_allowed_origins(settings.allowed_origins.clone())
         .with_max_request_body_bytes(settings.max_body_bytes);
+    let fairness = Arc::new(Fairness::new(settings.fair_share));
+    let allowed = Arc::new(AllowedOrigins {
+        hosts: settings.allowed_hosts,
+        origins: settings.allowed_origins,
+    });
+    let sessions = SseSessions::new(server.clone(), fairness.clone(), shutdown, KEEP_ALIVE);
+    // The HTTP+SSE routes check Host and Origin here, and admit each request to its user's
+    // share themselves (its answer outlives the POST); rmcp's service does both for /mcp.
+    let sse = Router::new()
+        .route("/sse", get(sse::open_stream))
+        .route("/messages", post(sse::post_message))
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .with_state(sessions)
+        .layer(axum::middleware::from_fn_with_state(allowed, check_origin));
     let mcp = StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(NeverSessionManager::default()),
@@ -59,10 +83,8 @@ pub fn router(
     );
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(Fairness::new(settings.fair_share)),
-            fair_share,
-        ))
+        .layer(axum::middleware::from_fn_with_state(fairness, fair_share))
+        .merge(sse)
         .layer(axum::middleware::from_fn_with_state(
             settings.verifier,
             require_bearer,

@@ -4,7 +4,7 @@
 //! - [`tools`]: the tools; [`route`]: the one path every tool call takes.
 //! - [`args`]: tool arguments as a model sends them, parsed into the application's commands;
 //!   [`output`]: tool results and their one-line summaries.
-//! - [`push`]: fired reminders pushed to a connected stdio client.
+//! - [`push`]: fired reminders pushed to connected clients.
 //! - [`schema`]: the tools' JSON Schemas, in standard vocabulary only.
 //!
 //! The caller's identity never comes from arguments: it is the configured local user (stdio) or
@@ -20,12 +20,18 @@ pub mod tools;
 use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
-use rmcp::service::RequestContext;
+use rmcp::model::{
+    Implementation, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ServerCapabilities,
+    ServerConfig, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+};
+use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool_handler};
 use todo_shared::task::UserId;
-use todo_shared::time::Zone;
+use todo_shared::time::{Zone, now};
 
+use self::output::NotificationsOutput;
+use self::push::{NOTIFICATIONS_URI, Pushes};
 use self::route::route;
 use self::tools::{
     AddTask, AddTasks, CancelReminder, CompleteTask, DeleteTask, GetSettings, GetTask,
@@ -78,7 +84,8 @@ pub struct Services {
     pub settings: SettingsService,
 }
 
-/// The MCP server: one per connection on stdio, one per request on stateless HTTP.
+/// The MCP server: one per connection on stdio and HTTP+SSE, one per request on stateless
+/// streamable HTTP.
 #[derive(Clone)]
 pub struct TodoServer {
     tasks: TaskService,
@@ -86,6 +93,9 @@ pub struct TodoServer {
     settings: SettingsService,
     /// The user of a stdio session; `None` on HTTP, where each request names its own.
     local_user: Option<LocalUser>,
+    /// What the connection pushes to its client; `None` where it is not lasting (stateless
+    /// HTTP serves each request on its own).
+    pushes: Option<Arc<Pushes>>,
     /// Built once: it holds every tool's schema, which is costly to generate per request.
     tool_router: Arc<ToolRouter<Self>>,
 }
@@ -111,12 +121,40 @@ impl TodoServer {
             .with_route(route::<ListNotifications>())
             .with_route(route::<GetSettings>())
             .with_route(route::<UpdateSettings>());
+        // Over stdio the one connection lasts, and reminders go to it as log messages.
+        let pushes = local_user.as_ref().map(|_| Arc::new(Pushes::logging()));
         Self {
             tasks,
             notifications,
             settings,
             local_user,
+            pushes,
             tool_router: Arc::new(tool_router),
+        }
+    }
+
+    /// The server for a new lasting connection (an HTTP+SSE session), with pushes of its own.
+    pub fn for_connection(&self) -> Self {
+        Self {
+            pushes: Some(Arc::default()),
+            ..self.clone()
+        }
+    }
+
+    /// What the connection pushes, if it lasts.
+    pub fn pushes(&self) -> Option<Arc<Pushes>> {
+        self.pushes.clone()
+    }
+
+    /// Starts the connection's pusher, once, for the caller of `context`.
+    fn start_pushing(&self, pushes: &Arc<Pushes>, context: &RequestContext<RoleServer>) {
+        let Ok(caller) = self.caller(context) else {
+            return;
+        };
+        if pushes.start() {
+            let feed = self.notifications.subscribe();
+            let peer = context.peer.clone();
+            tokio::spawn(push::push(feed, peer, caller.user, pushes.clone()));
         }
     }
 
@@ -177,11 +215,13 @@ impl TodoServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for TodoServer {
     fn get_info(&self) -> ServerConfig {
-        // Logging carries the reminder notifications pushed to stdio clients.
+        // Logging and the notifications resource carry the reminders pushed to clients.
         #[allow(deprecated)]
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_logging()
+            .enable_resources()
+            .enable_resources_subscribe()
             .build();
         ServerConfig::new(capabilities)
             .with_server_info(
@@ -191,13 +231,131 @@ impl ServerHandler for TodoServer {
             .with_instructions(self.instructions())
     }
 
-    /// Accepts any level: the only messages are reminder notifications, which are always sent.
+    /// Any level turns on the log messages of fired reminders on a lasting connection (they
+    /// are the only log messages, so every level gets them).
     #[allow(deprecated)]
     async fn set_level(
         &self,
         _request: rmcp::model::SetLevelRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
+        if let Some(pushes) = &self.pushes {
+            pushes.set_logging();
+            self.start_pushing(pushes, &context);
+        }
         Ok(())
     }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let notifications = Resource::new(NOTIFICATIONS_URI, "notifications")
+            .with_title("Reminder notifications")
+            .with_description(
+                "The user's unread reminder notifications, newest first (as list_notifications \
+                 gives them). Subscribe to hear when a reminder fires.",
+            )
+            .with_mime_type("application/json");
+        Ok(ListResourcesResult::with_all_items(vec![notifications]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        known_resource(&request.uri)?;
+        let unread = async {
+            let caller = self.caller(&context)?;
+            let page = self
+                .notifications
+                .list(&caller.user, true, UNREAD_SHOWN, false, now())
+                .await?;
+            serde_json::to_string(&NotificationsOutput {
+                notifications: page.notifications,
+                unread: page.unread,
+            })
+            .map_err(|e| AppError::Internal(e.to_string()))
+        };
+        let json = unread.await.map_err(|e| mcp_error(&e))?;
+        let contents =
+            ResourceContents::text(json, NOTIFICATIONS_URI).with_mime_type("application/json");
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+
+    /// A lasting connection (stdio, HTTP+SSE) pushes `notifications/resources/updated` for the
+    /// notifications resource as reminders fire.
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        known_resource(&request.uri)?;
+        let Some(pushes) = &self.pushes else {
+            return Err(McpError::invalid_request(
+                "this connection cannot push: streamable HTTP serves each request on its own. \
+                 Use protocol 2026-07-28 and subscriptions/listen, or the HTTP+SSE transport \
+                 (/sse), or read list_notifications",
+                None,
+            ));
+        };
+        pushes.set_resource(true);
+        self.start_pushing(pushes, &context);
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        known_resource(&request.uri)?;
+        if let Some(pushes) = &self.pushes {
+            pushes.set_resource(false);
+        }
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let wants = requested
+            .resource_subscriptions
+            .as_ref()
+            .is_some_and(|uris| uris.iter().any(|u| u == NOTIFICATIONS_URI));
+        wants.then(|| {
+            SubscriptionFilter::builder()
+                .resource_subscription(NOTIFICATIONS_URI)
+                .build()
+        })
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        let caller = self
+            .caller(context.request_context())
+            .map_err(|e| mcp_error(&e))?;
+        push::listen(self.notifications.subscribe(), context, caller.user).await
+    }
+}
+
+/// Unread notifications the resource shows at most.
+const UNREAD_SHOWN: u32 = 50;
+
+fn known_resource(uri: &str) -> Result<(), McpError> {
+    if uri == NOTIFICATIONS_URI {
+        return Ok(());
+    }
+    Err(McpError::resource_not_found(
+        format!("no resource {uri}: the one resource is {NOTIFICATIONS_URI}"),
+        None,
+    ))
+}
+
+fn mcp_error(e: &AppError) -> McpError {
+    McpError::internal_error(e.public_message(), None)
 }

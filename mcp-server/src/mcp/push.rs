@@ -1,47 +1,157 @@
-//! Pushing new notifications to a connected client.
+//! Pushing new notifications to connected clients, each in the way it can take them:
 //!
-//! A reminder that fires while a client is connected over stdio reaches it at once as an MCP log
-//! message (`notifications/message`, logger `todo.reminders`, the notification as `data`): the
-//! one server-initiated notification that clients display or record. MCP 2026-07-28 deprecates
-//! logging (SEP-2577) in favour of subscriptions that clients do not widely support yet; the
-//! notifications stay readable with `list_notifications` either way.
+//! - `subscriptions/listen` (2026-07-28, any transport, stateless HTTP included):
+//!   `notifications/resources/updated` for [`NOTIFICATIONS_URI`] on the listen stream
+//!   ([`listen`]); the client then reads the resource.
+//! - A lasting connection (stdio, an HTTP+SSE session), [`push`]: the same update once the
+//!   client subscribed to the resource (`resources/subscribe`), and an MCP log message
+//!   (`notifications/message`, logger `todo.reminders`, the notification as `data`), the one
+//!   server notification that clients display or record: always over stdio, over HTTP+SSE once
+//!   the client set a logging level. MCP 2026-07-28 deprecates logging (SEP-2577) in favour of
+//!   subscriptions, which many clients do not support yet.
+//!
+//! Stateless streamable HTTP keeps no connection to push on for handshake-era clients: they
+//! read `list_notifications`, which is the durable record for every client.
 #![allow(deprecated)]
 
-use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
-use todo_shared::task::UserId;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-/// Pushes the user's new notifications to the client as MCP log messages (logger
-/// `todo.reminders`), the notification every client displays or records.
-pub async fn push_notifications(
-    mut feed: tokio::sync::broadcast::Receiver<crate::app::notifications::Announcement>,
-    peer: rmcp::Peer<rmcp::RoleServer>,
+use rmcp::model::{
+    LoggingLevel, LoggingMessageNotificationParam, ResourceUpdatedNotificationParam,
+};
+use rmcp::service::SubscriptionContext;
+use rmcp::{ErrorData as McpError, Peer, RoleServer};
+use todo_shared::task::UserId;
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::app::notifications::Announcement;
+
+/// The resource that holds the user's unread notifications, updated as reminders fire.
+pub const NOTIFICATIONS_URI: &str = "todo://notifications";
+
+/// How often a pusher with nothing to push checks that its client is still there.
+const CHECK_CONNECTION: Duration = Duration::from_secs(30);
+
+/// What one lasting connection pushes to its client.
+#[derive(Debug, Default)]
+pub struct Pushes {
+    /// `resources/updated` for [`NOTIFICATIONS_URI`]: the client subscribed to it.
+    resource: AtomicBool,
+    /// Log messages: stdio always, HTTP+SSE once the client set a logging level.
+    logging: AtomicBool,
+    /// Whether the connection's pusher runs (one per connection).
+    started: AtomicBool,
+}
+
+impl Pushes {
+    /// A stdio connection's: log messages from the start.
+    pub fn logging() -> Self {
+        Self {
+            logging: AtomicBool::new(true),
+            ..Self::default()
+        }
+    }
+
+    pub fn set_resource(&self, on: bool) {
+        self.resource.store(on, Ordering::Relaxed);
+    }
+
+    pub fn set_logging(&self) {
+        self.logging.store(true, Ordering::Relaxed);
+    }
+
+    /// True the first time only: the caller starts the pusher.
+    pub fn start(&self) -> bool {
+        !self.started.swap(true, Ordering::AcqRel)
+    }
+}
+
+/// Pushes `user`'s new notifications to `peer` as `pushes` says, until the client goes.
+pub async fn push(
+    mut feed: Receiver<Announcement>,
+    peer: Peer<RoleServer>,
     user: UserId,
+    pushes: Arc<Pushes>,
 ) {
-    use tokio::sync::broadcast::error::RecvError;
+    let mut check = tokio::time::interval(CHECK_CONNECTION);
     loop {
-        let announcement = match feed.recv().await {
-            Ok(a) => a,
-            Err(RecvError::Lagged(missed)) => {
-                tracing::warn!(
-                    missed,
-                    "notifications came faster than the client took them"
-                );
+        let heard = tokio::select! {
+            heard = feed.recv() => heard,
+            _ = check.tick() => {
+                if peer.is_transport_closed() {
+                    return;
+                }
                 continue;
             }
-            Err(RecvError::Closed) => return,
         };
-        if announcement.owner != user {
+        let Some(announcement) = for_user(heard, &user) else {
             continue;
+        };
+        let Some(announcement) = announcement else {
+            return;
+        };
+        if pushes.resource.load(Ordering::Relaxed) {
+            let updated = ResourceUpdatedNotificationParam::new(NOTIFICATIONS_URI);
+            if peer.notify_resource_updated(updated).await.is_err() {
+                return; // The client has gone.
+            }
         }
-        let data = serde_json::to_value(&announcement.notification).unwrap_or_default();
-        let sent = peer
-            .notify_logging_message(
-                LoggingMessageNotificationParam::new(LoggingLevel::Notice, data)
-                    .with_logger("todo.reminders"),
-            )
-            .await;
-        if sent.is_err() {
-            return; // The client has gone.
+        if pushes.logging.load(Ordering::Relaxed) {
+            let data = serde_json::to_value(&announcement.notification).unwrap_or_default();
+            let message = LoggingMessageNotificationParam::new(LoggingLevel::Notice, data)
+                .with_logger("todo.reminders");
+            if peer.notify_logging_message(message).await.is_err() {
+                return;
+            }
         }
+    }
+}
+
+/// Sends `resources/updated` for [`NOTIFICATIONS_URI`] on a `subscriptions/listen` stream for
+/// each of `user`'s new notifications, until the client ends the subscription.
+pub async fn listen(
+    mut feed: Receiver<Announcement>,
+    context: SubscriptionContext,
+    user: UserId,
+) -> Result<(), McpError> {
+    loop {
+        let heard = tokio::select! {
+            () = context.cancelled() => return Ok(()),
+            heard = feed.recv() => heard,
+        };
+        match for_user(heard, &user) {
+            None => continue,
+            Some(None) => return Ok(()),
+            Some(Some(_)) => {
+                if context
+                    .sink()
+                    .notify_resource_updated(NOTIFICATIONS_URI)
+                    .await
+                    .is_err()
+                {
+                    return Ok(()); // The subscription has closed.
+                }
+            }
+        }
+    }
+}
+
+/// What a feed gave, for `user`: `None` to pass over (another user's, or missed ones, which
+/// stay readable), `Some(None)` when the feed has closed.
+fn for_user(heard: Result<Announcement, RecvError>, user: &UserId) -> Option<Option<Announcement>> {
+    match heard {
+        Ok(announcement) if &announcement.owner == user => Some(Some(announcement)),
+        Ok(_) => None,
+        Err(RecvError::Lagged(missed)) => {
+            tracing::warn!(
+                missed,
+                "notifications came faster than the client took them"
+            );
+            None
+        }
+        Err(RecvError::Closed) => Some(None),
     }
 }

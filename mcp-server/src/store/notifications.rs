@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Db, Query, Tx};
+use sqlx::postgres::PgListener;
+
+use super::{Backend, Db, Query, Tx};
 
 /// A notification to record.
 #[derive(Debug, Clone)]
@@ -105,4 +107,28 @@ pub async fn unread(db: &Db, owner: &str) -> Result<i64, sqlx::Error> {
     )
     .bind(owner);
     db.fetch_one::<Unread>(&q).await.map(|u| u.unread)
+}
+
+/// The PostgreSQL channel on which every replica hears of new notifications.
+const CHANNEL: &str = "todo_notifications";
+
+/// Tells every replica listening on this database of `payload` once `tx` commits (PostgreSQL's
+/// NOTIFY, delivered only on commit); false on SQLite, whose single process announces itself.
+pub async fn announce(tx: &mut Tx, payload: &str) -> Result<bool, sqlx::Error> {
+    if tx.backend() != Backend::Postgres {
+        return Ok(false);
+    }
+    let q = Query::new(format!("SELECT pg_notify('{CHANNEL}', $1)")).bind(payload);
+    tx.execute(&q).await?;
+    Ok(true)
+}
+
+/// What [`announce`] sends, as every replica hears it; `None` on SQLite.
+pub async fn listen(db: &Db) -> Result<Option<PgListener>, sqlx::Error> {
+    let Db::Postgres(pool) = db else {
+        return Ok(None);
+    };
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(Some(listener))
 }
