@@ -29,14 +29,7 @@ SCENARIOS = [
 # serves any request), so it hands out no Mcp-Session-Id.
 BY_DESIGN = {"server-sse-polling-session"}
 # Scenarios that fail today, with what the suite says: they flip to XPASS (a failure) when fixed.
-EXPECTED_FAILURES = {
-    "server-sse-polling": (
-        "POST SSE streams send no priming event and no retry field (SEP-1699): `Server did not send "
-        "priming event with id and empty data on POST SSE stream. This is recommended for "
-        "resumability.` and `Server did not send retry field. This is recommended for controlling "
-        "client reconnection timing.`"
-    ),
-}
+EXPECTED_FAILURES: dict[str, str] = {}
 
 
 def run_scenario(node: Any, url: str, scenario: str, out: Path) -> tuple[Run, list[dict[str, Any]]]:

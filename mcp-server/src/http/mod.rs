@@ -12,6 +12,7 @@ pub mod auth;
 pub mod fairness;
 mod origin;
 mod probes;
+mod recent_events;
 pub mod sse;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use self::auth::{TokenVerifier, require_bearer};
 use self::fairness::{FairShare, Fairness, fair_share};
 use self::origin::{AllowedOrigins, check_origin};
+use self::recent_events::RecentEvents;
 use self::sse::SseSessions;
 use crate::mcp::TodoServer;
 use crate::store::Db;
@@ -78,7 +80,10 @@ pub fn router(
         .layer(axum::middleware::from_fn_with_state(allowed, check_origin));
     let mcp = StreamableHttpService::new(
         move || Ok(server.clone()),
-        Arc::new(NeverSessionManager::default()),
+        // Kept events give each response stream its priming event and make it resumable.
+        Arc::new(
+            NeverSessionManager::default().with_event_store(Arc::new(RecentEvents::default())),
+        ),
         config,
     );
     let mcp = Router::new()
