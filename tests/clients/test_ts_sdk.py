@@ -36,14 +36,10 @@ def test_streamable_http_session(node, http, user, token):
     assert_stored(http.url, user, summary)
 
 
-NOT_PUSHED_OVER_HTTP = (
-    "a handshake-era client over stateless streamable HTTP has no connection to push on: it "
-    "would need subscriptions/listen (2026-07-28) or HTTP+SSE; it reads list_notifications"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_PUSHED_OVER_HTTP)
 def test_streamable_http_pushed_reminder(node, http, token):
+    """A handshake-era client's `GET /mcp` stream carries its user's reminders as log messages."""
     run = sdk_client(node, "http", http.url, "--token", token, "--expect-reminder", "2", "--reminder-timeout", "3")
     assert_session(run, "http")
 

@@ -4,7 +4,8 @@
   `resources/updated` on the listen stream; the resource then holds the notification.
 - HTTP+SSE sessions: `resources/subscribe` gives `notifications/resources/updated` on the
   session's stream, and `logging/setLevel` the log message stdio clients get.
-- Handshake-era streamable HTTP keeps no connection to push on: `resources/subscribe` says so.
+- Handshake-era streamable HTTP: the user's `GET /mcp` stream carries the log message, and
+  `resources/updated` once the user subscribed (`resources/subscribe`, kept per user).
 
 The reminders fire for real: the HTTP server's embedded scheduler fires them at their time, the
 notification is recorded and announced through PostgreSQL (NOTIFY), and the replica holding
@@ -19,11 +20,12 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import anyio
+import httpx2
 import pytest
 from mcp import MCPError
 
 from conftest import HttpServer
-from support import call_ok, new_user
+from support import call_ok, mint_token, new_user
 
 pytestmark = [
     pytest.mark.anyio,
@@ -115,13 +117,50 @@ async def test_an_sse_session_gets_resource_updates_and_log_messages(transport):
         assert len(updates) == 1
 
 
-async def test_stateless_streamable_http_says_how_to_get_pushes(transport):
+async def read_events(response, into: list[dict]) -> None:
+    """Appends each JSON-RPC message of an SSE response to `into`."""
+    async for line in response.aiter_lines():
+        if line.startswith("data:") and line[5:].strip():
+            into.append(json.loads(line[5:]))
+
+
+async def test_a_handshake_era_client_hears_its_reminders_on_its_event_stream(transport):
+    """Over stateless streamable HTTP a handshake-era client's `GET /mcp` stream is its user's:
+    each new reminder comes as a log message, and as `resources/updated` once the user
+    subscribed to the resource (kept per user, so any replica's stream follows it)."""
     if transport.name != "http-legacy":
         pytest.skip("handshake-era streamable HTTP")
+    alice, bob = transport.user, new_user()
+    headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {mint_token(alice)}"}
+    received: list[dict] = []
+    async with httpx2.AsyncClient(timeout=30) as h, transport.connect() as c:
+        async with h.stream("GET", transport.http.url, headers=headers) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_events, stream, received)
+                async with transport.connect(user=bob) as b:
+                    await add_with_reminder(b, "Bob's, not alice's", 1.0)
+                task, when = await add_with_reminder(c, "Feed the cat", 1.5)
+                with anyio.fail_after(10):
+                    while not received:
+                        await anyio.sleep(0.02)
+                arrived = time.time()
+                await c.subscribe_resource(URI)
+                second, _ = await add_with_reminder(c, "Feed the cat again", 1.0)
+                with anyio.fail_after(10):
+                    while len(received) < 3:
+                        await anyio.sleep(0.02)
+                await anyio.sleep(0.5)  # time for anything wrongly routed to show up
+                tg.cancel_scope.cancel()
+    assert arrived - when < 1.0
+    methods = [m["method"] for m in received]
+    assert methods == ["notifications/message", "notifications/message", "notifications/resources/updated"]
+    assert [m["params"]["data"]["task_id"] for m in received[:2]] == [task["id"], second["id"]]
+    assert received[0]["params"]["logger"] == "todo.reminders"
+    assert received[2]["params"]["uri"] == URI
     async with transport.connect() as c:
-        with pytest.raises(MCPError) as e:
-            await c.subscribe_resource(URI)
-        assert "subscriptions/listen" in e.value.error.message and "/sse" in e.value.error.message
+        await c.unsubscribe_resource(URI)
         with pytest.raises(MCPError):
             await c.read_resource("todo://elsewhere")
 

@@ -23,6 +23,7 @@ use crate::store::Db;
 pub use crate::store::notifications::NewNotification;
 use crate::store::notifications::{self, NotificationRow};
 use crate::store::processed::{self, EventKey};
+use crate::store::subscriptions;
 
 /// A notification as `list_notifications` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -196,6 +197,27 @@ impl NotificationService {
             }
         });
         Ok(())
+    }
+
+    /// Subscribes (or with `on` false unsubscribes) the user to the resource `uri` wherever
+    /// they listen: for a connection that keeps no subscription of its own (stateless HTTP).
+    pub async fn set_subscribed(
+        &self,
+        owner: &UserId,
+        uri: &str,
+        on: bool,
+        now: DateTime<Utc>,
+    ) -> AppResult<()> {
+        match on {
+            true => subscriptions::subscribe(&self.db, owner.as_str(), uri, now).await?,
+            false => subscriptions::unsubscribe(&self.db, owner.as_str(), uri).await?,
+        }
+        Ok(())
+    }
+
+    /// Whether the user subscribed to `uri` over stateless HTTP.
+    pub async fn is_subscribed(&self, owner: &UserId, uri: &str) -> AppResult<bool> {
+        Ok(subscriptions::is_subscribed(&self.db, owner.as_str(), uri).await?)
     }
 
     /// The user's newest notifications, optionally only unread ones, optionally marking them read.

@@ -14,6 +14,7 @@ mod origin;
 mod probes;
 mod recent_events;
 pub mod sse;
+pub mod user_stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,7 @@ use self::fairness::{FairShare, Fairness, fair_share};
 use self::origin::{AllowedOrigins, check_origin};
 use self::recent_events::RecentEvents;
 use self::sse::SseSessions;
+use self::user_stream::{UserStreams, serve_user_stream};
 use crate::mcp::TodoServer;
 use crate::store::Db;
 
@@ -69,6 +71,7 @@ pub fn router(
         hosts: settings.allowed_hosts,
         origins: settings.allowed_origins,
     });
+    let streams = UserStreams::new(server.notifications(), shutdown.clone(), KEEP_ALIVE);
     let sessions = SseSessions::new(server.clone(), fairness.clone(), shutdown, KEEP_ALIVE);
     // The HTTP+SSE routes check Host and Origin here, and admit each request to its user's
     // share themselves (its answer outlives the POST); rmcp's service does both for /mcp.
@@ -77,7 +80,10 @@ pub fn router(
         .route("/messages", post(sse::post_message))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .with_state(sessions)
-        .layer(axum::middleware::from_fn_with_state(allowed, check_origin));
+        .layer(axum::middleware::from_fn_with_state(
+            allowed.clone(),
+            check_origin,
+        ));
     let mcp = StreamableHttpService::new(
         move || Ok(server.clone()),
         // Kept events give each response stream its priming event and make it resumable.
@@ -88,6 +94,13 @@ pub fn router(
     );
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
+        // A GET opening the user's event stream is answered here, before rmcp (which checks
+        // Host and Origin itself, so the check here covers the stream).
+        .layer(axum::middleware::from_fn_with_state(
+            streams,
+            serve_user_stream,
+        ))
+        .layer(axum::middleware::from_fn_with_state(allowed, check_origin))
         .layer(axum::middleware::from_fn_with_state(fairness, fair_share))
         .merge(sse)
         .layer(axum::middleware::from_fn_with_state(

@@ -141,9 +141,36 @@ impl TodoServer {
         }
     }
 
+    /// The notifications the tools read, for the transports' event streams.
+    pub fn notifications(&self) -> NotificationService {
+        self.notifications.clone()
+    }
+
     /// What the connection pushes, if it lasts.
     pub fn pushes(&self) -> Option<Arc<Pushes>> {
         self.pushes.clone()
+    }
+
+    /// Turns the caller's resource subscription on or off: the connection's own when it lasts,
+    /// else the user's, which their `GET /mcp` streams on every replica follow.
+    async fn set_subscribed(
+        &self,
+        uri: &str,
+        on: bool,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        if let Some(pushes) = &self.pushes {
+            pushes.set_resource(on);
+            if on {
+                self.start_pushing(pushes, context);
+            }
+            return Ok(());
+        }
+        let caller = self.caller(context).map_err(|e| mcp_error(&e))?;
+        self.notifications
+            .set_subscribed(&caller.user, uri, on, now())
+            .await
+            .map_err(|e| mcp_error(&e))
     }
 
     /// Starts the connection's pusher, once, for the caller of `context`.
@@ -285,8 +312,9 @@ impl ServerHandler for TodoServer {
         Ok(ReadResourceResult::new(vec![contents]).into())
     }
 
-    /// A lasting connection (stdio, HTTP+SSE) pushes `notifications/resources/updated` for the
-    /// notifications resource as reminders fire.
+    /// `notifications/resources/updated` for the notifications resource as reminders fire: on a
+    /// lasting connection (stdio, HTTP+SSE) on the connection itself; over stateless
+    /// streamable HTTP on the user's event streams (`GET /mcp`), on any replica.
     #[allow(deprecated)]
     async fn subscribe(
         &self,
@@ -294,30 +322,17 @@ impl ServerHandler for TodoServer {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         known_resource(&request.uri)?;
-        let Some(pushes) = &self.pushes else {
-            return Err(McpError::invalid_request(
-                "this connection cannot push: streamable HTTP serves each request on its own. \
-                 Use protocol 2026-07-28 and subscriptions/listen, or the HTTP+SSE transport \
-                 (/sse), or read list_notifications",
-                None,
-            ));
-        };
-        pushes.set_resource(true);
-        self.start_pushing(pushes, &context);
-        Ok(())
+        self.set_subscribed(&request.uri, true, &context).await
     }
 
     #[allow(deprecated)]
     async fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         known_resource(&request.uri)?;
-        if let Some(pushes) = &self.pushes {
-            pushes.set_resource(false);
-        }
-        Ok(())
+        self.set_subscribed(&request.uri, false, &context).await
     }
 
     fn accepted_subscription_filter(

@@ -10,8 +10,9 @@
 //!   the client set a logging level. MCP 2026-07-28 deprecates logging (SEP-2577) in favour of
 //!   subscriptions, which many clients do not support yet.
 //!
-//! Stateless streamable HTTP keeps no connection to push on for handshake-era clients: they
-//! read `list_notifications`, which is the durable record for every client.
+//! Stateless streamable HTTP keeps no connection per client: a handshake-era client's `GET /mcp`
+//! stream is its user's (`crate::http::user_stream`), built from [`reminder_log`] and
+//! [`updated`]. `list_notifications` is the durable record for every client.
 #![allow(deprecated)]
 
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{
-    LoggingLevel, LoggingMessageNotificationParam, ResourceUpdatedNotificationParam,
+    LoggingLevel, LoggingMessageNotification, LoggingMessageNotificationParam,
+    ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ServerNotification,
 };
 use rmcp::service::SubscriptionContext;
 use rmcp::{ErrorData as McpError, Peer, RoleServer};
@@ -93,19 +95,18 @@ pub async fn push(
         let Some(announcement) = announcement else {
             return;
         };
-        if pushes.resource.load(Ordering::Relaxed) {
-            let updated = ResourceUpdatedNotificationParam::new(NOTIFICATIONS_URI);
-            if peer.notify_resource_updated(updated).await.is_err() {
-                return; // The client has gone.
-            }
+        if pushes.resource.load(Ordering::Relaxed)
+            && peer.send_notification(updated()).await.is_err()
+        {
+            return; // The client has gone.
         }
-        if pushes.logging.load(Ordering::Relaxed) {
-            let data = serde_json::to_value(&announcement.notification).unwrap_or_default();
-            let message = LoggingMessageNotificationParam::new(LoggingLevel::Notice, data)
-                .with_logger("todo.reminders");
-            if peer.notify_logging_message(message).await.is_err() {
-                return;
-            }
+        if pushes.logging.load(Ordering::Relaxed)
+            && peer
+                .send_notification(reminder_log(&announcement))
+                .await
+                .is_err()
+        {
+            return;
         }
     }
 }
@@ -139,9 +140,27 @@ pub async fn listen(
     }
 }
 
+/// `notifications/resources/updated` for [`NOTIFICATIONS_URI`].
+pub fn updated() -> ServerNotification {
+    ServerNotification::ResourceUpdatedNotification(ResourceUpdatedNotification::new(
+        ResourceUpdatedNotificationParam::new(NOTIFICATIONS_URI),
+    ))
+}
+
+/// The log message of a new notification (logger `todo.reminders`, the notification as data).
+pub fn reminder_log(announcement: &Announcement) -> ServerNotification {
+    let data = serde_json::to_value(&announcement.notification).unwrap_or_default();
+    let message = LoggingMessageNotificationParam::new(LoggingLevel::Notice, data)
+        .with_logger("todo.reminders");
+    ServerNotification::LoggingMessageNotification(LoggingMessageNotification::new(message))
+}
+
 /// What a feed gave, for `user`: `None` to pass over (another user's, or missed ones, which
 /// stay readable), `Some(None)` when the feed has closed.
-fn for_user(heard: Result<Announcement, RecvError>, user: &UserId) -> Option<Option<Announcement>> {
+pub fn for_user(
+    heard: Result<Announcement, RecvError>,
+    user: &UserId,
+) -> Option<Option<Announcement>> {
     match heard {
         Ok(announcement) if &announcement.owner == user => Some(Some(announcement)),
         Ok(_) => None,

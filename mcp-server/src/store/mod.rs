@@ -10,7 +10,8 @@
 //! - [`outbox`]: lifecycle events, from the transaction that writes them to the relay that
 //!   publishes them; [`dead_letters`]: the events it gave up on; [`processed`]: the events each
 //!   consumer has handled; [`retention`]: how long what grows with use is kept; [`quotas`]:
-//!   how much a user holds; [`settings`]: each user's preferences;
+//!   how much a user holds; [`settings`]: each user's preferences; [`subscriptions`]: the
+//!   resources users subscribed to over stateless HTTP;
 //! - [`schedule`]: what a resync replays to the scheduler, and the series that ended;
 //!   [`scheduler_state`] and [`scheduler_jobs`]: the embedded scheduler's state store and
 //!   durable jobs (the engine's ports on this database).
@@ -30,6 +31,7 @@ pub mod schedule;
 pub mod scheduler_jobs;
 pub mod scheduler_state;
 pub mod settings;
+pub mod subscriptions;
 pub mod tasks;
 
 use std::path::Path;

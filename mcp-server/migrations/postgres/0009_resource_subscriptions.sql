@@ -1,0 +1,8 @@
+-- Resources a user subscribed to over stateless streamable HTTP, where no connection holds the
+-- subscription: every replica's event streams of that user send the resource's updates.
+CREATE TABLE resource_subscriptions (
+    owner          TEXT NOT NULL,
+    uri            TEXT NOT NULL,
+    subscribed_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (owner, uri)
+);

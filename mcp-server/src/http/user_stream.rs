@@ -1,0 +1,159 @@
+//! `GET /mcp` without `Last-Event-ID`: the stream on which streamable HTTP lets a server send
+//! messages outside any request, for clients of the handshake-era protocol versions (2025-xx),
+//! which open it after `initialize` (the TypeScript SDK, and through it `mcp-remote` and Claude
+//! Desktop). `/mcp` keeps no session, so the stream is the user's: it carries each of their new
+//! reminders as the log message stdio clients get (logger `todo.reminders`) and, when they
+//! subscribed to `todo://notifications` (`resources/subscribe`, kept per user), as
+//! `notifications/resources/updated`. Every replica hears every notification (PostgreSQL NOTIFY),
+//! so the stream works on whichever replica the client reached. A `GET` with `Last-Event-ID`
+//! resumes a response stream instead (rmcp's).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use rmcp::model::ServerJsonRpcMessage;
+use todo_shared::task::UserId;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::notifications::NotificationService;
+use crate::mcp::AuthenticatedUser;
+use crate::mcp::push::{NOTIFICATIONS_URI, for_user, reminder_log, updated};
+
+/// Streams one user may hold open at once.
+pub const MAX_STREAMS_PER_USER: usize = 16;
+
+/// The user streams of this replica.
+#[derive(Clone)]
+pub struct UserStreams {
+    notifications: NotificationService,
+    open: Arc<Mutex<HashMap<UserId, usize>>>,
+    shutdown: CancellationToken,
+    keep_alive: Duration,
+}
+
+impl UserStreams {
+    pub fn new(
+        notifications: NotificationService,
+        shutdown: CancellationToken,
+        keep_alive: Duration,
+    ) -> Self {
+        Self {
+            notifications,
+            open: Arc::default(),
+            shutdown,
+            keep_alive,
+        }
+    }
+}
+
+/// One open stream, counted against its user until dropped.
+struct Counted {
+    open: Arc<Mutex<HashMap<UserId, usize>>>,
+    user: UserId,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().expect("not poisoned");
+        if let Some(n) = open.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// axum middleware on `/mcp`: answers a `GET` that opens a user stream, and passes everything
+/// else (requests, and resumptions with `Last-Event-ID`) to rmcp.
+pub async fn serve_user_stream(
+    State(streams): State<UserStreams>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let opens_stream = request.method() == Method::GET
+        && !request.headers().contains_key("last-event-id")
+        && request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"));
+    let user = request
+        .extensions()
+        .get::<AuthenticatedUser>()
+        .map(|u| u.user.clone());
+    match (opens_stream, user) {
+        (true, Some(user)) => open(streams, user),
+        _ => next.run(request).await,
+    }
+}
+
+fn open(streams: UserStreams, user: UserId) -> Response {
+    let counted = {
+        let mut open = streams.open.lock().expect("not poisoned");
+        let n = open.entry(user.clone()).or_default();
+        if *n >= MAX_STREAMS_PER_USER {
+            let message = format!(
+                "this user has {MAX_STREAMS_PER_USER} event streams open, the most allowed: close one first"
+            );
+            return (StatusCode::TOO_MANY_REQUESTS, message).into_response();
+        }
+        *n += 1;
+        Counted {
+            open: streams.open.clone(),
+            user: user.clone(),
+        }
+    };
+    let feed = stream_of(streams.notifications.subscribe());
+    let notifications = streams.notifications.clone();
+    let events = feed
+        .filter_map(move |heard| {
+            let (notifications, user) = (notifications.clone(), user.clone());
+            async move {
+                let announcement = for_user(heard, &user)??;
+                let mut sent = vec![reminder_log(&announcement)];
+                // Read at each reminder, so a subscription made on any replica counts at once.
+                match notifications.is_subscribed(&user, NOTIFICATIONS_URI).await {
+                    Ok(true) => sent.push(updated()),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot read the user's subscription"),
+                }
+                Some(futures::stream::iter(sent))
+            }
+        })
+        .flatten()
+        .map(move |notification| {
+            let _ = &counted;
+            let message = ServerJsonRpcMessage::notification(notification);
+            let json = serde_json::to_string(&message).unwrap_or_default();
+            Ok::<_, Infallible>(Event::default().event("message").data(json))
+        })
+        .take_until(streams.shutdown.clone().cancelled_owned());
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(streams.keep_alive))
+        .into_response()
+}
+
+/// The feed as a stream of what it gives, ending after it closes.
+fn stream_of<T: Clone + Send + 'static>(
+    feed: broadcast::Receiver<T>,
+) -> impl futures::Stream<Item = Result<T, RecvError>> {
+    futures::stream::unfold((feed, false), |(mut feed, closed)| async move {
+        if closed {
+            return None;
+        }
+        let heard = feed.recv().await;
+        let closed = matches!(heard, Err(RecvError::Closed));
+        Some((heard, (feed, closed)))
+    })
+}
