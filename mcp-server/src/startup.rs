@@ -341,9 +341,11 @@ pub async fn run_stdio(config: &Config, stop: impl Future<Output = ()>) -> anyho
         .context("MCP initialisation over stdio failed");
     let outcome = match service {
         Ok(service) => {
-            pushes.start();
-            let peer = service.peer().clone();
-            let _pusher = tokio::spawn(crate::mcp::push::push(feed, peer, user, pushes));
+            // Unless a request (resources/subscribe, logging/setLevel) started it already.
+            if pushes.start() {
+                let peer = service.peer().clone();
+                tokio::spawn(crate::mcp::push::push(feed, peer, user, pushes));
+            }
             let cancel = service.cancellation_token();
             tokio::select! {
                 outcome = service.waiting() => outcome.map(drop).map_err(anyhow::Error::from),

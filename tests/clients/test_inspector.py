@@ -115,18 +115,10 @@ def test_tool_listing_prints_no_validator_warnings(inspector):
     assert run.schema_warnings() == [], run.describe()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "every nullable field is a type union (`\"type\": [\"string\", \"null\"]`), which the Inspector's "
-        "schema lint reports on every tools/list as `Schema portability: 0 errors, 118 warnings across 10 "
-        "tools. Re-run with --strict for details.` (rule type-union, 35 in input and 83 in output "
-        "schemas; it suggests `anyOf` branches with one type each)"
-    ),
-)
 def test_tool_schemas_are_portable(node, http, user):
     """`--strict` lints every tool schema for portability across clients (exit 6 on an
-    error-severity finding): it must find nothing."""
+    error-severity finding): it must find nothing (an optional field is `anyOf` branches of one
+    type each, not a type union such as `["string", "null"]`)."""
     run = Inspector(node, http_target(http, user)).run("--method", "tools/list", "--strict")
     assert run.returncode == 0, run.describe()
     findings = [(t["toolName"], f["rule"], f["severity"], f["schema"], f["path"])

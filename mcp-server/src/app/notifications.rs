@@ -170,17 +170,31 @@ impl NotificationService {
         background: &mut JoinSet<()>,
         stop: CancellationToken,
     ) -> AppResult<()> {
-        let Some(mut listener) = notifications::listen(&self.db).await? else {
+        let Some(listener) = notifications::listen(&self.db).await? else {
             return Ok(());
         };
-        let feed = self.feed.clone();
+        let (db, feed) = (self.db.clone(), self.feed.clone());
         background.spawn(async move {
+            let mut listener = Some(listener);
             loop {
-                // A lost connection is re-established by the listener; what was announced
-                // meanwhile is not pushed, and stays readable with list_notifications.
+                let Some(current) = listener.as_mut() else {
+                    // A new connection after a failure: what was announced meanwhile is not
+                    // pushed, and stays readable with list_notifications.
+                    match notifications::listen(&db).await {
+                        Ok(again) => listener = again,
+                        Err(e) => tracing::warn!(error = %e, "cannot listen for notifications; retrying"),
+                    }
+                    if listener.is_none() {
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        }
+                    }
+                    continue;
+                };
                 let heard = tokio::select! {
                     () = stop.cancelled() => return,
-                    heard = listener.recv() => heard,
+                    heard = current.recv() => heard,
                 };
                 match heard.map(|n| serde_json::from_str::<Announcement>(n.payload())) {
                     Ok(Ok(announcement)) => {
@@ -190,8 +204,8 @@ impl NotificationService {
                         tracing::warn!(error = %e, "ignored an announcement that does not decode")
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "listening for notifications failed; retrying");
-                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        tracing::warn!(error = %e, "lost the notifications listener; listening again");
+                        listener = None;
                     }
                 }
             }

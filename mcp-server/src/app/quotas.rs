@@ -3,8 +3,9 @@
 //! a person keeps; `--tasks-per-user`, `--series-per-user`, `--reminders-per-user` and
 //! `--min-recurrence-minutes` change them.
 //!
-//! Checked in the transaction of the change: two changes of one user racing at the limit may
-//! both pass, so a quota can be exceeded by the user's concurrency (at most a few).
+//! Checked in the transaction of the change: two single changes of one user racing at the limit
+//! may both pass, so a quota can be exceeded by the user's concurrency (at most a few); batches
+//! of one user count one after another.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
@@ -82,15 +83,20 @@ impl Quotas {
         Ok(())
     }
 
-    /// What the owner may still add; series and reminders are counted only when `series` and
-    /// `reminders` say new tasks need them.
+    /// What the owner may still add of `tasks` new ones; series and reminders are counted only
+    /// when `series` and `reminders` say new tasks need them. Batches of one owner count one
+    /// after another, so that together they stay within the quotas.
     pub async fn room(
         &self,
         tx: &mut Tx,
         owner: &str,
+        tasks: usize,
         series: bool,
         reminders: bool,
     ) -> AppResult<Room> {
+        if tasks > 1 {
+            quotas::lock_owner(tx, owner).await?;
+        }
         let tasks = quotas::tasks(tx, owner, self.tasks_per_user).await?;
         let series = match series {
             true => Some(quotas::live_series(tx, owner, self.series_per_user).await?),

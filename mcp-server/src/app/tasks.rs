@@ -125,7 +125,13 @@ impl TaskService {
         let mut tx = self.db.begin().await?;
         let mut room = self
             .quotas
-            .room(&mut tx, owner.as_str(), recurring, with_reminders)
+            .room(
+                &mut tx,
+                owner.as_str(),
+                rows.len(),
+                recurring,
+                with_reminders,
+            )
             .await?;
         let mut created = Vec::with_capacity(rows.len());
         for (row, reminders, zone) in rows {
@@ -515,9 +521,15 @@ impl TaskService {
             };
         let exists = tasks::exists(&mut tx, event.task_id).await?;
         let ended = schedule::has_ended(&mut tx, event.series_id).await?;
-        let Some((template, reminders)) =
-            template.filter(|(t, _)| !exists && !ended && t.series_id == Some(event.series_id))
-        else {
+        // An occurrence made ahead from the template (its completion) is the series' next one
+        // even when the two clocks put it at another time: nothing is made beside it.
+        let superseded = match &template {
+            Some((t, _)) => !schedule::is_newest(&mut tx, event.series_id, t.id, t.due_at).await?,
+            None => false,
+        };
+        let Some((template, reminders)) = template.filter(|(t, _)| {
+            !exists && !ended && !superseded && t.series_id == Some(event.series_id)
+        }) else {
             // Recorded as processed all the same: the event has had its (empty) effect.
             tx.commit().await?;
             return Ok(None);

@@ -25,7 +25,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::mcp::AuthenticatedUser;
+use crate::mcp::{AuthenticatedUser, RequestLease};
 
 /// The longest a request waits for its user's share before it is refused.
 const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -196,11 +196,12 @@ impl IntoResponse for Refusal {
 
 /// axum middleware (inside [`super::auth::require_bearer`], which names the user): admits the
 /// request or answers 429. The permit is held until the response body is finished, as a tool
-/// call runs while its result streams; an event stream a client keeps open (a GET, a
-/// `subscriptions/listen`) holds it only until the stream begins, as it runs nothing.
+/// call runs while its result streams, unless the request becomes a lasting stream and gives it
+/// back ([`RequestLease`]); a GET (an event stream, or a resumption) runs nothing and holds none
+/// once it has begun.
 pub async fn fair_share(
     State(fairness): State<Arc<Fairness>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let Some(AuthenticatedUser { user, .. }) =
@@ -215,26 +216,18 @@ pub async fn fair_share(
             return refused;
         }
     };
-    let stream = opens_event_stream(&request);
-    let response = next.run(request).await;
-    if stream {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
+    let get = request.method() == axum::http::Method::GET;
+    let share: Option<Box<dyn Send + Sync>> = (!get).then(|| Box::new(admission) as _);
+    let lease = RequestLease::new(share);
+    request.extensions_mut().insert(lease.clone());
+    let (parts, body) = next.run(request).await.into_parts();
+    // The exchange ends with its body: finished, or dropped when the client hangs up.
+    let ended = lease.closed.clone().drop_guard();
     let body = body.into_data_stream().map(move |chunk| {
-        let _ = &admission;
+        let _ = (&lease, &ended);
         chunk
     });
     Response::from_parts(parts, Body::from_stream(body))
-}
-
-/// Whether the request opens a stream of events the client keeps open.
-fn opens_event_stream(request: &Request) -> bool {
-    request.method() == axum::http::Method::GET
-        || request
-            .headers()
-            .get("mcp-method")
-            .is_some_and(|m| m == "subscriptions/listen")
 }
 
 /// A permit held by a response body, released (and the user's share tidied) when it ends.

@@ -73,10 +73,17 @@ pub fn router(
     });
     let streams = UserStreams::new(server.notifications(), shutdown.clone(), KEEP_ALIVE);
     let sessions = SseSessions::new(server.clone(), fairness.clone(), shutdown, KEEP_ALIVE);
-    // The HTTP+SSE routes check Host and Origin here, and admit each request to its user's
-    // share themselves (its answer outlives the POST); rmcp's service does both for /mcp.
+    // The HTTP+SSE routes check Host and Origin here; a stream opens within its user's rate,
+    // and each POSTed request holds its share until its answer is on the stream (it outlives
+    // the POST). rmcp's service checks Host and Origin for /mcp.
     let sse = Router::new()
-        .route("/sse", get(sse::open_stream))
+        .route(
+            "/sse",
+            get(sse::open_stream).route_layer(axum::middleware::from_fn_with_state(
+                fairness.clone(),
+                fair_share,
+            )),
+        )
         .route("/messages", post(sse::post_message))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .with_state(sessions)

@@ -5,7 +5,8 @@
 //!
 //! An event id is its stream's random id and its place in the stream: only a client that was
 //! sent one can name it, so no one replays another's responses. Memory stays bounded: streams
-//! older than [`KEPT_FOR`], or beyond the newest [`MAX_STREAMS`], are forgotten.
+//! older than [`KEPT_FOR`], or beyond the newest [`MAX_STREAMS`] or [`MAX_BYTES`], are
+//! forgotten.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -22,6 +23,10 @@ const KEPT_FOR: Duration = Duration::from_secs(30);
 /// The most streams kept at once; under heavy load the oldest go sooner than [`KEPT_FOR`].
 const MAX_STREAMS: usize = 10_000;
 
+/// The most bytes of messages kept at once (large results, e.g. long pages of tasks, count
+/// against it); beyond it the oldest streams go.
+const MAX_BYTES: usize = 64 * 1024 * 1024;
+
 /// Events a stream keeps; a longer stream (none of this server's are) resumes from its tail.
 const MAX_EVENTS_PER_STREAM: usize = 64;
 
@@ -32,21 +37,36 @@ pub struct RecentEvents {
 
 #[derive(Default)]
 struct Recent {
-    streams: HashMap<String, Vec<ServerSseMessage>>,
+    /// Each stream's events, and their messages' size.
+    streams: HashMap<String, (Vec<ServerSseMessage>, usize)>,
     /// Streams in the order they were opened, with when.
     opened: VecDeque<(Instant, String)>,
+    /// The size of all messages kept.
+    bytes: usize,
 }
 
 impl Recent {
     fn forget_old(&mut self, now: Instant) {
         while let Some((at, id)) = self.opened.front() {
-            if now.duration_since(*at) < KEPT_FOR && self.opened.len() <= MAX_STREAMS {
+            let fits = self.opened.len() <= MAX_STREAMS && self.bytes <= MAX_BYTES;
+            if now.duration_since(*at) < KEPT_FOR && fits {
                 break;
             }
-            self.streams.remove(id);
+            if let Some((_, bytes)) = self.streams.remove(id) {
+                self.bytes -= bytes;
+            }
             self.opened.pop_front();
         }
     }
+}
+
+/// The size of an event's message as sent.
+fn size_of(event: &ServerSseMessage) -> usize {
+    event
+        .message
+        .as_ref()
+        .and_then(|m| serde_json::to_vec(&**m).ok())
+        .map_or(0, |json| json.len())
 }
 
 fn event_id(stream: &str, place: usize) -> String {
@@ -61,19 +81,25 @@ impl EventStore for RecentEvents {
         event: &ServerSseMessage,
     ) -> Result<EventId, EventStoreError> {
         let now = Instant::now();
+        let size = size_of(event);
         let mut recent = self.inner.lock().expect("not poisoned");
         recent.forget_old(now);
         if !recent.streams.contains_key(stream_id) {
             recent.opened.push_back((now, stream_id.to_owned()));
-            recent.streams.insert(stream_id.to_owned(), Vec::new());
+            recent.streams.insert(stream_id.to_owned(), (Vec::new(), 0));
         }
-        let events = recent.streams.get_mut(stream_id).expect("just inserted");
+        let (events, bytes) = recent.streams.get_mut(stream_id).expect("just inserted");
         let place = events.len();
-        if place < MAX_EVENTS_PER_STREAM {
-            let mut kept = event.clone();
-            kept.event_id = Some(event_id(stream_id, place));
-            events.push(kept);
-        }
+        let added = if place < MAX_EVENTS_PER_STREAM {
+            let mut event = event.clone();
+            event.event_id = Some(event_id(stream_id, place));
+            events.push(event);
+            *bytes += size;
+            size
+        } else {
+            0
+        };
+        recent.bytes += added;
         Ok(event_id(stream_id, place))
     }
 
@@ -89,8 +115,12 @@ impl EventStore for RecentEvents {
         let place: usize = place.parse().map_err(|_| unknown())?;
         let mut recent = self.inner.lock().expect("not poisoned");
         recent.forget_old(Instant::now());
-        let events = recent.streams.get(stream).ok_or_else(unknown)?;
-        let after: Vec<ServerSseMessage> = events.iter().skip(place + 1).cloned().collect();
+        let (events, _) = recent.streams.get(stream).ok_or_else(unknown)?;
+        let after: Vec<ServerSseMessage> = events
+            .iter()
+            .skip(place.saturating_add(1))
+            .cloned()
+            .collect();
         Ok(Box::pin(futures::stream::iter(after)))
     }
 }

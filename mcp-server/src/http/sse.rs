@@ -22,7 +22,9 @@ use axum::response::{IntoResponse, Response};
 use futures::channel::mpsc;
 use futures::{SinkExt, Stream, StreamExt};
 use rmcp::ServiceExt;
-use rmcp::model::{ClientJsonRpcMessage, JsonRpcMessage, RequestId, ServerJsonRpcMessage};
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientNotification, JsonRpcMessage, RequestId, ServerJsonRpcMessage,
+};
 use serde::Deserialize;
 use todo_shared::task::UserId;
 use tokio_util::sync::CancellationToken;
@@ -74,11 +76,6 @@ impl SseSessions {
             keep_alive,
         }
     }
-
-    fn open_by(&self, user: &UserId) -> usize {
-        let sessions = self.sessions.lock().expect("not poisoned");
-        sessions.values().filter(|s| &s.owner == user).count()
-    }
 }
 
 /// `GET /sse`: opens a session and streams its messages, the `endpoint` event first.
@@ -87,24 +84,25 @@ pub async fn open_stream(
     axum::Extension(caller): axum::Extension<AuthenticatedUser>,
 ) -> Response {
     let user = caller.user;
-    if sessions.open_by(&user) >= MAX_SESSIONS_PER_USER {
-        let message = format!(
-            "this user has {MAX_SESSIONS_PER_USER} SSE sessions open, the most allowed: close one first"
-        );
-        return (StatusCode::TOO_MANY_REQUESTS, message).into_response();
-    }
     let id = Uuid::new_v4();
     let (to_server, from_client) = mpsc::channel::<ClientJsonRpcMessage>(QUEUE);
     let (to_client, from_server) = mpsc::channel::<ServerJsonRpcMessage>(QUEUE);
     let answering: Arc<Mutex<HashMap<RequestId, Admission>>> = Arc::default();
-    sessions.sessions.lock().expect("not poisoned").insert(
-        id,
-        Session {
+    {
+        let mut open = sessions.sessions.lock().expect("not poisoned");
+        if open.values().filter(|s| s.owner == user).count() >= MAX_SESSIONS_PER_USER {
+            let message = format!(
+                "this user has {MAX_SESSIONS_PER_USER} SSE sessions open, the most allowed: close one first"
+            );
+            return (StatusCode::TOO_MANY_REQUESTS, message).into_response();
+        }
+        let session = Session {
             owner: user.clone(),
             to_server,
             answering: answering.clone(),
-        },
-    );
+        };
+        open.insert(id, session);
+    }
     tracing::info!(session = %id, %user, "opened an HTTP+SSE session");
 
     let ended = sessions.shutdown.child_token();
@@ -214,11 +212,20 @@ pub async fn post_message(
         Ok(admission) => admission,
         Err(refused) => return refused,
     };
-    if let JsonRpcMessage::Request(request) = &message {
-        answering
-            .lock()
-            .expect("not poisoned")
-            .insert(request.id.clone(), admission);
+    match &message {
+        JsonRpcMessage::Request(request) => {
+            let mut answering = answering.lock().expect("not poisoned");
+            answering.insert(request.id.clone(), admission);
+        }
+        // A cancelled request gets no response: its share goes back now.
+        JsonRpcMessage::Notification(n) => {
+            if let ClientNotification::CancelledNotification(cancelled) = &n.notification
+                && let Some(id) = &cancelled.params.request_id
+            {
+                answering.lock().expect("not poisoned").remove(id);
+            }
+        }
+        _ => {}
     }
     message.insert_extension(parts);
     match to_server.send(message).await {

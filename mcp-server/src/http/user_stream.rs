@@ -8,9 +8,7 @@
 //! so the stream works on whichever replica the client reached. A `GET` with `Last-Event-ID`
 //! resumes a response stream instead (rmcp's).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -27,16 +25,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::notifications::NotificationService;
 use crate::mcp::AuthenticatedUser;
-use crate::mcp::push::{NOTIFICATIONS_URI, for_user, reminder_log, updated};
-
-/// Streams one user may hold open at once.
-pub const MAX_STREAMS_PER_USER: usize = 16;
+use crate::mcp::push::{
+    MAX_STREAMS_PER_USER, NOTIFICATIONS_URI, OpenStreams, for_user, reminder_log, updated,
+};
 
 /// The user streams of this replica.
 #[derive(Clone)]
 pub struct UserStreams {
     notifications: NotificationService,
-    open: Arc<Mutex<HashMap<UserId, usize>>>,
+    open: OpenStreams,
     shutdown: CancellationToken,
     keep_alive: Duration,
 }
@@ -49,27 +46,9 @@ impl UserStreams {
     ) -> Self {
         Self {
             notifications,
-            open: Arc::default(),
+            open: OpenStreams::default(),
             shutdown,
             keep_alive,
-        }
-    }
-}
-
-/// One open stream, counted against its user until dropped.
-struct Counted {
-    open: Arc<Mutex<HashMap<UserId, usize>>>,
-    user: UserId,
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        let mut open = self.open.lock().expect("not poisoned");
-        if let Some(n) = open.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.user);
-            }
         }
     }
 }
@@ -99,20 +78,11 @@ pub async fn serve_user_stream(
 }
 
 fn open(streams: UserStreams, user: UserId) -> Response {
-    let counted = {
-        let mut open = streams.open.lock().expect("not poisoned");
-        let n = open.entry(user.clone()).or_default();
-        if *n >= MAX_STREAMS_PER_USER {
-            let message = format!(
-                "this user has {MAX_STREAMS_PER_USER} event streams open, the most allowed: close one first"
-            );
-            return (StatusCode::TOO_MANY_REQUESTS, message).into_response();
-        }
-        *n += 1;
-        Counted {
-            open: streams.open.clone(),
-            user: user.clone(),
-        }
+    let Some(slot) = streams.open.enter(&user) else {
+        let message = format!(
+            "this user has {MAX_STREAMS_PER_USER} event streams open, the most allowed: close one first"
+        );
+        return (StatusCode::TOO_MANY_REQUESTS, message).into_response();
     };
     let feed = stream_of(streams.notifications.subscribe());
     let notifications = streams.notifications.clone();
@@ -133,7 +103,7 @@ fn open(streams: UserStreams, user: UserId) -> Response {
         })
         .flatten()
         .map(move |notification| {
-            let _ = &counted;
+            let _ = &slot;
             let message = ServerJsonRpcMessage::notification(notification);
             let json = serde_json::to_string(&message).unwrap_or_default();
             Ok::<_, Infallible>(Event::default().event("message").data(json))

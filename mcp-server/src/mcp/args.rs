@@ -126,7 +126,9 @@ impl AddTasksArgs {
 
     /// Whether some task names no zone of its own.
     pub fn needs_user_zone(&self) -> bool {
-        self.tasks.iter().any(|t| t.get("time_zone").is_none())
+        self.tasks
+            .iter()
+            .any(|t| t.get("time_zone").is_none_or(serde_json::Value::is_null))
     }
 }
 

@@ -29,9 +29,10 @@ use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool_handler};
 use todo_shared::task::UserId;
 use todo_shared::time::{Zone, now};
+use tokio_util::sync::CancellationToken;
 
 use self::output::NotificationsOutput;
-use self::push::{NOTIFICATIONS_URI, Pushes};
+use self::push::{MAX_STREAMS_PER_USER, NOTIFICATIONS_URI, OpenStreams, Pushes};
 use self::route::route;
 use self::tools::{
     AddTask, AddTasks, CancelReminder, CompleteTask, DeleteTask, GetSettings, GetTask,
@@ -58,6 +59,29 @@ pub struct AuthenticatedUser {
     pub user: UserId,
     /// The token's `zoneinfo` claim, when it names a zone.
     pub zone: Option<Zone>,
+}
+
+/// What the HTTP transport lends each request: the end of its exchange (cancelled when the
+/// answer is complete or the client hangs up), and its share of the user's limits, which a
+/// request that becomes a lasting stream (`subscriptions/listen`) gives back.
+#[derive(Clone)]
+pub struct RequestLease {
+    pub closed: CancellationToken,
+    share: Arc<std::sync::Mutex<Option<Box<dyn Send + Sync>>>>,
+}
+
+impl RequestLease {
+    pub fn new(share: Option<Box<dyn Send + Sync>>) -> Self {
+        Self {
+            closed: CancellationToken::new(),
+            share: Arc::new(std::sync::Mutex::new(share)),
+        }
+    }
+
+    /// Gives the request's share back: it goes on as a stream without holding one.
+    pub fn give_back_share(&self) {
+        drop(self.share.lock().expect("not poisoned").take());
+    }
 }
 
 /// Who a tool call acts for.
@@ -96,6 +120,8 @@ pub struct TodoServer {
     /// What the connection pushes to its client; `None` where it is not lasting (stateless
     /// HTTP serves each request on its own).
     pushes: Option<Arc<Pushes>>,
+    /// The `subscriptions/listen` streams open in this process, per user.
+    listening: OpenStreams,
     /// Built once: it holds every tool's schema, which is costly to generate per request.
     tool_router: Arc<ToolRouter<Self>>,
 }
@@ -129,6 +155,7 @@ impl TodoServer {
             settings,
             local_user,
             pushes,
+            listening: OpenStreams::default(),
             tool_router: Arc::new(tool_router),
         }
     }
@@ -354,7 +381,30 @@ impl ServerHandler for TodoServer {
         let caller = self
             .caller(context.request_context())
             .map_err(|e| mcp_error(&e))?;
-        push::listen(self.notifications.subscribe(), context, caller.user).await
+        let Some(_slot) = self.listening.enter(&caller.user) else {
+            return Err(McpError::invalid_request(
+                format!(
+                    "this user has {MAX_STREAMS_PER_USER} subscriptions open, the most allowed: \
+                     end one first"
+                ),
+                None,
+            ));
+        };
+        let lease = context
+            .request_context()
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<RequestLease>())
+            .cloned();
+        let closed = match lease {
+            Some(lease) => {
+                lease.give_back_share();
+                lease.closed
+            }
+            None => CancellationToken::new(),
+        };
+        let feed = self.notifications.subscribe();
+        push::listen(feed, context, caller.user, closed).await
     }
 }
 

@@ -15,8 +15,9 @@
 //! [`updated`]. `list_notifications` is the durable record for every client.
 #![allow(deprecated)]
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::{
@@ -28,6 +29,7 @@ use rmcp::{ErrorData as McpError, Peer, RoleServer};
 use todo_shared::task::UserId;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::notifications::Announcement;
 
@@ -36,6 +38,49 @@ pub const NOTIFICATIONS_URI: &str = "todo://notifications";
 
 /// How often a pusher with nothing to push checks that its client is still there.
 const CHECK_CONNECTION: Duration = Duration::from_secs(30);
+
+/// The most event streams (`GET /mcp`, `subscriptions/listen`) one user holds open at once in
+/// a process: each holds a task and a connection.
+pub const MAX_STREAMS_PER_USER: usize = 16;
+
+/// The event streams open per user in this process.
+#[derive(Debug, Clone, Default)]
+pub struct OpenStreams(Arc<Mutex<HashMap<UserId, usize>>>);
+
+/// One open stream, counted against its user until dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    open: OpenStreams,
+    user: UserId,
+}
+
+impl OpenStreams {
+    /// A slot for one more stream of `user`; `None` when they hold the most allowed.
+    pub fn enter(&self, user: &UserId) -> Option<StreamSlot> {
+        let mut open = self.0.lock().expect("not poisoned");
+        let n = open.entry(user.clone()).or_default();
+        if *n >= MAX_STREAMS_PER_USER {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            open: self.clone(),
+            user: user.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.0.lock().expect("not poisoned");
+        if let Some(n) = open.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
 
 /// What one lasting connection pushes to its client.
 #[derive(Debug, Default)]
@@ -113,14 +158,17 @@ pub async fn push(
 
 /// Sends `resources/updated` for [`NOTIFICATIONS_URI`] on a `subscriptions/listen` stream for
 /// each of `user`'s new notifications, until the client ends the subscription.
+/// `closed` is the end of the HTTP exchange carrying it, where there is one.
 pub async fn listen(
     mut feed: Receiver<Announcement>,
     context: SubscriptionContext,
     user: UserId,
+    closed: CancellationToken,
 ) -> Result<(), McpError> {
     loop {
         let heard = tokio::select! {
             () = context.cancelled() => return Ok(()),
+            () = closed.cancelled() => return Ok(()),
             heard = feed.recv() => heard,
         };
         match for_user(heard, &user) {

@@ -2,7 +2,9 @@
 //!
 //! schemars marks Rust integers with formats such as `uint32` and `int64`, which no JSON Schema
 //! draft defines: strict validators (Ajv in the TypeScript SDK, the Inspector and the conformance
-//! suite) warn about them on every tool listing. Here they become the range they stand for.
+//! suite) warn about them on every tool listing. Here they become the range they stand for. An
+//! optional field's type union (`"type": ["string", "null"]`), legal but not understood by every
+//! client's schema subset, becomes `anyOf` branches of one type each.
 
 use std::sync::Arc;
 
@@ -61,7 +63,50 @@ fn standard(schema: &JsonObject) -> Arc<JsonObject> {
     Arc::new(schema)
 }
 
+/// Keywords that describe a value rather than constrain it: they stay beside an `anyOf`.
+const ANNOTATIONS: &[&str] = &[
+    "description",
+    "title",
+    "default",
+    "examples",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "$comment",
+];
+
+/// `{"type": [T, "null"], …}` as `{"anyOf": [{"type": T, …}, {"type": "null"}]}`, the
+/// constraints on `T` in its branch and the annotations outside.
+fn split_type_union(object: &mut Map<String, Value>) {
+    let Some(Value::Array(types)) = object.get("type") else {
+        return;
+    };
+    if types.len() < 2 || object.contains_key("anyOf") {
+        return;
+    }
+    let types = types.clone();
+    let mut constraints = Map::new();
+    for key in object.keys().cloned().collect::<Vec<_>>() {
+        if !ANNOTATIONS.contains(&key.as_str()) {
+            constraints.insert(key.clone(), object.remove(&key).unwrap_or_default());
+        }
+    }
+    let branches = types
+        .into_iter()
+        .map(|ty| {
+            let mut branch = match ty.as_str() {
+                Some("null") => Map::new(),
+                _ => constraints.clone(),
+            };
+            branch.insert("type".to_owned(), ty);
+            Value::Object(branch)
+        })
+        .collect();
+    object.insert("anyOf".to_owned(), Value::Array(branches));
+}
+
 fn visit(object: &mut Map<String, Value>) {
+    split_type_union(object);
     if let Some(Value::String(format)) = object.get("format")
         && !STANDARD_FORMATS.contains(&format.as_str())
     {
@@ -140,7 +185,10 @@ mod tests {
         let p = &standardised(schema)["properties"];
         assert_eq!(
             p["minutes"],
-            json!({"type": ["integer", "null"], "minimum": 0, "maximum": 4294967295u32})
+            json!({"anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": 4294967295u32},
+                {"type": "null"}
+            ]})
         );
         assert_eq!(
             p["interval"],
@@ -154,5 +202,32 @@ mod tests {
         );
         assert_eq!(p["due"]["format"], "date-time", "standard formats stay");
         assert_eq!(p["id"]["format"], "uuid");
+    }
+
+    #[test]
+    fn type_unions_become_one_type_per_branch() {
+        let schema = json!({"type": "object", "properties": {
+            "due": {"description": "When.", "type": ["string", "null"], "default": null},
+            "ids": {"type": ["array", "null"], "items": {"type": "string", "format": "uuid"},
+                    "maxItems": 50},
+            "either": {"anyOf": [{"type": "string"}, {"type": "null"}]}
+        }});
+        let p = &standardised(schema)["properties"];
+        assert_eq!(
+            p["due"],
+            json!({"description": "When.", "default": null,
+                   "anyOf": [{"type": "string"}, {"type": "null"}]})
+        );
+        assert_eq!(
+            p["ids"],
+            json!({"anyOf": [
+                {"type": "array", "items": {"type": "string", "format": "uuid"}, "maxItems": 50},
+                {"type": "null"}
+            ]})
+        );
+        assert_eq!(
+            p["either"],
+            json!({"anyOf": [{"type": "string"}, {"type": "null"}]})
+        );
     }
 }
