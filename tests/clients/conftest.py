@@ -25,12 +25,11 @@ a reminder the server pushes), over each transport it has:
 Conformance 0.1.16's server scenarios (`conformance list --server`), and which run here:
 
   run:      server-initialize, ping, tools-list, logging-set-level, dns-rebinding-protection,
-            server-sse-polling (its check server-sse-polling-session warns by design: /mcp keeps
-            no sessions, so it sends no Mcp-Session-Id)
-  excluded: server-sse-multiple-streams: it needs an Mcp-Session-Id and stops at once without
-            one (`Server did not provide session ID - multiple streams test may not work
-            correctly`), and /mcp is stateless by design (any replica serves any request).
-            tools-call-simple-text, tools-call-image, tools-call-audio,
+            server-sse-polling (its check server-sse-disconnect-resume warns by design: the
+            server never closes a call's stream early, so there is nothing left to resume),
+            server-sse-multiple-streams (the initialize answer names a session id, which the
+            stateless server hands out so that clients open their GET event stream)
+  excluded: tools-call-simple-text, tools-call-image, tools-call-audio,
             tools-call-embedded-resource, tools-call-mixed-content, tools-call-with-logging,
             tools-call-error, tools-call-with-progress, tools-call-sampling,
             tools-call-elicitation, json-schema-2020-12, elicitation-sep1034-defaults,

@@ -24,10 +24,12 @@ SCENARIOS = [
     "logging-set-level",
     "dns-rebinding-protection",
     "server-sse-polling",
+    "server-sse-multiple-streams",
 ]
-# Checks that report the server's design, not a defect: /mcp keeps no sessions (any replica
-# serves any request), so it hands out no Mcp-Session-Id.
-BY_DESIGN = {"server-sse-polling-session"}
+# Checks that report the server's design, not a defect: the server answers each call on its
+# POST stream without closing it early (SEP-1699's polling), so a client that reconnects with
+# Last-Event-ID after the whole answer has nothing left to receive.
+BY_DESIGN = {"server-sse-disconnect-resume"}
 # Scenarios that fail today, with what the suite says: they flip to XPASS (a failure) when fixed.
 EXPECTED_FAILURES: dict[str, str] = {}
 

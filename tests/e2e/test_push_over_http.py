@@ -165,6 +165,25 @@ async def test_a_handshake_era_client_hears_its_reminders_on_its_event_stream(tr
             await c.read_resource("todo://elsewhere")
 
 
+async def test_the_python_sdk_in_handshake_mode_hears_its_reminders(transport):
+    """The SDK opens its `GET /mcp` stream once the `initialize` answer names a session id."""
+    if transport.name != "http-legacy":
+        pytest.skip("handshake-era streamable HTTP")
+    logs: list = []
+
+    async def on_log(params) -> None:
+        logs.append((params, time.time()))
+
+    async with transport.connect(logging_callback=on_log) as c:
+        task, when = await add_with_reminder(c, "Call the vet")
+        with anyio.fail_after(10):
+            while not logs:
+                await anyio.sleep(0.02)
+        (log, at), = logs
+        assert log.logger == "todo.reminders" and log.data["task_id"] == task["id"]
+        assert at - when < 1.0
+
+
 async def test_a_reminder_recorded_by_another_replica_is_pushed(http, binary, database_url, tmp_path):
     """Two server processes on one database: a client listening on the second hears the reminder
     whichever one fires and records it, as the announcement goes through the database."""

@@ -133,9 +133,11 @@ impl TaskService {
                 with_reminders,
             )
             .await?;
-        let mut created = Vec::with_capacity(rows.len());
+        // Each task's refusal, or `None` where it is admitted and written with the others.
+        let mut refusals = Vec::with_capacity(rows.len());
+        let mut admitted = Vec::with_capacity(rows.len());
         for (row, reminders, zone) in rows {
-            let admitted = match (&row.recurrence, row.series_start) {
+            let fits = match (&row.recurrence, row.series_start) {
                 (Some(Json(rule)), Some(start)) => self.quotas.check_rule(rule, start, zone.tz()),
                 _ => Ok(()),
             }
@@ -143,15 +145,28 @@ impl TaskService {
                 let recurring = row.recurrence.is_some();
                 self.quotas.take(&mut room, recurring, reminders.len())
             });
-            created.push(match admitted {
-                Ok(()) => Ok(write_new(&mut tx, &row, reminders, now).await?),
-                Err(e) => Err(e),
-            });
+            match fits {
+                Ok(()) => {
+                    admitted.push((row, reminders));
+                    refusals.push(None);
+                }
+                Err(e) => refusals.push(Some(e)),
+            }
         }
+        let mut written = write_new(&mut tx, admitted, now).await?.into_iter();
         tx.commit().await?;
-        if created.iter().any(Result::is_ok) {
+        if written.len() > 0 {
             self.events_committed.notify_one();
         }
+        let created = refusals
+            .into_iter()
+            .map(|refusal| match refusal {
+                Some(e) => Err(e),
+                None => written
+                    .next()
+                    .ok_or_else(|| AppError::Internal("a task was not written".into())),
+            })
+            .collect();
         Ok(created)
     }
 
@@ -159,11 +174,11 @@ impl TaskService {
     async fn insert_new(
         &self,
         mut tx: Tx,
-        row: &TaskRow,
+        row: TaskRow,
         reminders: Vec<ReminderRow>,
         now: DateTime<Utc>,
     ) -> AppResult<TaskSnapshot> {
-        let task = write_new(&mut tx, row, reminders, now).await?;
+        let task = write_one(&mut tx, row, reminders, now).await?;
         tx.commit().await?;
         self.events_committed.notify_one();
         Ok(task)
@@ -302,7 +317,7 @@ impl TaskService {
         }
         row.update(&mut tx).await?;
         if patch.tags.is_some() {
-            row.write_tags(&mut tx, true).await?;
+            row.write_tags(&mut tx).await?;
         }
         self.finish(tx, EventType::TaskUpdated, data, now).await
     }
@@ -393,9 +408,7 @@ impl TaskService {
             return Ok(None);
         }
         let (next_row, next_reminders) = occurrence_of(row, reminders, id, next, now);
-        write_new(tx, &next_row, next_reminders, now)
-            .await
-            .map(Some)
+        write_one(tx, next_row, next_reminders, now).await.map(Some)
     }
 
     /// Whether the owner may hold one more task; an occurrence beyond the quota is skipped.
@@ -542,7 +555,7 @@ impl TaskService {
             return Ok(None);
         }
         let (row, reminders) = occurrence_of(&template, &reminders, event.task_id, event.due, now);
-        self.insert_new(tx, &row, reminders, now).await.map(Some)
+        self.insert_new(tx, row, reminders, now).await.map(Some)
     }
 
     /// Commits a change with its event; returns what it applied.
@@ -606,22 +619,42 @@ fn new_row(owner: &UserId, new: NewTask, now: DateTime<Utc>) -> (TaskRow, Vec<Re
     (row, reminders, new.zone)
 }
 
-/// Writes a new task with its tags and reminders and puts its `task.created` in the outbox.
+/// Writes new tasks of one owner with their tags and reminders, and puts each one's
+/// `task.created` in the outbox: one statement per table, however many tasks.
 async fn write_new(
     tx: &mut Tx,
-    row: &TaskRow,
+    new: Vec<(TaskRow, Vec<ReminderRow>)>,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<TaskSnapshot>> {
+    let Some(owner) = new.first().map(|(row, _)| row.owner.clone()) else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<&TaskRow> = new.iter().map(|(row, _)| row).collect();
+    tasks::insert_all(tx, &rows).await?;
+    let reminders: Vec<&ReminderRow> = new.iter().flat_map(|(_, r)| r).collect();
+    reminders::insert_all(tx, &owner, &reminders, now).await?;
+    let mut created = Vec::with_capacity(new.len());
+    let mut events = Vec::with_capacity(new.len());
+    for (row, reminders) in new {
+        let data = TaskEventData::snapshot(row.snapshot(&sorted(reminders))?);
+        events.push(OutgoingEvent::task(EventType::TaskCreated, &data, now)?);
+        created.push(data.task);
+    }
+    outbox::enqueue_all(tx, &events).await?;
+    Ok(created)
+}
+
+/// [`write_new`] of one task.
+async fn write_one(
+    tx: &mut Tx,
+    row: TaskRow,
     reminders: Vec<ReminderRow>,
     now: DateTime<Utc>,
 ) -> AppResult<TaskSnapshot> {
-    row.insert(tx).await?;
-    row.write_tags(tx, false).await?;
-    for r in &reminders {
-        reminders::insert(tx, &row.owner, r, now).await?;
-    }
-    let data = TaskEventData::snapshot(row.snapshot(&sorted(reminders))?);
-    let event = OutgoingEvent::task(EventType::TaskCreated, &data, now)?;
-    outbox::enqueue(tx, &event).await?;
-    Ok(data.task)
+    let mut created = write_new(tx, vec![(row, reminders)], now).await?;
+    created
+        .pop()
+        .ok_or_else(|| AppError::Internal("no task written".into()))
 }
 
 /// The occurrence `id` of a series due at `due`, copied from `template` (an earlier occurrence)

@@ -35,7 +35,7 @@ use self::fairness::{FairShare, Fairness, fair_share};
 use self::origin::{AllowedOrigins, check_origin};
 use self::recent_events::RecentEvents;
 use self::sse::SseSessions;
-use self::user_stream::{UserStreams, serve_user_stream};
+use self::user_stream::{UserStreams, name_session, serve_user_stream};
 use crate::mcp::TodoServer;
 use crate::store::Db;
 
@@ -101,6 +101,10 @@ pub fn router(
     );
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(
+            settings.max_body_bytes,
+            name_session,
+        ))
         // A GET opening the user's event stream is answered here, before rmcp (which checks
         // Host and Origin itself, so the check here covers the stream).
         .layer(axum::middleware::from_fn_with_state(

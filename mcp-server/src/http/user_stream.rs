@@ -77,6 +77,49 @@ pub async fn serve_user_stream(
     }
 }
 
+/// axum middleware on `/mcp`: answers a handshake-era `initialize` with an `Mcp-Session-Id`,
+/// which some clients (the Python SDK) wait for before they open their `GET /mcp` stream. The
+/// id names nothing: `/mcp` keeps no session, serves a request on any replica whatever id it
+/// carries (rmcp's stateless mode does not read it), and the stream is the user's.
+pub async fn name_session(
+    State(max_body_bytes): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // An `initialize` carries neither header (the protocol version comes with later requests),
+    // so nearly every request passes straight through.
+    let headers = request.headers();
+    let later = headers.contains_key(SESSION_ID) || headers.contains_key("mcp-protocol-version");
+    if request.method() != Method::POST || later {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, max_body_bytes).await else {
+        let message = format!("the request body is over {max_body_bytes} bytes");
+        return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    };
+    let initialize = may_be_initialize(&bytes)
+        && serde_json::from_slice::<serde_json::Value>(&bytes)
+            .is_ok_and(|m| m.get("method").and_then(|m| m.as_str()) == Some("initialize"));
+    let mut response = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
+    if initialize && response.status().is_success() {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        if let Ok(value) = header::HeaderValue::from_str(&id) {
+            response.headers_mut().insert(SESSION_ID, value);
+        }
+    }
+    response
+}
+
+const SESSION_ID: &str = "mcp-session-id";
+
+/// Whether the body may be an `initialize` request: most are not, and are not parsed twice.
+fn may_be_initialize(body: &[u8]) -> bool {
+    body.windows(12).any(|w| w == b"\"initialize\"")
+}
+
 fn open(streams: UserStreams, user: UserId) -> Response {
     let Some(slot) = streams.open.enter(&user) else {
         let message = format!(

@@ -34,7 +34,7 @@ pub fn new_traceparent() -> String {
 /// Adds `event` to the outbox inside `tx`, in its trace: the one the event names, else the
 /// current span's (a tool call, a consumer), else a new one.
 pub async fn enqueue(tx: &mut Tx, event: &OutgoingEvent) -> Result<(), sqlx::Error> {
-    tx.execute(&insert(event, "")).await.map(drop)
+    enqueue_all(tx, std::slice::from_ref(event)).await
 }
 
 /// Adds `event` unless an event with its id is in the outbox already: for producers whose event
@@ -42,7 +42,10 @@ pub async fn enqueue(tx: &mut Tx, event: &OutgoingEvent) -> Result<(), sqlx::Err
 /// publishes once. Returns whether it added the event.
 pub async fn enqueue_once(tx: &mut Tx, event: &OutgoingEvent) -> Result<bool, sqlx::Error> {
     Ok(tx
-        .execute(&insert(event, " ON CONFLICT (id) DO NOTHING"))
+        .execute(&insert(
+            std::slice::from_ref(event),
+            " ON CONFLICT (id) DO NOTHING",
+        ))
         .await?
         == 1)
 }
@@ -82,24 +85,36 @@ impl Publisher for OutboxPublisher {
     }
 }
 
-fn insert(event: &OutgoingEvent, on_conflict: &str) -> Query {
-    Query::new(format!(
-        "INSERT INTO outbox (id, topic, event_type, subject, envelope, created_at, traceparent) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7){on_conflict}"
-    ))
-    .bind(event.id)
-    .bind(event.event_type.topic())
-    .bind(event.event_type.as_str())
-    .bind(event.subject)
-    .bind(event.envelope.clone())
-    .bind(event.time)
-    .bind(
-        event
+/// Adds `events` to the outbox inside `tx`, in one statement however many, in their order.
+pub async fn enqueue_all(tx: &mut Tx, events: &[OutgoingEvent]) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    tx.execute(&insert(events, "")).await.map(drop)
+}
+
+fn insert(events: &[OutgoingEvent], on_conflict: &str) -> Query {
+    let mut q = Query::new(
+        "INSERT INTO outbox (id, topic, event_type, subject, envelope, created_at, traceparent)",
+    );
+    q.push_values(events.iter().map(|event| {
+        let trace = event
             .traceparent
             .clone()
             .or_else(|| telemetry::traceparent(&tracing::Span::current()))
-            .unwrap_or_else(new_traceparent),
-    )
+            .unwrap_or_else(new_traceparent);
+        vec![
+            event.id.into(),
+            event.event_type.topic().into(),
+            event.event_type.as_str().into(),
+            event.subject.into(),
+            event.envelope.clone().into(),
+            event.time.into(),
+            trace.into(),
+        ]
+    }));
+    q.push(on_conflict);
+    q
 }
 
 /// An unpublished event, as the relay publishes it.

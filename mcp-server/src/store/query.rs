@@ -99,6 +99,23 @@ impl Query {
         self
     }
 
+    /// Appends `VALUES (…), (…)`: a tuple of placeholders for each row of values, so that many
+    /// rows go in one statement.
+    pub fn push_values(&mut self, rows: impl IntoIterator<Item = Vec<Arg>>) -> &mut Self {
+        self.push(" VALUES ");
+        for (i, row) in rows.into_iter().enumerate() {
+            self.push(if i == 0 { "(" } else { ", (" });
+            for (j, value) in row.into_iter().enumerate() {
+                if j > 0 {
+                    self.push(", ");
+                }
+                self.push_bind(value);
+            }
+            self.push(")");
+        }
+        self
+    }
+
     /// Appends a membership test of the expression before it in `values`: `= ANY($n)` on
     /// PostgreSQL, so that the statement text (and its prepared statement) is the same however
     /// many values there are; `IN ($n, …)` on SQLite, which has no arrays.

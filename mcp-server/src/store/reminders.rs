@@ -43,16 +43,32 @@ pub async fn insert(
     r: &ReminderRow,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let q = Query::new(
-        "INSERT INTO reminders (id, task_id, owner, fire_at, minutes_before, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(r.id)
-    .bind(r.task_id)
-    .bind(owner)
-    .bind(r.fire_at)
-    .bind(r.minutes_before.map(i64::from))
-    .bind(now);
+    insert_all(tx, owner, &[r], now).await
+}
+
+/// Adds reminders to tasks of `owner`, in one statement however many.
+pub async fn insert_all(
+    tx: &mut Tx,
+    owner: &str,
+    reminders: &[&ReminderRow],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    if reminders.is_empty() {
+        return Ok(());
+    }
+    let mut q = Query::new(
+        "INSERT INTO reminders (id, task_id, owner, fire_at, minutes_before, created_at)",
+    );
+    q.push_values(reminders.iter().map(|r| {
+        vec![
+            r.id.into(),
+            r.task_id.into(),
+            owner.into(),
+            r.fire_at.into(),
+            r.minutes_before.map(i64::from).into(),
+            now.into(),
+        ]
+    }));
     tx.execute(&q).await.map(drop)
 }
 

@@ -160,33 +160,28 @@ impl TaskRow {
         })
     }
 
-    pub async fn insert(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
-        let q = Query::new(
-            "INSERT INTO tasks (id, owner, title, title_key, description, search_text, status, \
-             priority, tags, due_at, time_zone, recurrence, series_id, series_start, created_at, \
-             updated_at, completed_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18)",
-        )
-        .bind(self.id)
-        .bind(self.owner.clone())
-        .bind(self.title.clone())
-        .bind(self.title_key.clone())
-        .bind(self.description.clone())
-        .bind(search_text(&self.title, self.description.as_deref()))
-        .bind(self.status.clone())
-        .bind(self.priority)
-        .bind(serde_json::json!(self.tags.0))
-        .bind(self.due_at)
-        .bind(self.time_zone.clone())
-        .bind(self.recurrence_json())
-        .bind(self.series_id)
-        .bind(self.series_start)
-        .bind(self.created_at)
-        .bind(self.updated_at)
-        .bind(self.completed_at)
-        .bind(self.version);
-        tx.execute(&q).await.map(drop)
+    /// The task's values in the column order of [`insert_all`].
+    fn values(&self) -> Vec<Arg> {
+        vec![
+            self.id.into(),
+            self.owner.clone().into(),
+            self.title.clone().into(),
+            self.title_key.clone().into(),
+            self.description.clone().into(),
+            search_text(&self.title, self.description.as_deref()).into(),
+            self.status.clone().into(),
+            self.priority.into(),
+            serde_json::json!(self.tags.0).into(),
+            self.due_at.into(),
+            self.time_zone.clone().into(),
+            self.recurrence_json().into(),
+            self.series_id.into(),
+            self.series_start.into(),
+            self.created_at.into(),
+            self.updated_at.into(),
+            self.completed_at.into(),
+            self.version.into(),
+        ]
     }
 
     /// Writes every mutable column back.
@@ -224,20 +219,44 @@ impl TaskRow {
     }
 
     /// Replaces the task's rows in `task_tags` with its current tags.
-    pub async fn write_tags(&self, tx: &mut Tx, replace: bool) -> Result<(), sqlx::Error> {
-        if replace {
-            tx.execute(&Query::new("DELETE FROM task_tags WHERE task_id = $1").bind(self.id))
-                .await?;
-        }
-        for tag in &self.tags.0 {
-            let q = Query::new("INSERT INTO task_tags (task_id, owner, tag) VALUES ($1, $2, $3)")
-                .bind(self.id)
-                .bind(self.owner.clone())
-                .bind(tag.clone());
-            tx.execute(&q).await?;
-        }
-        Ok(())
+    pub async fn write_tags(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
+        tx.execute(&Query::new("DELETE FROM task_tags WHERE task_id = $1").bind(self.id))
+            .await?;
+        insert_tags(tx, &[self]).await
     }
+}
+
+/// Inserts new tasks with their tags, in one statement per table however many.
+pub async fn insert_all(tx: &mut Tx, rows: &[&TaskRow]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut q = Query::new(
+        "INSERT INTO tasks (id, owner, title, title_key, description, search_text, status, \
+         priority, tags, due_at, time_zone, recurrence, series_id, series_start, created_at, \
+         updated_at, completed_at, version)",
+    );
+    q.push_values(rows.iter().map(|r| r.values()));
+    tx.execute(&q).await?;
+    insert_tags(tx, rows).await
+}
+
+async fn insert_tags(tx: &mut Tx, rows: &[&TaskRow]) -> Result<(), sqlx::Error> {
+    let tags: Vec<Vec<Arg>> = rows
+        .iter()
+        .flat_map(|r| {
+            r.tags
+                .0
+                .iter()
+                .map(|tag| vec![r.id.into(), r.owner.clone().into(), tag.clone().into()])
+        })
+        .collect();
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let mut q = Query::new("INSERT INTO task_tags (task_id, owner, tag)");
+    q.push_values(tags);
+    tx.execute(&q).await.map(drop)
 }
 
 /// Loads the user's task inside a write transaction, locking its row until commit.
