@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::notifications::NotificationService;
 use crate::mcp::AuthenticatedUser;
 use crate::mcp::push::{
-    MAX_STREAMS_PER_USER, NOTIFICATIONS_URI, OpenStreams, for_user, reminder_log, updated,
+    Heard, MAX_STREAMS_PER_USER, NOTIFICATIONS_URI, OpenStreams, heard_by, reminder_log, updated,
 };
 
 /// The user streams of this replica.
@@ -133,7 +133,10 @@ fn open(streams: UserStreams, user: UserId) -> Response {
         .filter_map(move |heard| {
             let (notifications, user) = (notifications.clone(), user.clone());
             async move {
-                let announcement = for_user(heard, &user)??;
+                // A closed feed ends the stream: `stream_of` gives nothing after it.
+                let Heard::Mine(announcement) = heard_by(heard, &user) else {
+                    return None;
+                };
                 let mut sent = vec![reminder_log(&announcement)];
                 // Read at each reminder, so a subscription made on any replica counts at once.
                 match notifications.is_subscribed(&user, NOTIFICATIONS_URI).await {

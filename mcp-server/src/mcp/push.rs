@@ -134,11 +134,10 @@ pub async fn push(
                 continue;
             }
         };
-        let Some(announcement) = for_user(heard, &user) else {
-            continue;
-        };
-        let Some(announcement) = announcement else {
-            return;
+        let announcement = match heard_by(heard, &user) {
+            Heard::Mine(announcement) => announcement,
+            Heard::Skip => continue,
+            Heard::Closed => return,
         };
         if pushes.resource.load(Ordering::Relaxed)
             && peer.send_notification(updated()).await.is_err()
@@ -171,10 +170,10 @@ pub async fn listen(
             () = closed.cancelled() => return Ok(()),
             heard = feed.recv() => heard,
         };
-        match for_user(heard, &user) {
-            None => continue,
-            Some(None) => return Ok(()),
-            Some(Some(_)) => {
+        match heard_by(heard, &user) {
+            Heard::Skip => continue,
+            Heard::Closed => return Ok(()),
+            Heard::Mine(_) => {
                 if context
                     .sink()
                     .notify_resource_updated(NOTIFICATIONS_URI)
@@ -203,22 +202,28 @@ pub fn reminder_log(announcement: &Announcement) -> ServerNotification {
     ServerNotification::LoggingMessageNotification(LoggingMessageNotification::new(message))
 }
 
-/// What a feed gave, for `user`: `None` to pass over (another user's, or missed ones, which
-/// stay readable), `Some(None)` when the feed has closed.
-pub fn for_user(
-    heard: Result<Announcement, RecvError>,
-    user: &UserId,
-) -> Option<Option<Announcement>> {
+/// What a feed gave, as one user's connection sees it.
+pub enum Heard {
+    /// A notification of the user's.
+    Mine(Announcement),
+    /// Another user's, or a gap (missed ones stay readable with `list_notifications`).
+    Skip,
+    /// The feed has closed.
+    Closed,
+}
+
+/// What the feed gave, for `user`.
+pub fn heard_by(heard: Result<Announcement, RecvError>, user: &UserId) -> Heard {
     match heard {
-        Ok(announcement) if &announcement.owner == user => Some(Some(announcement)),
-        Ok(_) => None,
+        Ok(announcement) if &announcement.owner == user => Heard::Mine(announcement),
+        Ok(_) => Heard::Skip,
         Err(RecvError::Lagged(missed)) => {
             tracing::warn!(
                 missed,
                 "notifications came faster than the client took them"
             );
-            None
+            Heard::Skip
         }
-        Err(RecvError::Closed) => Some(None),
+        Err(RecvError::Closed) => Heard::Closed,
     }
 }
