@@ -93,8 +93,9 @@ pub struct Config {
     #[arg(long, env = "TODO_USER")]
     pub user: Option<String>,
 
-    /// HS256 secret (at least 32 bytes) that signs the bearer tokens the HTTP transport accepts.
-    /// Prefer the environment variable: command lines are visible to other local users.
+    /// HS256 secret (at least 32 bytes) that signs the bearer tokens the HTTP transport accepts
+    /// when no identity provider is set (TODO_AUTH_ISSUER). Prefer the environment variable:
+    /// command lines are visible to other local users.
     #[arg(long, env = "TODO_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
@@ -105,6 +106,54 @@ pub struct Config {
     /// Required `iss` claim of bearer tokens, if any.
     #[arg(long, env = "TODO_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
+
+    /// The OAuth 2.1 authorization server whose access tokens the HTTP transport accepts: its
+    /// issuer identifier, exactly as its metadata names it. Setting it selects this mode instead
+    /// of the shared secret (`TODO_JWT_SECRET`); TODO_RESOURCE_URL is then required.
+    #[arg(long, env = "TODO_AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+
+    /// The canonical URI of this server's `/mcp` endpoint as clients reach it (e.g.
+    /// `https://todo.example.com/mcp`): the audience an access token must name (RFC 8707).
+    #[arg(long, env = "TODO_RESOURCE_URL")]
+    pub resource_url: Option<String>,
+
+    /// The scope that lets a token use the read-only tools.
+    #[arg(long, env = "TODO_AUTH_READ_SCOPE", default_value = "tasks:read")]
+    pub auth_read_scope: String,
+
+    /// The scope that lets a token use the tools that change tasks, reminders and settings.
+    #[arg(long, env = "TODO_AUTH_WRITE_SCOPE", default_value = "tasks:write")]
+    pub auth_write_scope: String,
+
+    /// Seconds the issuer's signing keys are used before they are fetched again: a key the
+    /// issuer removes is refused at most this long after. A new key is fetched at once.
+    #[arg(long, env = "TODO_AUTH_JWKS_MAX_AGE_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_jwks_max_age_seconds: u32,
+
+    /// The issuer's token introspection endpoint (RFC 7662), for opaque access tokens, when its
+    /// metadata names none or another should be used.
+    #[arg(long, env = "TODO_AUTH_INTROSPECTION_URL")]
+    pub auth_introspection_url: Option<String>,
+
+    /// The client id this server introspects tokens as; its secret is the
+    /// `introspection-client-secret` secret (env TODO_AUTH_INTROSPECTION_CLIENT_SECRET).
+    #[arg(long, env = "TODO_AUTH_INTROSPECTION_CLIENT_ID")]
+    pub auth_introspection_client_id: Option<String>,
+
+    /// The introspection client's secret, when there is no secret store.
+    #[arg(
+        long,
+        env = "TODO_AUTH_INTROSPECTION_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub auth_introspection_client_secret: Option<String>,
+
+    /// Accepts an `http:` issuer on another machine (a private network); tokens and keys then
+    /// travel unprotected.
+    #[arg(long, env = "TODO_AUTH_ALLOW_HTTP_ISSUER")]
+    pub auth_allow_http_issuer: bool,
 
     /// Host header values the HTTP transport answers (DNS-rebinding protection), comma-separated;
     /// a name without a port matches any port.

@@ -25,6 +25,12 @@ pub enum AppError {
     /// The user holds as much as their quota allows.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// The caller's token was not granted the scope the request needs.
+    #[error(
+        "this needs the `{0}` scope, which your sign-in did not grant: sign in again and \
+         allow it (your other tools still work)"
+    )]
+    ScopeMissing(String),
     /// No item of a batch could be applied; the message gives each item's reason.
     #[error("{0}")]
     NothingApplied(String),
@@ -46,6 +52,7 @@ impl AppError {
                 | AppError::Conflict(_)
                 | AppError::QuotaExceeded(_)
                 | AppError::NothingApplied(_)
+                | AppError::ScopeMissing(_)
         )
     }
 

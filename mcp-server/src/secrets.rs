@@ -1,6 +1,8 @@
-//! Secrets: the JWT secret and the database URL.
+//! Secrets: the database URL, and the JWT secret (or, with an identity provider, the secret this
+//! server introspects tokens with).
 //!
-//! With a Dapr sidecar they come from its secret store (keys `jwt-secret` and `database-url`;
+//! With a Dapr sidecar they come from its secret store (keys `jwt-secret`, `database-url` and
+//! `introspection-client-secret`;
 //! Kubernetes secrets in a cluster), with the environment as fallback; without one, from the
 //! environment (or flags), and the database defaults to the embedded SQLite file. A secret that
 //! is needed and found nowhere stops start-up with a message that names both places.
@@ -14,16 +16,29 @@ use todo_dapr::{DaprClient, DaprError};
 
 pub const JWT_SECRET_KEY: &str = "jwt-secret";
 pub const DATABASE_URL_KEY: &str = "database-url";
+pub const INTROSPECTION_SECRET_KEY: &str = "introspection-client-secret";
 
 /// The secrets a run needs. Never printed.
 pub struct Secrets {
     pub database_url: String,
     pub jwt_secret: Option<String>,
+    pub introspection_secret: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Secrets").finish_non_exhaustive()
+    }
+}
+
+impl Secrets {
+    /// The secrets the environment (or flags) give, without a secret store.
+    pub fn from_environment(config: &Config) -> Self {
+        Self {
+            database_url: config.database_url(),
+            jwt_secret: config.jwt_secret.clone(),
+            introspection_secret: config.auth_introspection_client_secret.clone(),
+        }
     }
 }
 
@@ -75,18 +90,19 @@ async fn lookup(
     Ok(fallback.map(str::to_owned))
 }
 
-/// Resolves the secrets; `need_jwt` when serving HTTP.
+/// Resolves the secrets; those of bearer authentication when `serving_http`.
 pub async fn resolve(
     config: &Config,
     dapr: Option<&DaprClient>,
-    need_jwt: bool,
+    serving_http: bool,
 ) -> anyhow::Result<Secrets> {
     let Some(dapr) = dapr else {
-        return Ok(Secrets {
-            database_url: config.database_url(),
-            jwt_secret: config.jwt_secret.clone(),
-        });
+        return Ok(Secrets::from_environment(config));
     };
+    let need_jwt = serving_http && config.auth_issuer.is_none();
+    let need_introspection = serving_http
+        && config.auth_issuer.is_some()
+        && config.auth_introspection_client_id.is_some();
     let store = config.secret_store.as_str();
     let source = match config.secret_name.as_deref() {
         None => Source::PerKey,
@@ -135,8 +151,30 @@ pub async fn resolve(
     } else {
         None
     };
+    let introspection_secret = if need_introspection {
+        let secret = lookup(
+            dapr,
+            store,
+            &source,
+            INTROSPECTION_SECRET_KEY,
+            config.auth_introspection_client_secret.as_deref(),
+            "TODO_AUTH_INTROSPECTION_CLIENT_SECRET",
+        )
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "TODO_AUTH_INTROSPECTION_CLIENT_ID is set but its secret is not: \
+                 `{INTROSPECTION_SECRET_KEY}` is not in {place} and \
+                 TODO_AUTH_INTROSPECTION_CLIENT_SECRET is not set"
+            )
+        })?;
+        Some(secret)
+    } else {
+        None
+    };
     Ok(Secrets {
         database_url,
         jwt_secret,
+        introspection_secret,
     })
 }

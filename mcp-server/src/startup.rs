@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
@@ -31,9 +32,12 @@ use crate::events::consumers::Consumers;
 use crate::events::relay::{OutboxRelay, RelaySettings};
 use crate::events::sink::Sink;
 use crate::events::subscriptions;
-use crate::http::auth::TokenVerifier;
+use crate::http::auth::Authenticator;
+use crate::http::auth::issuer::{Issuer, IssuerSettings};
+use crate::http::auth::shared_secret::SharedSecret;
 use crate::http::fairness::FairShare;
 use crate::http::{HttpSettings, router};
+use crate::mcp::access::ScopeNames;
 use crate::mcp::{LocalUser, Services, TodoServer};
 use crate::scheduling::{EmbeddedScheduler, SchedulerSubscriber};
 use crate::secrets::{self, Secrets};
@@ -57,8 +61,8 @@ pub struct Core {
 
 impl Core {
     /// Resolves secrets (waiting for a sidecar if there is one), opens and migrates the
-    /// database, and builds the services. `need_jwt` when serving HTTP.
-    pub async fn open(config: &Config, need_jwt: bool) -> anyhow::Result<Self> {
+    /// database, and builds the services; `serving_http` when bearer tokens must be checked.
+    pub async fn open(config: &Config, serving_http: bool) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
         let dapr = match config.events {
             EventMode::Embedded => None,
@@ -79,7 +83,7 @@ impl Core {
                 anyhow::bail!("stopped while waiting for the Dapr sidecar");
             }
         }
-        let secrets = secrets::resolve(config, dapr.as_ref(), need_jwt).await?;
+        let secrets = secrets::resolve(config, dapr.as_ref(), serving_http).await?;
         let db = Db::connect(&secrets.database_url, config.db_max_connections).await?;
         tracing::info!(backend = ?db.backend(), events = if dapr.is_some() { "dapr" } else { "embedded" }, "database ready");
         Ok(Self {
@@ -241,10 +245,13 @@ impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         // Checked before waiting on anything: a configuration error should surface at once.
         if !todo_dapr::client::sidecar_announced() || config.events == EventMode::Embedded {
-            token_verifier(config, config.jwt_secret.as_deref())?;
+            authenticator(config, &Secrets::from_environment(config))?;
         }
         let mut core = Core::open(config, true).await?;
-        let verifier = token_verifier(config, core.secrets.jwt_secret.as_deref())?;
+        let authenticator = Arc::new(authenticator(config, &core.secrets)?);
+        if let Authenticator::Issuer(issuer) = &*authenticator {
+            issuer.warm_up().await;
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -254,7 +261,7 @@ impl Application {
         }
         let streams = CancellationToken::new();
         let settings = HttpSettings {
-            verifier: Arc::new(verifier),
+            authenticator,
             allowed_hosts: config.allowed_hosts.clone(),
             allowed_origins: config.allowed_origins.clone(),
             max_body_bytes: config.max_body_bytes,
@@ -309,15 +316,48 @@ impl Application {
     }
 }
 
-fn token_verifier(config: &Config, secret: Option<&str>) -> anyhow::Result<TokenVerifier> {
-    let secret = secret.context(
-        "the HTTP transport needs TODO_JWT_SECRET: the HS256 secret that signs bearer tokens",
+/// The bearer-token check the configuration asks for: an identity provider's tokens when
+/// TODO_AUTH_ISSUER is set, else tokens signed with the shared secret.
+fn authenticator(config: &Config, secrets: &Secrets) -> anyhow::Result<Authenticator> {
+    let Some(issuer) = config.auth_issuer.clone() else {
+        let secret = secrets.jwt_secret.as_deref().context(
+            "the HTTP transport needs TODO_JWT_SECRET (the HS256 secret that signs bearer \
+             tokens) or TODO_AUTH_ISSUER (an identity provider that issues them)",
+        )?;
+        return Ok(Authenticator::SharedSecret(SharedSecret::new(
+            secret.as_bytes(),
+            config.jwt_audience.as_deref(),
+            config.jwt_issuer.as_deref(),
+        )?));
+    };
+    let resource = config.resource_url.clone().context(
+        "TODO_AUTH_ISSUER needs TODO_RESOURCE_URL: the URL clients reach /mcp at, which tokens \
+         must name as their audience",
     )?;
-    Ok(TokenVerifier::new(
-        secret.as_bytes(),
-        config.jwt_audience.as_deref(),
-        config.jwt_issuer.as_deref(),
-    )?)
+    let credentials = match (
+        &config.auth_introspection_client_id,
+        &secrets.introspection_secret,
+    ) {
+        (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+        (Some(_), None) => anyhow::bail!(
+            "TODO_AUTH_INTROSPECTION_CLIENT_ID is set but TODO_AUTH_INTROSPECTION_CLIENT_SECRET \
+             (or the `introspection-client-secret` secret) is not"
+        ),
+        (None, _) => None,
+    };
+    let settings = IssuerSettings {
+        issuer,
+        resource,
+        scopes: ScopeNames {
+            read: config.auth_read_scope.clone(),
+            write: config.auth_write_scope.clone(),
+        },
+        jwks_max_age: Duration::from_secs(config.auth_jwks_max_age_seconds.into()),
+        introspection_endpoint: config.auth_introspection_url.clone(),
+        introspection_credentials: credentials,
+        allow_http: config.auth_allow_http_issuer,
+    };
+    Ok(Authenticator::Issuer(Issuer::new(settings)?))
 }
 
 /// Serves one client over stdin/stdout until it disconnects or `stop` completes.

@@ -1,7 +1,8 @@
 //! The HTTP transports: streamable HTTP at `/mcp` and the older HTTP+SSE at `/sse` and
 //! `/messages` ([`sse`]), both behind bearer authentication ([`auth`]) and Host/Origin checks
-//! ([`origin`] for HTTP+SSE), and the probes ([`probes`]). Each user gets a fair share of the
-//! server ([`fairness`]).
+//! ([`origin`] for HTTP+SSE), the probes ([`probes`]), and, when an identity provider issues
+//! the tokens, the Protected Resource Metadata that tells clients how to sign in. Each user gets
+//! a fair share of the server ([`fairness`]).
 //!
 //! `/mcp` runs without sessions: every request builds its handler from shared state and carries
 //! its own user, so any replica behind a Service can answer any request. Responses stream as
@@ -30,7 +31,8 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use self::auth::{TokenVerifier, require_bearer};
+use self::auth::scope::{ScopeCheck, require_scope};
+use self::auth::{Authenticator, metadata, require_bearer};
 use self::fairness::{FairShare, Fairness, fair_share};
 use self::origin::{AllowedOrigins, check_origin};
 use self::recent_events::RecentEvents;
@@ -44,7 +46,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// What the HTTP routes need.
 pub struct HttpSettings {
-    pub verifier: Arc<TokenVerifier>,
+    pub authenticator: Arc<Authenticator>,
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
@@ -52,7 +54,8 @@ pub struct HttpSettings {
     pub fair_share: FairShare,
 }
 
-/// Builds the router: `/mcp`, `/sse` and `/messages` (authenticated), `/healthz` and `/readyz`.
+/// Builds the router: `/mcp`, `/sse` and `/messages` (authenticated), `/healthz` and `/readyz`,
+/// and the resource metadata in the identity-provider mode.
 pub fn router(
     server: TodoServer,
     db: Db,
@@ -71,6 +74,11 @@ pub fn router(
         hosts: settings.allowed_hosts,
         origins: settings.allowed_origins,
     });
+    let scope_check = ScopeCheck {
+        authenticator: settings.authenticator.clone(),
+        server: server.clone(),
+        max_body_bytes: settings.max_body_bytes,
+    };
     let streams = UserStreams::new(server.notifications(), shutdown.clone(), KEEP_ALIVE);
     let sessions = SseSessions::new(server.clone(), fairness.clone(), shutdown, KEEP_ALIVE);
     // The HTTP+SSE routes check Host and Origin here; a stream opens within its user's rate,
@@ -115,15 +123,27 @@ pub fn router(
         .layer(axum::middleware::from_fn_with_state(fairness, fair_share))
         .merge(sse)
         .layer(axum::middleware::from_fn_with_state(
-            settings.verifier,
+            scope_check,
+            require_scope,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            settings.authenticator.clone(),
             require_bearer,
         ))
         .layer(axum::middleware::from_fn(refuse_repeated_headers));
-    Router::new()
+    let mut public = Router::new()
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
-        .with_state(db)
-        .merge(mcp)
+        .with_state(db);
+    if let Authenticator::Issuer(issuer) = &*settings.authenticator {
+        let document = Arc::new(issuer.metadata().clone());
+        let mut routes = Router::new();
+        for path in document.paths() {
+            routes = routes.route(path, get(metadata::serve));
+        }
+        public = public.merge(routes.with_state(document));
+    }
+    public.merge(mcp)
 }
 
 /// A request with two Host, Origin or Authorization headers is ambiguous (HTTP allows one Host):

@@ -1,6 +1,7 @@
 //! The MCP face of the server, and the only part that knows rmcp.
 //!
 //! - [`TodoServer`]: the MCP server handler, with its instructions and capabilities.
+//! - [`access`]: what a caller's scopes let it do.
 //! - [`tools`]: the tools; [`route`]: the one path every tool call takes.
 //! - [`args`]: tool arguments as a model sends them, parsed into the application's commands;
 //!   [`output`]: tool results and their one-line summaries.
@@ -10,6 +11,7 @@
 //! The caller's identity never comes from arguments: it is the configured local user (stdio) or
 //! the token's subject (HTTP).
 
+pub mod access;
 pub mod args;
 pub mod output;
 pub mod push;
@@ -31,6 +33,7 @@ use todo_shared::task::UserId;
 use todo_shared::time::{Zone, now};
 use tokio_util::sync::CancellationToken;
 
+use self::access::{Access, Need};
 use self::output::NotificationsOutput;
 use self::push::{MAX_STREAMS_PER_USER, NOTIFICATIONS_URI, OpenStreams, Pushes};
 use self::route::route;
@@ -59,6 +62,8 @@ pub struct AuthenticatedUser {
     pub user: UserId,
     /// The token's `zoneinfo` claim, when it names a zone.
     pub zone: Option<Zone>,
+    /// What the token's scopes allow.
+    pub access: Access,
 }
 
 /// What the HTTP transport lends each request: the end of its exchange (cancelled when the
@@ -90,6 +95,8 @@ pub struct Caller {
     pub user: UserId,
     /// The time zone the user's surroundings give (their machine, their token), if any.
     pub ambient_zone: Option<UserZone>,
+    /// What the caller may do.
+    pub access: Access,
 }
 
 /// The user of a stdio session: the machine's user, in the machine's zone.
@@ -186,25 +193,29 @@ impl TodoServer {
         on: bool,
         context: &RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
+        let caller = self
+            .caller(context, Need::Read)
+            .map_err(|e| mcp_error(&e))?;
         if let Some(pushes) = &self.pushes {
             pushes.set_resource(on);
             if on {
-                self.start_pushing(pushes, context);
+                self.start_pushing(pushes, caller, context);
             }
             return Ok(());
         }
-        let caller = self.caller(context).map_err(|e| mcp_error(&e))?;
         self.notifications
             .set_subscribed(&caller.user, uri, on, now())
             .await
             .map_err(|e| mcp_error(&e))
     }
 
-    /// Starts the connection's pusher, once, for the caller of `context`.
-    fn start_pushing(&self, pushes: &Arc<Pushes>, context: &RequestContext<RoleServer>) {
-        let Ok(caller) = self.caller(context) else {
-            return;
-        };
+    /// Starts the connection's pusher, once, for `caller`.
+    fn start_pushing(
+        &self,
+        pushes: &Arc<Pushes>,
+        caller: Caller,
+        context: &RequestContext<RoleServer>,
+    ) {
         if pushes.start() {
             let feed = self.notifications.subscribe();
             let peer = context.peer.clone();
@@ -212,8 +223,16 @@ impl TodoServer {
         }
     }
 
-    /// Who the request acts for: the token's subject on HTTP, else the local user.
-    fn caller(&self, ctx: &RequestContext<RoleServer>) -> AppResult<Caller> {
+    /// Whether tool `name` changes anything; `None` when there is no such tool.
+    pub fn tool_writes(&self, name: &str) -> Option<bool> {
+        let tool = self.tool_router.get(name)?;
+        let read_only = tool.annotations.as_ref().and_then(|a| a.read_only_hint);
+        Some(read_only != Some(true))
+    }
+
+    /// Who the request acts for (the token's subject on HTTP, else the local user), if its
+    /// access allows what the request `need`s.
+    fn caller(&self, ctx: &RequestContext<RoleServer>, need: Need) -> AppResult<Caller> {
         let from_token = ctx
             .extensions
             .get::<axum::http::request::Parts>()
@@ -224,6 +243,7 @@ impl TodoServer {
                     zone,
                     source: ZoneSource::Token,
                 }),
+                access: u.access.clone(),
             });
         let local = || {
             self.local_user.as_ref().map(|local| Caller {
@@ -232,11 +252,16 @@ impl TodoServer {
                     zone,
                     source: ZoneSource::Machine,
                 }),
+                access: Access::Full,
             })
         };
-        from_token
+        let caller = from_token
             .or_else(local)
-            .ok_or_else(|| AppError::Internal("request has no authenticated user".into()))
+            .ok_or_else(|| AppError::Internal("request has no authenticated user".into()))?;
+        match caller.access.missing(need) {
+            Some(scope) => Err(AppError::ScopeMissing(scope.to_owned())),
+            None => Ok(caller),
+        }
     }
 
     /// What the model reads first; over stdio, with the zone of the user's machine.
@@ -293,9 +318,12 @@ impl ServerHandler for TodoServer {
         _request: rmcp::model::SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
+        let caller = self
+            .caller(&context, Need::Read)
+            .map_err(|e| mcp_error(&e))?;
         if let Some(pushes) = &self.pushes {
             pushes.set_logging();
-            self.start_pushing(pushes, &context);
+            self.start_pushing(pushes, caller, &context);
         }
         Ok(())
     }
@@ -322,7 +350,7 @@ impl ServerHandler for TodoServer {
     ) -> Result<ReadResourceResponse, McpError> {
         known_resource(&request.uri)?;
         let unread = async {
-            let caller = self.caller(&context)?;
+            let caller = self.caller(&context, Need::Read)?;
             let page = self
                 .notifications
                 .list(&caller.user, true, UNREAD_SHOWN, false, now())
@@ -379,7 +407,7 @@ impl ServerHandler for TodoServer {
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
         let caller = self
-            .caller(context.request_context())
+            .caller(context.request_context(), Need::Read)
             .map_err(|e| mcp_error(&e))?;
         let Some(_slot) = self.listening.enter(&caller.user) else {
             return Err(McpError::invalid_request(
@@ -422,5 +450,8 @@ fn known_resource(uri: &str) -> Result<(), McpError> {
 }
 
 fn mcp_error(e: &AppError) -> McpError {
-    McpError::internal_error(e.public_message(), None)
+    match e.is_caller_error() {
+        true => McpError::invalid_request(e.public_message(), None),
+        false => McpError::internal_error(e.public_message(), None),
+    }
 }

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use todo_dapr::telemetry;
 use tracing::Instrument;
 
+use super::access::Need;
 use super::args::parse_at;
 use super::{Caller, TodoServer, schema};
 use crate::error::{AppError, AppResult};
@@ -62,7 +63,11 @@ pub fn route<T: Tool>() -> ToolRoute<TodoServer> {
                 tool = T::NAME,
             );
             telemetry::continue_trace(&span, ctx.request_context.meta.get_traceparent());
-            let result = match (args, server.caller(&ctx.request_context)) {
+            let need = match T::annotations().read_only_hint {
+                Some(true) => Need::Read,
+                _ => Need::Write,
+            };
+            let result = match (args, server.caller(&ctx.request_context, need)) {
                 (Ok(args), Ok(caller)) => T::run(server, args, caller).instrument(span).await,
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };

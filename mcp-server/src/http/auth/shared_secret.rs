@@ -1,22 +1,17 @@
-//! Bearer-token authentication for the HTTP transport.
+//! The shared-secret mode: tokens signed with HS256 by the deployment's `jwt-secret`.
 //!
-//! Every request to `/mcp` must carry `Authorization: Bearer <JWT>` signed with HS256 by the
-//! shared secret. The token's `sub` is the user every query is scoped to; `exp` is required and
-//! enforced, `nbf` is honoured, and `aud`/`iss` are checked when configured. Anything else is
-//! answered with 401 and a `WWW-Authenticate` challenge (RFC 6750) before MCP sees the request.
+//! The token's `sub` is the user every query is scoped to; `exp` is required and enforced,
+//! `nbf` is honoured, and `aud`/`iss` are checked when configured. Such a token may do
+//! everything: whoever holds the secret mints what they like.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use todo_shared::task::UserId;
 use todo_shared::time::Zone;
 
+use super::AuthError;
 use crate::mcp::AuthenticatedUser;
+use crate::mcp::access::Access;
 
 /// The shortest accepted HS256 secret: RFC 7518 asks for a key at least as long as the hash.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -27,14 +22,14 @@ pub const MIN_SECRET_BYTES: usize = 32;
 pub struct WeakSecret;
 
 /// Verifies tokens. Holds the key material, so it is never printed.
-pub struct TokenVerifier {
+pub struct SharedSecret {
     key: DecodingKey,
     validation: Validation,
 }
 
-impl std::fmt::Debug for TokenVerifier {
+impl std::fmt::Debug for SharedSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier").finish_non_exhaustive()
+        f.debug_struct("SharedSecret").finish_non_exhaustive()
     }
 }
 
@@ -46,22 +41,7 @@ struct Claims {
     zoneinfo: Option<String>,
 }
 
-/// Why a token was refused; the text goes into the `WWW-Authenticate` challenge.
-#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
-pub enum AuthError {
-    #[error("missing bearer token")]
-    Missing,
-    #[error("the Authorization header must be `Bearer <token>`")]
-    Malformed,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the token is not valid yet")]
-    NotYetValid,
-    #[error("the token is invalid")]
-    Invalid,
-}
-
-impl TokenVerifier {
+impl SharedSecret {
     pub fn new(
         secret: &[u8],
         audience: Option<&str>,
@@ -89,72 +69,38 @@ impl TokenVerifier {
 
     /// Checks a token and returns its subject, with the zone it names.
     pub fn verify(&self, token: &str) -> Result<AuthenticatedUser, AuthError> {
-        use jsonwebtoken::errors::ErrorKind;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                _ => AuthError::Invalid,
-            },
-        )?;
-        let user = UserId::parse(&data.claims.sub).map_err(|_| AuthError::Invalid)?;
-        // A zone the server does not know is no reason to refuse the user: UTC stands in.
-        let zone = data
-            .claims
-            .zoneinfo
-            .and_then(|name| Zone::parse("zoneinfo", &name).ok());
-        Ok(AuthenticatedUser { user, zone })
-    }
-
-    /// Extracts and checks the bearer token of an `Authorization` header value.
-    pub fn authenticate(
-        &self,
-        authorization: Option<&HeaderValue>,
-    ) -> Result<AuthenticatedUser, AuthError> {
-        let value = authorization.ok_or(AuthError::Missing)?;
-        let value = value.to_str().map_err(|_| AuthError::Malformed)?;
-        let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(AuthError::Malformed);
-        }
-        self.verify(token.trim())
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| refusal(&e))?;
+        user(
+            &data.claims.sub,
+            data.claims.zoneinfo.as_deref(),
+            Access::Full,
+        )
     }
 }
 
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        let challenge = match self {
-            AuthError::Missing => r#"Bearer realm="todo-mcp""#.to_owned(),
-            other => format!(
-                r#"Bearer realm="todo-mcp", error="invalid_token", error_description="{other}""#
-            ),
-        };
-        let mut response = (StatusCode::UNAUTHORIZED, self.to_string()).into_response();
-        if let Ok(value) = HeaderValue::from_str(&challenge) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, value);
-        }
-        response
+/// Why `jsonwebtoken` refused a token, in our words.
+pub(super) fn refusal(e: &jsonwebtoken::errors::Error) -> AuthError {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+        _ => AuthError::Invalid,
     }
 }
 
-/// axum middleware: admits a request only with a valid token, and records its user.
-pub async fn require_bearer(
-    State(verifier): State<Arc<TokenVerifier>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    match verifier.authenticate(request.headers().get(header::AUTHORIZATION)) {
-        Ok(user) => {
-            request.extensions_mut().insert(user);
-            next.run(request).await
-        }
-        Err(e) => {
-            tracing::debug!(reason = %e, "rejected an unauthenticated request");
-            e.into_response()
-        }
-    }
+/// The user a verified token names: `sub` exactly as signed, and its `zoneinfo` when the zone
+/// is known (an unknown one is no reason to refuse the user: they get the default).
+pub(super) fn user(
+    sub: &str,
+    zoneinfo: Option<&str>,
+    access: Access,
+) -> Result<AuthenticatedUser, AuthError> {
+    let user = UserId::parse(sub).map_err(|_| AuthError::Invalid)?;
+    let zone = zoneinfo.and_then(|name| Zone::parse("zoneinfo", name).ok());
+    Ok(AuthenticatedUser { user, zone, access })
 }
 
 #[cfg(test)]
@@ -178,8 +124,8 @@ mod tests {
         chrono::Utc::now().timestamp()
     }
 
-    fn verifier() -> TokenVerifier {
-        TokenVerifier::new(SECRET, None, None).unwrap()
+    fn verifier() -> SharedSecret {
+        SharedSecret::new(SECRET, None, None).unwrap()
     }
 
     #[test]
@@ -242,24 +188,13 @@ mod tests {
     }
 
     #[test]
-    fn header_parsing() {
-        let v = verifier();
-        let t = token(json!({"sub": "bob", "exp": now() + 60}), SECRET);
-        let header = HeaderValue::from_str(&format!("bearer {t}")).unwrap();
-        assert_eq!(v.authenticate(Some(&header)).unwrap().user.as_str(), "bob");
-        assert_eq!(v.authenticate(None), Err(AuthError::Missing));
-        let basic = HeaderValue::from_static("Basic Ym9iOnB3");
-        assert_eq!(v.authenticate(Some(&basic)), Err(AuthError::Malformed));
-    }
-
-    #[test]
     fn weak_secrets_are_refused() {
-        assert!(TokenVerifier::new(b"short", None, None).is_err());
+        assert!(SharedSecret::new(b"short", None, None).is_err());
     }
 
     #[test]
     fn audience_is_checked_when_configured() {
-        let v = TokenVerifier::new(SECRET, Some("todo"), None).unwrap();
+        let v = SharedSecret::new(SECRET, Some("todo"), None).unwrap();
         let good = token(
             json!({"sub": "a", "exp": now() + 60, "aud": "todo"}),
             SECRET,
@@ -269,6 +204,6 @@ mod tests {
             SECRET,
         );
         assert!(v.verify(&good).is_ok());
-        assert_eq!(v.verify(&bad), Err(AuthError::Invalid));
+        assert_eq!(v.verify(&bad), Err(AuthError::WrongAudience));
     }
 }
