@@ -70,6 +70,20 @@ def test_helm_lint_strict(helm: Helm, name: str) -> None:
     assert "0 chart(s) failed" in out.stdout, out.stdout
 
 
+def test_helm_lint_strict_with_an_identity_provider(helm: Helm) -> None:
+    sets = {
+        "mcpServer.auth.issuer": "https://auth.example.com",
+        "mcpServer.auth.introspection.clientId": "todo-mcp",
+        "secrets.introspectionClientSecret": "s3cret",
+        "mcpServer.ingress.enabled": True,
+        "mcpServer.ingress.host": "todo.example.com",
+    }
+    out = helm.run(
+        "lint", "--strict", "--kube-version", K8S_VERSION, str(CHART), *helm.value_args(sets=sets)
+    )
+    assert "0 chart(s) failed" in out.stdout, out.stdout
+
+
 def test_both_value_sets_render_the_whole_stack(rendered: dict[str, Rendered]) -> None:
     for name, r in rendered.items():
         kinds = {k: {o["metadata"]["name"] for o in r.of_kind(k)} for k in EXPECTED}
@@ -77,7 +91,7 @@ def test_both_value_sets_render_the_whole_stack(rendered: dict[str, Rendered]) -
         assert {o["kind"] for o in r.objects} == set(EXPECTED), name
 
 
-def test_notes_explain_how_to_reach_the_endpoint(helm: Helm, tmp_path: Path) -> None:
+def render_notes(helm: Helm, tmp_path: Path, sets: dict[str, Any] | None = None) -> str:
     # `helm template` leaves NOTES.txt out and `helm install --dry-run` wants a cluster: render a
     # copy of the chart in which the notes are a ConfigMap.
     chart = tmp_path / "todo"
@@ -92,9 +106,13 @@ def test_notes_explain_how_to_reach_the_endpoint(helm: Helm, tmp_path: Path) -> 
     )
     out = helm.run(
         "template", RELEASE, str(chart), "--namespace", NAMESPACE, "--kube-version", K8S_VERSION,
-        "--show-only", "templates/notes-for-test.yaml",
+        "--show-only", "templates/notes-for-test.yaml", *helm.value_args(sets=sets),
     )  # fmt: skip
-    text = yaml.safe_load(out.stdout)["data"]["notes"]
+    return yaml.safe_load(out.stdout)["data"]["notes"]
+
+
+def test_notes_explain_how_to_reach_the_endpoint(helm: Helm, tmp_path: Path) -> None:
+    text = render_notes(helm, tmp_path)
     assert f"port-forward svc/{MCP} 8080:8080" in text, text
     assert f"http://{MCP}.{NAMESPACE}.svc.cluster.local:8080/mcp" in text, text
     assert f"get secret {SECRET} -o jsonpath='{{.data.jwt-secret}}'" in text, text
@@ -102,6 +120,32 @@ def test_notes_explain_how_to_reach_the_endpoint(helm: Helm, tmp_path: Path) -> 
     assert f"helm test {RELEASE}" in text, text
     assert f'Redis requires a generated password (Secret "{REDIS}"' in text, text
     assert "/mcp from anywhere (narrow it with networkPolicy.mcpServerFrom)" in text, text
+    assert "The JWT secret and the PostgreSQL password were generated" in text, text
+    assert "oauth-protected-resource" not in text, text
+
+
+def test_notes_with_an_identity_provider_say_how_clients_sign_in(
+    helm: Helm, tmp_path: Path
+) -> None:
+    issuer = "https://auth.example.com/realms/todo"
+    text = render_notes(
+        helm,
+        tmp_path,
+        {
+            "mcpServer.auth.issuer": issuer,
+            "mcpServer.ingress.enabled": True,
+            "mcpServer.ingress.host": "todo.example.com",
+            "mcpServer.ingress.tlsSecretName": "todo-tls",
+        },
+    )
+    assert issuer in text, text
+    assert "https://todo.example.com/.well-known/oauth-protected-resource/mcp" in text, text
+    assert "claude mcp add --transport http todo https://todo.example.com/mcp\n" in text, text
+    assert "tasks:read" in text and "tasks:write" in text, text
+    # No recipe for HS256 tokens: there is no JWT secret.
+    assert "jwt-secret" not in text and "HS256" not in text, text
+    assert "The PostgreSQL password was generated" in text, text
+    assert f"port-forward svc/{MCP} 8080:8080" in text, text
 
 
 # --- schemas ----------------------------------------------------------------------------------

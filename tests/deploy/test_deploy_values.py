@@ -1,5 +1,5 @@
 """Changing values renders what it should: replicas, an external database, your own Secret,
-an external Redis, ingress, tokens, and values the schema refuses."""
+an external Redis, ingress, tokens, an identity provider, and values the schema refuses."""
 
 from __future__ import annotations
 
@@ -31,6 +31,13 @@ from deploy_support import (
 pytestmark = pytest.mark.timeout(120)
 
 EXTERNAL_DB = "postgres://todo:s3cret@db.example.internal:5432/todo?sslmode=disable"
+
+# Identity-provider mode (mcpServer.auth).
+ISSUER = "https://auth.example.com/realms/todo"
+RESOURCE = "https://todo.example.com/mcp"
+METADATA = "/.well-known/oauth-protected-resource"
+WITH_ISSUER = {"mcpServer.auth.issuer": ISSUER, "mcpServer.auth.resourceUrl": RESOURCE}
+WITH_INGRESS = {"mcpServer.ingress.enabled": True, "mcpServer.ingress.host": "todo.example.com"}
 
 
 def all_valid(r: Rendered) -> None:
@@ -316,6 +323,204 @@ def test_allowed_origins_and_token_claims(helm: Helm) -> None:
     assert env["TODO_JWT_ISSUER"] == "https://auth.example.com"
 
 
+def auth_env(env: dict[str, Any]) -> dict[str, Any]:
+    """The identity-provider settings of todo-mcp's environment."""
+    return {k: v for k, v in env.items() if k.startswith("TODO_AUTH_") or k == "TODO_RESOURCE_URL"}
+
+
+def ingress_paths(ingress: dict[str, Any]) -> list[tuple[str, str]]:
+    (rule,) = ingress["spec"]["rules"]
+    return [(p["path"], p["pathType"]) for p in rule["http"]["paths"]]
+
+
+def test_an_identity_provider_replaces_the_shared_secret(helm: Helm) -> None:
+    r = helm.template(
+        sets={
+            **WITH_ISSUER,
+            "mcpServer.auth.readScope": "todo.read",
+            "mcpServer.auth.writeScope": "todo.write",
+            "mcpServer.auth.jwksMaxAgeSeconds": 60,
+            "mcpServer.auth.introspection.url": "https://auth.example.com/introspect",
+            # The shared secret's settings are left out in this mode.
+            "mcpServer.jwtAudience": "todo",
+            "secrets.jwtSecret": "j" * 40,
+        }
+    )
+    env = env_of(container(r.get("Deployment", MCP)))
+    assert auth_env(env) == {
+        "TODO_AUTH_ISSUER": ISSUER,
+        "TODO_RESOURCE_URL": RESOURCE,
+        "TODO_AUTH_READ_SCOPE": "todo.read",
+        "TODO_AUTH_WRITE_SCOPE": "todo.write",
+        "TODO_AUTH_JWKS_MAX_AGE_SECONDS": "60",
+        "TODO_AUTH_INTROSPECTION_URL": "https://auth.example.com/introspect",
+    }
+    assert "TODO_JWT_SECRET" not in env and "TODO_JWT_AUDIENCE" not in env
+    # The Secret holds no JWT secret, neither given nor generated.
+    assert set(secret_data(r.get("Secret", SECRET))) == {"database-url", "postgres-password"}
+    # Clients reach /mcp at the resource URL: its host is an allowed Host header.
+    assert env["TODO_ALLOWED_HOSTS"].split(",")[-1] == "todo.example.com"
+    # Egress stays open, so todo-mcp reaches the issuer: the policies still govern ingress only.
+    for policy in r.of_kind("NetworkPolicy"):
+        assert policy["spec"]["policyTypes"] == ["Ingress"], policy["metadata"]["name"]
+    all_valid(r)
+
+
+def test_the_identity_providers_defaults(helm: Helm) -> None:
+    env = env_of(container(helm.template(sets=WITH_ISSUER).get("Deployment", MCP)))
+    assert auth_env(env) == {
+        "TODO_AUTH_ISSUER": ISSUER,
+        "TODO_RESOURCE_URL": RESOURCE,
+        "TODO_AUTH_READ_SCOPE": "tasks:read",
+        "TODO_AUTH_WRITE_SCOPE": "tasks:write",
+        "TODO_AUTH_JWKS_MAX_AGE_SECONDS": "300",
+    }
+
+
+def test_without_an_issuer_the_shared_secret_stays(helm: Helm) -> None:
+    # An introspection client means nothing without an issuer.
+    r = helm.template(
+        sets={
+            "mcpServer.auth.introspection.clientId": "todo-mcp",
+            "mcpServer.auth.resourceUrl": RESOURCE,
+            "mcpServer.jwtAudience": "todo",
+        }
+    )
+    env = env_of(container(r.get("Deployment", MCP)))
+    assert auth_env(env) == {}
+    assert env["TODO_JWT_SECRET"] == {"secretKeyRef": {"name": SECRET, "key": "jwt-secret"}}
+    assert env["TODO_JWT_AUDIENCE"] == "todo"
+    assert set(secret_data(r.get("Secret", SECRET))) == {
+        "jwt-secret", "database-url", "postgres-password"
+    }  # fmt: skip
+    assert "todo.example.com" not in env["TODO_ALLOWED_HOSTS"]
+
+
+@pytest.mark.parametrize(("tls", "scheme"), [(True, "https"), (False, "http")])
+def test_the_resource_url_defaults_to_the_ingress_host(helm: Helm, tls: bool, scheme: str) -> None:
+    sets = {**WITH_INGRESS, "mcpServer.auth.issuer": ISSUER}
+    if tls:
+        sets["mcpServer.ingress.tlsSecretName"] = "todo-tls"
+    r = helm.template(sets=sets)
+    env = env_of(container(r.get("Deployment", MCP)))
+    assert env["TODO_RESOURCE_URL"] == f"{scheme}://todo.example.com/mcp"
+    all_valid(r)
+
+
+def test_an_issuer_needs_a_resource_url_or_the_ingress(helm: Helm) -> None:
+    err = helm.template_error(sets={"mcpServer.auth.issuer": ISSUER})
+    assert "mcpServer.auth.resourceUrl" in err and "is required" in err, err
+    # An ingress without a host gives no URL either (the schema says so first).
+    err = helm.template_error(
+        sets={"mcpServer.auth.issuer": ISSUER, "mcpServer.ingress.enabled": True}
+    )
+    assert "/mcpServer/ingress/host" in err, err
+
+
+def test_the_introspection_secret_comes_with_a_client_id_only(helm: Helm) -> None:
+    client = {
+        **WITH_ISSUER,
+        "mcpServer.auth.introspection.clientId": "todo-mcp",
+        "secrets.introspectionClientSecret": "introspect-me",
+    }
+    r = helm.template(sets=client)
+    data = secret_data(r.get("Secret", SECRET))
+    assert set(data) == {"database-url", "postgres-password", "introspection-client-secret"}
+    assert data["introspection-client-secret"] == "introspect-me"
+    env = env_of(container(r.get("Deployment", MCP)))
+    assert env["TODO_AUTH_INTROSPECTION_CLIENT_ID"] == "todo-mcp"
+    assert env["TODO_AUTH_INTROSPECTION_CLIENT_SECRET"] == {
+        "secretKeyRef": {"name": SECRET, "key": "introspection-client-secret"}
+    }
+    all_valid(r)
+
+    # Without a client id, no client secret anywhere (even if one is given).
+    r = helm.template(sets={**WITH_ISSUER, "secrets.introspectionClientSecret": "introspect-me"})
+    assert "introspection-client-secret" not in secret_data(r.get("Secret", SECRET))
+    env = env_of(container(r.get("Deployment", MCP)))
+    assert "TODO_AUTH_INTROSPECTION_CLIENT_ID" not in env
+    assert "TODO_AUTH_INTROSPECTION_CLIENT_SECRET" not in env
+
+    # Out of the environment: the secret store alone hands it over.
+    r = helm.template(sets={**client, "secrets.asEnv": False})
+    assert "introspection-client-secret" in secret_data(r.get("Secret", SECRET))
+    env = env_of(container(r.get("Deployment", MCP)))
+    assert "TODO_AUTH_INTROSPECTION_CLIENT_SECRET" not in env and "DATABASE_URL" not in env
+
+
+def test_a_client_id_needs_its_secret_unless_the_secret_is_yours(helm: Helm) -> None:
+    client = {**WITH_ISSUER, "mcpServer.auth.introspection.clientId": "todo-mcp"}
+    err = helm.template_error(sets=client)
+    assert "secrets.introspectionClientSecret" in err and "is required" in err, err
+    # Your Secret holds `introspection-client-secret` itself.
+    r = helm.template(sets={**client, "secrets.existingSecret": "app-secrets"})
+    assert r.find("Secret", SECRET) is None
+    env = env_of(container(r.get("Deployment", MCP)))
+    assert env["TODO_AUTH_INTROSPECTION_CLIENT_SECRET"] == {
+        "secretKeyRef": {"name": "app-secrets", "key": "introspection-client-secret"}
+    }
+    assert "TODO_JWT_SECRET" not in env
+
+
+def test_the_ingress_routes_the_resource_metadata_with_an_issuer(helm: Helm) -> None:
+    sets = {**WITH_INGRESS, "mcpServer.auth.issuer": ISSUER}
+    r = helm.template(sets=sets)
+    ingress = r.get("Ingress", MCP)
+    assert ingress_paths(ingress) == [
+        ("/mcp", "Prefix"),
+        (METADATA, "ImplementationSpecific"),
+        (f"{METADATA}/mcp", "ImplementationSpecific"),
+    ]
+    (rule,) = ingress["spec"]["rules"]
+    assert {p["backend"]["service"]["name"] for p in rule["http"]["paths"]} == {MCP}
+    # ingress-nginx's strict path validation refuses a `.` in Exact and Prefix paths.
+    for i in r.of_kind("Ingress"):
+        for path, kind in ingress_paths(i):
+            assert kind == "ImplementationSpecific" or "." not in path, (path, kind)
+    # The HTTP+SSE Ingress is unchanged: the metadata needs no affinity.
+    sse = ingress_paths(r.get("Ingress", f"{MCP}-sse"))
+    assert sse == [("/sse", "Exact"), ("/messages", "Exact")]
+    all_valid(r)
+
+    # The path-suffixed form follows the resource URL's path.
+    r = helm.template(
+        sets={**sets, "mcpServer.auth.resourceUrl": "https://todo.example.com/todo/mcp"}
+    )
+    assert ingress_paths(r.get("Ingress", MCP))[1:] == [
+        (METADATA, "ImplementationSpecific"),
+        (f"{METADATA}/todo/mcp", "ImplementationSpecific"),
+    ]
+
+    # The shared secret has no metadata to route.
+    r = helm.template(sets=WITH_INGRESS)
+    assert ingress_paths(r.get("Ingress", MCP)) == [("/mcp", "Prefix")]
+
+
+def test_the_helm_test_reads_the_resource_metadata_with_an_issuer(helm: Helm) -> None:
+    pod = helm.template(sets=WITH_ISSUER).get("Pod", f"{RELEASE}-test-mcp-server")
+    script = " ".join(pod["spec"]["containers"][0]["args"])
+    assert f"curl -fsS http://{MCP}:8080{METADATA}\n" in script
+    assert f"curl -fsS http://{MCP}:8080{METADATA}/mcp\n" in script
+    assert 'test "$code" = 401' in script
+    pod = helm.template().get("Pod", f"{RELEASE}-test-mcp-server")
+    assert METADATA not in " ".join(pod["spec"]["containers"][0]["args"])
+
+
+def test_a_plain_http_issuer_must_be_allowed(helm: Helm) -> None:
+    hydra = {**WITH_ISSUER, "mcpServer.auth.issuer": "http://hydra-public:4444"}
+    err = helm.template_error(sets=hydra)
+    assert "mcpServer.auth.allowHttpIssuer" in err, err
+    r = helm.template(sets={**hydra, "mcpServer.auth.allowHttpIssuer": True})
+    env = env_of(container(r.get("Deployment", MCP)))
+    assert env["TODO_AUTH_ISSUER"] == "http://hydra-public:4444"
+    assert env["TODO_AUTH_ALLOW_HTTP_ISSUER"] == "true"
+    # Loopback needs no permission, as in the server.
+    for issuer in ("http://127.0.0.1:4444/", "http://localhost:4444", "http://[::1]:4444"):
+        r = helm.template(sets={**WITH_ISSUER, "mcpServer.auth.issuer": issuer})
+        env = env_of(container(r.get("Deployment", MCP)))
+        assert env["TODO_AUTH_ISSUER"] == issuer and "TODO_AUTH_ALLOW_HTTP_ISSUER" not in env
+
+
 def test_dapr_tokens_can_be_turned_off(helm: Helm) -> None:
     r = helm.template(sets={"dapr.appToken.enabled": False, "dapr.apiToken.enabled": False})
     assert r.find("Secret", f"{RELEASE}-dapr-app-token") is None
@@ -423,6 +628,16 @@ def test_persistence_off_uses_an_empty_dir(helm: Helm) -> None:
         ({"networkPolicy.daprNamespace": "Dapr System"}, "/networkPolicy/daprNamespace"),
         ({"mcpServer.limits.tasksPerUser": 0}, "/mcpServer/limits/tasksPerUser"),
         ({"mcpServer.limits.requestsInFlightPerUser": 0}, "/mcpServer/limits/requestsInFlightPerUser"),
+        ({"mcpServer.auth.jwksMaxAgeSeconds": "300"}, "/mcpServer/auth/jwksMaxAgeSeconds"),
+        ({"mcpServer.auth.jwksMaxAgeSeconds": 0}, "/mcpServer/auth/jwksMaxAgeSeconds"),
+        ({"mcpServer.auth.allowHttpIssuer": "yes"}, "/mcpServer/auth/allowHttpIssuer"),
+        ({"mcpServer.auth.issuer": "auth.example.com"}, "/mcpServer/auth/issuer"),
+        ({"mcpServer.auth.resourceUrl": f"{RESOURCE}?x=1"}, "/mcpServer/auth/resourceUrl"),
+        ({"mcpServer.auth.readScope": "tasks read"}, "/mcpServer/auth/readScope"),
+        ({"mcpServer.auth.introspection.url": "/introspect"}, "/mcpServer/auth/introspection/url"),
+        ({"mcpServer.auth.introspection.secret": "x"}, "additional properties 'secret' not allowed"),
+        ({"mcpServer.auth.issuers": [ISSUER]}, "additional properties 'issuers' not allowed"),
+        ({"secrets.introspectionClientSecret": 42}, "/secrets/introspectionClientSecret"),
     ],
 )
 def test_the_schema_refuses_bad_values(helm: Helm, sets: dict[str, Any], complaint: str) -> None:

@@ -140,8 +140,9 @@ Redis; empty for an external Redis without a password.
 
 {{/*
 Host headers the MCP server accepts: the Service's in-cluster names, localhost (for
-`kubectl port-forward`), the ingress host and mcpServer.allowedHosts. A name without a port
-matches any port, so each name covers `name` and `name:8080`.
+`kubectl port-forward`), the ingress host, the resource URL's host (mcpServer.auth.resourceUrl,
+where clients reach /mcp) and mcpServer.allowedHosts. A name without a port matches any port, so
+each name covers `name` and `name:8080`.
 */}}
 {{- define "todo.allowedHosts" -}}
 {{- $svc := include "todo.mcpServer.fullname" . }}
@@ -150,8 +151,60 @@ matches any port, so each name covers `name` and `name:8080`.
 {{- if and .Values.mcpServer.ingress.enabled .Values.mcpServer.ingress.host }}
 {{- $hosts = append $hosts .Values.mcpServer.ingress.host }}
 {{- end }}
+{{- if and .Values.mcpServer.auth.issuer .Values.mcpServer.auth.resourceUrl }}
+{{- $hosts = append $hosts (urlParse .Values.mcpServer.auth.resourceUrl).host }}
+{{- end }}
 {{- $hosts = concat $hosts .Values.mcpServer.allowedHosts }}
 {{- $hosts | uniq | join "," }}
+{{- end }}
+
+{{/*
+Identity-provider mode (mcpServer.auth.issuer): the canonical URI of /mcp, the audience tokens
+must name. mcpServer.auth.resourceUrl, else the ingress host's (https with its TLS secret).
+*/}}
+{{- define "todo.resourceUrl" -}}
+{{- $ing := .Values.mcpServer.ingress }}
+{{- if .Values.mcpServer.auth.resourceUrl }}
+{{- .Values.mcpServer.auth.resourceUrl }}
+{{- else if and $ing.enabled $ing.host }}
+{{- printf "%s://%s/mcp" (ternary "https" "http" (not (empty $ing.tlsSecretName))) $ing.host }}
+{{- else }}
+{{- required "mcpServer.auth.resourceUrl (the URL clients reach /mcp at, e.g. https://todo.example.com/mcp: the audience tokens must name) is required with mcpServer.auth.issuer unless mcpServer.ingress is enabled with a host" "" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The paths todo-mcp serves its Protected Resource Metadata at (RFC 9728), unauthenticated: the
+well-known path, and the same with the resource URL's path appended. A JSON list.
+*/}}
+{{- define "todo.resourceMetadataPaths" -}}
+{{- $base := "/.well-known/oauth-protected-resource" }}
+{{- $suffix := (urlParse (include "todo.resourceUrl" .)).path | trimSuffix "/" }}
+{{- $paths := list $base }}
+{{- if $suffix }}
+{{- $paths = append $paths (printf "%s%s" $base $suffix) }}
+{{- end }}
+{{- toJson $paths }}
+{{- end }}
+
+{{/* Where clients read the Protected Resource Metadata (the URL a 401's challenge names). */}}
+{{- define "todo.resourceMetadataUrl" -}}
+{{- $u := urlParse (include "todo.resourceUrl" .) }}
+{{- printf "%s://%s/.well-known/oauth-protected-resource%s" $u.scheme $u.host ($u.path | trimSuffix "/") }}
+{{- end }}
+
+{{/*
+Fails rendering on an issuer todo-mcp would refuse at start: plain http to another machine
+without mcpServer.auth.allowHttpIssuer (loopback names are accepted, as by the server).
+*/}}
+{{- define "todo.checkIssuer" -}}
+{{- $a := .Values.mcpServer.auth }}
+{{- if and $a.issuer (hasPrefix "http://" $a.issuer) (not $a.allowHttpIssuer) }}
+{{- $host := regexReplaceAll `\]?(:[0-9]*)?$` ((urlParse $a.issuer).host | trimPrefix "[") "" }}
+{{- if not (or (eq $host "localhost") (hasPrefix "127." $host) (eq $host "::1")) }}
+{{- fail (printf "mcpServer.auth.issuer %q is plain http on another machine: tokens and keys would travel unprotected. Use https, or set mcpServer.auth.allowHttpIssuer=true on a private network" $a.issuer) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Dapr sidecar annotations; pass (dict "root" $ "appId" ... "appPort" ...). */}}
