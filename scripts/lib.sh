@@ -389,9 +389,10 @@ json_num() {
 # What test.sh and test-deploy.sh both need: the private Redis and daprd
 # (cached) running/built, and the project venv. Sets PYTHON.
 prepare_test_deps() {
-    log "starting Redis and building daprd (cached)"
+    log "starting Redis and building daprd and Ory Hydra (cached)"
     bash "$REPO/scripts/redis.sh" start >/dev/null
     bash "$REPO/scripts/daprd.sh" build >/dev/null
+    bash "$REPO/scripts/hydra.sh" build >/dev/null
 
     log "preparing the Python environment"
     PYTHON="$(bash "$REPO/scripts/python-env.sh")"

@@ -5,6 +5,8 @@
   SQLite file for the session; the HTTP server (one per session, both HTTP transports) uses
   PostgreSQL. Each test gets its own user id, so tests never see each other's tasks.
 - `http`: the running HTTP server (port, URL, log).
+- `hydra`, `oauth`: Ory Hydra (tests/e2e/hydra.py), and an HTTP server that takes its access
+  tokens instead of shared-secret ones (test_oauth.py).
 
 Environment: `TODO_MCP_BIN` (default `<repo>/target/debug/todo-mcp`), `TODO_TEST_DATABASE_URL`
 (default: whatever `scripts/postgres.sh start` prints).
@@ -32,6 +34,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from hydra import Hydra, hydra_binary
 from support import JWT_SECRET, PROTOCOL, REPO, mint_token, new_user
 
 TRANSPORTS = ["stdio-legacy", "stdio-auto", "http-legacy", "http-auto", "sse-legacy"]
@@ -120,20 +123,29 @@ def _psql() -> str:
     return "psql"
 
 
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this session, dropped at its end."""
+@contextlib.contextmanager
+def _fresh_database(prefix: str) -> Iterator[str]:
+    """A new PostgreSQL database, dropped on leaving."""
     admin = _admin_database_url()
     psql = _psql()
-    name = f"e2e_{uuid.uuid4().hex}"
+    name = f"{prefix}_{uuid.uuid4().hex}"
 
     def run(sql: str) -> None:
         out = subprocess.run([psql, "-d", admin, "-v", "ON_ERROR_STOP=1", "-qc", sql], capture_output=True, text=True)
         assert out.returncode == 0, f"psql {sql!r}: {out.stderr}"
 
     run(f"CREATE DATABASE {name}")
-    yield admin.rsplit("/", 1)[0] + "/" + name
-    run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    try:
+        yield admin.rsplit("/", 1)[0] + "/" + name
+    finally:
+        run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session, dropped at its end."""
+    with _fresh_database("e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -172,7 +184,8 @@ class HttpServer:
         return f"{self.base}/mcp"
 
     def start(self, timeout: float = 30) -> HttpServer:
-        self.port = free_port()
+        """Starts the server on `port` (a free one if unset)."""
+        self.port = self.port or free_port()
         # Nothing from the caller's configuration: no TODO_* settings, no database, and no Dapr
         # sidecar variables (with them the server would wait for a sidecar).
         env = {
@@ -189,6 +202,9 @@ class HttpServer:
             RUST_LOG=SERVER_LOG_LEVEL,
         )
         env.update(self.extra_env)
+        if "TODO_AUTH_ISSUER" in env:
+            # An identity provider's tokens only: the server must not need the shared secret.
+            del env["TODO_JWT_SECRET"]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [self.binary],
@@ -246,6 +262,49 @@ def http(http_server: HttpServer, _server_logs: list[tuple[str, Path]]) -> HttpS
     """The session's HTTP server; its log is shown when the test fails."""
     _server_logs.append(("http", http_server.log))
     return http_server
+
+
+# --- an identity provider, and the HTTP server that takes its tokens ---------------------------
+
+
+@pytest.fixture(scope="session")
+def hydra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hydra]:
+    """Ory Hydra on its own database (tests/e2e/hydra.py)."""
+    with _fresh_database("e2e_hydra") as url:
+        workdir = tmp_path_factory.mktemp("hydra")
+        server = Hydra(hydra_binary(), f"{url}?sslmode=disable", workdir, free_port(), free_port())
+        try:
+            yield server.start()
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def oauth_server(
+    binary: str, database_url: str, hydra: Hydra, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HttpServer]:
+    """`todo-mcp` taking Hydra's access tokens: JWTs (keys used for 2 s before a refetch, so
+    that a removed key is refused soon), and opaque ones through Hydra's introspection."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("oauth") / "server.log"
+    env = {
+        "TODO_AUTH_ISSUER": hydra.issuer,
+        "TODO_RESOURCE_URL": f"http://127.0.0.1:{port}/mcp",
+        "TODO_AUTH_JWKS_MAX_AGE_SECONDS": "2",
+        "TODO_AUTH_INTROSPECTION_URL": f"{hydra.admin}/admin/oauth2/introspect",
+    }
+    server = HttpServer(binary, database_url, log, extra_env=env, port=port).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def oauth(oauth_server: HttpServer, hydra: Hydra, _server_logs: list[tuple[str, Path]]) -> HttpServer:
+    """The server in identity-provider mode; its log and Hydra's are shown when the test fails."""
+    _server_logs.extend([("oauth", oauth_server.log), ("hydra", hydra.log)])
+    return oauth_server
 
 
 # --- transports ---------------------------------------------------------------------------------

@@ -170,6 +170,8 @@ impl Issuer {
                 let jwks = discovered.jwks.as_ref().ok_or(AuthError::Invalid)?;
                 self.verify_jwt(token, header, jwks).await?
             }
+            // A JWT of an algorithm this server does not know (`none` among them).
+            Err(_) if looks_like_jwt(token) => return Err(AuthError::Invalid),
             // Not a JWT: an opaque token, which only the issuer can vouch for.
             Err(_) => {
                 let introspection = discovered
@@ -321,6 +323,18 @@ impl Issuer {
     }
 }
 
+/// Whether `token` has a JWT's shape: three parts, the first a JSON object in base64url.
+fn looks_like_jwt(token: &str) -> bool {
+    use base64::Engine;
+    let mut parts = token.split('.');
+    let header = parts.next().unwrap_or_default();
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header);
+    parts.count() == 2
+        && decoded.is_ok_and(|json| {
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json).is_ok()
+        })
+}
+
 /// The issuer must be an http(s) URL; plain http only on this machine unless allowed.
 fn check_issuer_url(issuer: &str, allow_http: bool) -> Result<(), BadIssuer> {
     let url = reqwest::Url::parse(issuer).map_err(|_| BadIssuer::NotUrl(issuer.into()))?;
@@ -367,6 +381,14 @@ fn http_client() -> Result<reqwest::Client, BadIssuer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jwts_are_told_from_opaque_tokens() {
+        assert!(looks_like_jwt("eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0."));
+        assert!(!looks_like_jwt("ory_at_abc.def"));
+        assert!(!looks_like_jwt("a.b.c"));
+        assert!(!looks_like_jwt("opaque"));
+    }
 
     #[test]
     fn issuer_urls() {
