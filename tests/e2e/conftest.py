@@ -5,7 +5,7 @@
   SQLite file for the session; the HTTP server (one per session, both HTTP transports) uses
   PostgreSQL. Each test gets its own user id, so tests never see each other's tasks.
 - `http`: the running HTTP server (port, URL, log).
-- `hydra`, `oauth`: Ory Hydra (tests/e2e/hydra.py), and an HTTP server that takes its access
+- `hydra`, `oauth`: Ory Hydra (tests/common/hydra.py), and an HTTP server that takes its access
   tokens instead of shared-secret ones (test_oauth.py).
 
 Environment: `TODO_MCP_BIN` (default `<repo>/target/debug/todo-mcp`), `TODO_TEST_DATABASE_URL`
@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sys
+
 import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
@@ -34,8 +36,11 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from hydra import Hydra, hydra_binary
 from support import JWT_SECRET, PROTOCOL, REPO, mint_token, new_user
+
+# Test helpers shared with tests/clients.
+sys.path.insert(0, str(REPO / "tests" / "common"))
+from hydra import Hydra, hydra_binary  # noqa: E402
 
 TRANSPORTS = ["stdio-legacy", "stdio-auto", "http-legacy", "http-auto", "sse-legacy"]
 SERVER_LOG_LEVEL = "info,mcp_server=debug"
@@ -269,7 +274,7 @@ def http(http_server: HttpServer, _server_logs: list[tuple[str, Path]]) -> HttpS
 
 @pytest.fixture(scope="session")
 def hydra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hydra]:
-    """Ory Hydra on its own database (tests/e2e/hydra.py)."""
+    """Ory Hydra on its own database (tests/common/hydra.py)."""
     with _fresh_database("e2e_hydra") as url:
         workdir = tmp_path_factory.mktemp("hydra")
         server = Hydra(hydra_binary(), f"{url}?sslmode=disable", workdir, free_port(), free_port())

@@ -1,5 +1,5 @@
 """The server as an OAuth 2.1 resource server (the MCP authorization spec), against a real
-authorization server: Ory Hydra (tests/e2e/hydra.py) issuing JWT access tokens (and opaque ones
+authorization server: Ory Hydra (tests/common/hydra.py) issuing JWT access tokens (and opaque ones
 to the clients that ask), and `todo-mcp` started with TODO_AUTH_ISSUER and TODO_RESOURCE_URL,
 without the shared secret.
 

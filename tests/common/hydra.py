@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx2
 
-from support import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 
 def hydra_binary() -> str:
