@@ -249,9 +249,8 @@ impl Application {
         }
         let mut core = Core::open(config, true).await?;
         let authenticator = Arc::new(authenticator(config, &core.secrets)?);
-        if let Authenticator::Issuer(issuer) = &*authenticator {
-            issuer.warm_up().await;
-        }
+        let warming = authenticator.clone();
+        tokio::spawn(async move { warming.warm_up().await });
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -154,8 +154,8 @@ impl Issuer {
         &self.metadata
     }
 
-    /// Reads the issuer's metadata now, so that a mistake shows in the log at start-up rather
-    /// than at the first request. A failure is logged, not fatal: the provider may come later.
+    /// Reads the issuer's metadata now. A failure is logged, not fatal: the provider may come
+    /// later.
     pub async fn warm_up(&self) {
         if let Err(e) = self.discovered().await {
             tracing::warn!(issuer = %self.settings.issuer, reason = %e, "the identity provider's metadata is not available yet");

@@ -83,6 +83,14 @@ impl Authenticator {
         }
     }
 
+    /// Reads what the identity provider publishes, if there is one, so that a mistake shows in
+    /// the log at start-up rather than at the first request.
+    pub async fn warm_up(&self) {
+        if let Authenticator::Issuer(issuer) = self {
+            issuer.warm_up().await;
+        }
+    }
+
     /// Where clients find how to sign in, when an identity provider issues the tokens.
     pub fn resource_metadata_url(&self) -> Option<&str> {
         match self {
