@@ -49,9 +49,14 @@ Each test uses its own user id (the JWT `sub`, or `--user` over stdio), so no te
 tasks. Stdio servers use a SQLite file per test; the HTTP server (one per session) uses a fresh
 PostgreSQL database.
 
+OAuth (test_ts_oauth.py): `hydra` is Ory Hydra on a database of its own (tests/common/hydra.py,
+shared with tests/e2e), and `oauth` an HTTP server in identity-provider mode (TODO_AUTH_ISSUER,
+TODO_RESOURCE_URL, no shared secret), started as tests/e2e's `oauth_server` is.
+
 Environment: `TODO_MCP_BIN` (default `<repo>/target/debug/todo-mcp`), `TODO_TEST_DATABASE_URL`
 (default: whatever `scripts/postgres.sh start` prints), `TODO_NODE` (a Node >= 22; default:
-installed by `scripts/node.sh install`, which also runs `npm ci` in js/ when needed).
+installed by `scripts/node.sh install`, which also runs `npm ci` in js/ when needed),
+`TODO_HYDRA` (the Hydra binary; default: built or found by `scripts/hydra.sh build`).
 """
 
 from __future__ import annotations
@@ -60,10 +65,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +77,11 @@ from typing import Any
 import pytest
 
 from nodeclients import JS, JWT_SECRET, REPO, Node, clean_env, mint_token, new_user
+
+# Test helpers shared with tests/e2e.
+sys.path.insert(0, str(REPO / "tests" / "common"))
+from hydra import Hydra, resource_server_env, running_hydra  # noqa: E402
+from pg import fresh_database  # noqa: E402
 
 SERVER_LOG_LEVEL = "info,mcp_server=debug"
 LOG_KEY = pytest.StashKey[list]()
@@ -143,35 +153,11 @@ def binary() -> str:
     return str(path.resolve())
 
 
-def _postgres(command: str, key: str) -> str:
-    out = subprocess.run(
-        ["bash", str(REPO / "scripts" / "postgres.sh"), command],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    for line in out.stdout.splitlines():
-        if line.startswith(f"{key}="):
-            return line.split("=", 1)[1].strip()
-    pytest.fail(f"scripts/postgres.sh {command} printed no {key}:\n{out.stdout}{out.stderr}")
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this session, dropped at its end (`e2e_` names are the
-    ones scripts/test.sh drops when a run left them behind)."""
-    admin = os.environ.get("TODO_TEST_DATABASE_URL") or _postgres("start", "DATABASE_URL")
-    psql = _postgres("env", "PSQL")
-    name = f"e2e_clients_{uuid.uuid4().hex}"
-
-    def run(sql: str) -> None:
-        out = subprocess.run([psql, "-d", admin, "-v", "ON_ERROR_STOP=1", "-qc", sql], capture_output=True, text=True)
-        assert out.returncode == 0, f"psql {sql!r}: {out.stderr}"
-
-    run(f"CREATE DATABASE {name}")
-    yield admin.rsplit("/", 1)[0] + "/" + name
-    run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    """A fresh PostgreSQL database for this session, dropped at its end."""
+    with fresh_database("e2e_clients") as url:
+        yield url
 
 
 # --- the servers --------------------------------------------------------------------------------
@@ -204,13 +190,16 @@ def _stop(proc: subprocess.Popen | None, timeout: float = 10) -> None:
 
 @dataclass
 class HttpServer:
-    """`todo-mcp --transport http --listen 127.0.0.1:<port>` on PostgreSQL."""
+    """`todo-mcp --transport http --listen 127.0.0.1:<port>` on PostgreSQL, on `port` (a free one
+    if unset), with `extra_env` added to its environment. With `TODO_AUTH_ISSUER` there it takes
+    that identity provider's tokens only: it is started without the shared secret."""
 
     binary: str
     database_url: str
     log: Path
     port: int = 0
     proc: subprocess.Popen | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
@@ -221,8 +210,11 @@ class HttpServer:
         return f"{self.base}/mcp"
 
     def start(self, timeout: float = 30) -> HttpServer:
-        self.port = free_port()
+        self.port = self.port or free_port()
         env = clean_env(TODO_JWT_SECRET=JWT_SECRET, DATABASE_URL=self.database_url, RUST_LOG=SERVER_LOG_LEVEL)
+        env.update(self.extra_env)
+        if "TODO_AUTH_ISSUER" in env:
+            del env["TODO_JWT_SECRET"]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [self.binary, "--transport", "http", "--listen", f"127.0.0.1:{self.port}"],
@@ -258,6 +250,39 @@ def http(http_server: HttpServer, _server_logs: list[tuple[str, Path]]) -> HttpS
     """The session's HTTP server; its log is shown when the test fails."""
     _server_logs.append(("http", http_server.log))
     return http_server
+
+
+# --- an identity provider, and the HTTP server that takes its tokens ---------------------------
+
+
+@pytest.fixture(scope="session")
+def hydra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hydra]:
+    """Ory Hydra on its own database (tests/common/hydra.py)."""
+    with running_hydra(tmp_path_factory.mktemp("hydra")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def oauth_server(
+    binary: str, database_url: str, hydra: Hydra, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HttpServer]:
+    """`todo-mcp` taking Hydra's access tokens, on a port chosen first so that TODO_RESOURCE_URL
+    can name it. It shares the session's database with `http_server`: users never overlap."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("oauth") / "server.log"
+    env = resource_server_env(hydra, port)
+    server = HttpServer(binary, database_url, log, port=port, extra_env=env).start()
+    try:
+        yield server
+    finally:
+        _stop(server.proc)
+
+
+@pytest.fixture
+def oauth(oauth_server: HttpServer, hydra: Hydra, _server_logs: list[tuple[str, Path]]) -> HttpServer:
+    """The server in identity-provider mode; its log and Hydra's are shown when the test fails."""
+    _server_logs.extend([("oauth", oauth_server.log), ("hydra", hydra.log)])
+    return oauth_server
 
 
 @dataclass

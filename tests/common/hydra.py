@@ -11,19 +11,22 @@ own is `audience`), so the token names this server.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
-REPO = Path(__file__).resolve().parents[2]
+from pg import REPO, fresh_database
 
 
 def hydra_binary() -> str:
@@ -38,6 +41,33 @@ def hydra_binary() -> str:
         if line.startswith("HYDRA="):
             return line.split("=", 1)[1].strip()
     raise RuntimeError(f"scripts/hydra.sh build printed no HYDRA=:\n{out.stdout}{out.stderr}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_hydra(workdir: Path) -> Iterator[Hydra]:
+    """Hydra on a database of its own, stopped and dropped on leaving."""
+    with fresh_database("e2e_hydra") as url:
+        server = Hydra(hydra_binary(), f"{url}?sslmode=disable", workdir, free_port(), free_port())
+        try:
+            yield server.start()
+        finally:
+            server.stop()
+
+
+def resource_server_env(hydra: Hydra, port: int) -> dict[str, str]:
+    """The environment of a `todo-mcp` on `port` that takes Hydra's access tokens: JWTs, and
+    opaque ones through Hydra's introspection endpoint."""
+    return {
+        "TODO_AUTH_ISSUER": hydra.issuer,
+        "TODO_RESOURCE_URL": f"http://127.0.0.1:{port}/mcp",
+        "TODO_AUTH_INTROSPECTION_URL": f"{hydra.admin}/admin/oauth2/introspect",
+    }
 
 
 @dataclass

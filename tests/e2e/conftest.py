@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,8 @@ from support import JWT_SECRET, PROTOCOL, REPO, mint_token, new_user
 
 # Test helpers shared with tests/clients.
 sys.path.insert(0, str(REPO / "tests" / "common"))
-from hydra import Hydra, hydra_binary  # noqa: E402
+from hydra import Hydra, resource_server_env, running_hydra  # noqa: E402
+from pg import fresh_database  # noqa: E402
 
 TRANSPORTS = ["stdio-legacy", "stdio-auto", "http-legacy", "http-auto", "sse-legacy"]
 SERVER_LOG_LEVEL = "info,mcp_server=debug"
@@ -98,58 +98,10 @@ def binary() -> str:
     return str(path.resolve())
 
 
-def _admin_database_url() -> str:
-    url = os.environ.get("TODO_TEST_DATABASE_URL")
-    if url:
-        return url
-    out = subprocess.run(
-        ["bash", str(REPO / "scripts" / "postgres.sh"), "start"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    for line in out.stdout.splitlines():
-        if line.startswith("DATABASE_URL="):
-            return line.split("=", 1)[1].strip()
-    pytest.fail(
-        "TODO_TEST_DATABASE_URL is unset and scripts/postgres.sh start printed no DATABASE_URL:\n"
-        + out.stdout
-        + out.stderr
-    )
-
-
-def _psql() -> str:
-    out = subprocess.run(
-        ["bash", str(REPO / "scripts" / "postgres.sh"), "env"], capture_output=True, text=True, timeout=60
-    )
-    for line in out.stdout.splitlines():
-        if line.startswith("PSQL="):
-            return line.split("=", 1)[1].strip()
-    return "psql"
-
-
-@contextlib.contextmanager
-def _fresh_database(prefix: str) -> Iterator[str]:
-    """A new PostgreSQL database, dropped on leaving."""
-    admin = _admin_database_url()
-    psql = _psql()
-    name = f"{prefix}_{uuid.uuid4().hex}"
-
-    def run(sql: str) -> None:
-        out = subprocess.run([psql, "-d", admin, "-v", "ON_ERROR_STOP=1", "-qc", sql], capture_output=True, text=True)
-        assert out.returncode == 0, f"psql {sql!r}: {out.stderr}"
-
-    run(f"CREATE DATABASE {name}")
-    try:
-        yield admin.rsplit("/", 1)[0] + "/" + name
-    finally:
-        run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this session, dropped at its end."""
-    with _fresh_database("e2e") as url:
+    with fresh_database("e2e") as url:
         yield url
 
 
@@ -275,29 +227,19 @@ def http(http_server: HttpServer, _server_logs: list[tuple[str, Path]]) -> HttpS
 @pytest.fixture(scope="session")
 def hydra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hydra]:
     """Ory Hydra on its own database (tests/common/hydra.py)."""
-    with _fresh_database("e2e_hydra") as url:
-        workdir = tmp_path_factory.mktemp("hydra")
-        server = Hydra(hydra_binary(), f"{url}?sslmode=disable", workdir, free_port(), free_port())
-        try:
-            yield server.start()
-        finally:
-            server.stop()
+    with running_hydra(tmp_path_factory.mktemp("hydra")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def oauth_server(
     binary: str, database_url: str, hydra: Hydra, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HttpServer]:
-    """`todo-mcp` taking Hydra's access tokens: JWTs (keys used for 2 s before a refetch, so
-    that a removed key is refused soon), and opaque ones through Hydra's introspection."""
+    """`todo-mcp` taking Hydra's access tokens, with the issuer's keys used for 2 s before a
+    refetch, so that a removed key is refused soon."""
     port = free_port()
     log = tmp_path_factory.mktemp("oauth") / "server.log"
-    env = {
-        "TODO_AUTH_ISSUER": hydra.issuer,
-        "TODO_RESOURCE_URL": f"http://127.0.0.1:{port}/mcp",
-        "TODO_AUTH_JWKS_MAX_AGE_SECONDS": "2",
-        "TODO_AUTH_INTROSPECTION_URL": f"{hydra.admin}/admin/oauth2/introspect",
-    }
+    env = {**resource_server_env(hydra, port), "TODO_AUTH_JWKS_MAX_AGE_SECONDS": "2"}
     server = HttpServer(binary, database_url, log, extra_env=env, port=port).start()
     try:
         yield server

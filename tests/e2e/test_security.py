@@ -40,7 +40,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from conftest import HttpServer, _admin_database_url, _psql
+from conftest import HttpServer
+from pg import admin_database_url, psql
 from support import JWT_SECRET, PAST, Y, mint_token, new_user
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
@@ -693,12 +694,12 @@ class Hardened:
 def hardened(binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hardened]:
     """An HTTP server with a distinctive JWT secret, a database role with a distinctive password,
     allow-lists set for a deployment at todo.example.test, and every log level on."""
-    admin, psql = _admin_database_url(), _psql()
+    admin, psql_bin = admin_database_url(), psql()
     tag = uuid.uuid4().hex[:12]
     role, db = f"sec_role_{tag}", f"sec_db_{tag}"
     password = f"pgpw-{secrets.token_hex(16)}"
     secret = f"jwt-{secrets.token_hex(24)}"
-    h = Hardened(None, secret, password, db, admin, psql)  # type: ignore[arg-type]
+    h = Hardened(None, secret, password, db, admin, psql_bin)  # type: ignore[arg-type]
     h.sql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
     try:
         h.sql(f"CREATE DATABASE {db} OWNER {role}")
@@ -862,7 +863,7 @@ def _server_env(**extra: str) -> dict[str, str]:
 def test_startup_errors_do_not_echo_secrets(binary):
     """Every way a start-up can fail on its database URL or JWT secret names the problem, exits
     non-zero, and never prints the password or the secret."""
-    admin = _admin_database_url()
+    admin = admin_database_url()
     host_port = admin.split("@", 1)[1].split("/", 1)[0]
     password = f"startpw-{secrets.token_hex(12)}"
     secret = f"jwt-{secrets.token_hex(24)}"
