@@ -17,6 +17,10 @@
 #   processes pid_alive, pid_is, stop_process
 #   servers   pick_port, current_port, note_running, server_status,
 #             die_with_log (the skeleton of postgres.sh and redis.sh, below)
+#   go tools  find_go, go_mod_version, go_build, source_hash, candidate_dirs,
+#             expected_stamp, is_valid_build, find_valid_build,
+#             choose_build_dir, do_build, go_tool_build, go_tool_path,
+#             go_tool_clean (the skeleton of daprd.sh and hydra.sh, below)
 #   benches   cpu_ticks, wait_for_idle, json_num
 #   tests     prepare_test_deps, pytest_in
 #
@@ -349,6 +353,219 @@ server_status() {
 die_with_log() {
     tail -n 30 "$1" >&2 2>/dev/null || true
     die "$2"
+}
+
+# --- go tools ---------------------------------------------------------------
+# The skeleton of a program built from Go modules and cached (daprd.sh,
+# hydra.sh): its build/path/clean commands. The script sets
+#   SRC             the Go module to build in (tools/<name>)
+#   RECIPE          its build recipe as text, hashed with the sources: bump it
+#                   when the build changes (forces a rebuild)
+#   TOOL            the name of the cache dirs and of the stamp's version key:
+#                   ${XDG_CACHE_HOME:-$HOME/.cache}/todo-$TOOL/<version>,
+#                   $CACHE_DIR/$TOOL, ${TOOL}_version=<version>
+#   TOOL_CACHE_VAR  the name of the variable that, when set, is the only
+#                   cache dir (e.g. TODO_DAPR_CACHE)
+#   TOOL_BINS       (array) the binaries a build makes, in <dir>/bin/
+# and defines tool_version (print the version to build), build_bins go
+# version dir (build TOOL_BINS into dir and check they run) and print_paths
+# dir version (the stdout of build and path). Its cmd_build, cmd_path and
+# cmd_clean are go_tool_build, go_tool_path and go_tool_clean. A build is
+# valid when all of TOOL_BINS exist and <dir>/stamp records the version and
+# the source_hash.
+
+# The go binary: $TODO_GO, else go on PATH, else /usr/local/go/bin/go.
+find_go() {
+    if [[ -n "${TODO_GO:-}" ]]; then
+        [[ -x "$TODO_GO" ]] || die "TODO_GO=$TODO_GO is not executable"
+        echo "$TODO_GO"
+    elif have go; then
+        command -v go
+    elif [[ -x /usr/local/go/bin/go ]]; then
+        echo /usr/local/go/bin/go
+    else
+        die "Go is not installed (need the version in $SRC/go.mod or newer; set TODO_GO)"
+    fi
+}
+
+# go_mod_version module : the version of module in the `require` of
+# $SRC/go.mod (e.g. v1.18.2).
+go_mod_version() {
+    local v
+    v="$(awk -v mod="$1" '$1 == mod && $2 ~ /^v[0-9]/ { print $2; exit }' "$SRC/go.mod")"
+    [[ -n "$v" ]] || die "cannot find the $1 requirement in $SRC/go.mod"
+    echo "$v"
+}
+
+# go_build go out pkg ldflags : build pkg (as named in $SRC) into out, without
+# cgo, reproducibly and niced; go's output on stderr. A change to these flags
+# changes every build: bump the RECIPE of the scripts.
+go_build() {
+    local go="$1" out="$2" pkg="$3" ldflags="$4"
+    (cd "$SRC" && CGO_ENABLED=0 nice -n 10 "$go" build \
+        -trimpath -buildvcs=false \
+        -ldflags "$ldflags" \
+        -o "$out" "$pkg") >&2
+}
+
+# A hash of $RECIPE and $SRC/{go.mod,go.sum,*.go}.
+source_hash() {
+    local files=("$SRC/go.mod" "$SRC/go.sum")
+    local f
+    while IFS= read -r f; do
+        files+=("$f")
+    done < <(find "$SRC" -maxdepth 1 -name '*.go' -type f | LC_ALL=C sort)
+    {
+        printf '%s\n' "$RECIPE"
+        for f in "${files[@]}"; do
+            printf '== %s\n' "${f#"$SRC/"}"
+            cat "$f"
+        done
+    } | sha256sum | cut -d' ' -f1
+}
+
+machine_cache_dir() {
+    local base="${XDG_CACHE_HOME:-}"
+    if [[ -z "$base" ]]; then
+        [[ -n "${HOME:-}" ]] || return 1
+        base="$HOME/.cache"
+    fi
+    echo "$base/todo-$TOOL/$1"
+}
+
+# candidate_dirs version : the cache dirs, most preferred first.
+candidate_dirs() {
+    local version="$1" d
+    if [[ -n "${!TOOL_CACHE_VAR:-}" ]]; then
+        echo "${!TOOL_CACHE_VAR}"
+        return
+    fi
+    if d="$(machine_cache_dir "$version")"; then
+        echo "$d"
+    fi
+    echo "$CACHE_DIR/$TOOL"
+}
+
+# expected_stamp version hash : the lines of a valid build's stamp (it has
+# more, for people: recipe, go, built_at, source).
+expected_stamp() {
+    printf '%s_version=%s\nsource_hash=%s\n' "$TOOL" "$1" "$2"
+}
+
+# is_valid_build dir version hash
+is_valid_build() {
+    local dir="$1" version="$2" hash="$3" bin
+    for bin in "${TOOL_BINS[@]}"; do
+        [[ -x "$dir/bin/$bin" ]] || return 1
+    done
+    [[ -f "$dir/stamp" ]] || return 1
+    [[ "$(grep -E "^(${TOOL}_version|source_hash)=" "$dir/stamp")" == "$(expected_stamp "$version" "$hash")" ]]
+}
+
+# find_valid_build version hash : print the first dir holding a valid build,
+# or nothing (and fail).
+find_valid_build() {
+    local version="$1" hash="$2" d
+    while IFS= read -r d; do
+        if is_valid_build "$d" "$version" "$hash"; then
+            echo "$d"
+            return 0
+        fi
+    done < <(candidate_dirs "$version")
+    return 1
+}
+
+# choose_build_dir version : where a new build goes: the first candidate dir
+# we can create and write.
+choose_build_dir() {
+    local version="$1" d
+    while IFS= read -r d; do
+        if mkdir -p "$d" 2>/dev/null && [[ -w "$d" ]]; then
+            echo "$d"
+            return 0
+        fi
+    done < <(candidate_dirs "$version")
+    die "no writable cache dir among: $(candidate_dirs "$version" | tr '\n' ' ')"
+}
+
+# do_build dir version hash : build (build_bins) into dir/bin.tmp.<pid>, then
+# replace dir/bin with it and write dir/stamp.
+do_build() {
+    local dir="$1" version="$2" hash="$3" go tmp bin sizes="" start=$SECONDS
+    local names="${TOOL_BINS[*]}"
+    go="$(find_go)"
+    log "building ${names// / and } $version with $("$go" version | cut -d' ' -f3) into $dir (takes a few minutes the first time)"
+    tmp="$dir/bin.tmp.$$"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    # Clean up a half-done build if interrupted.
+    trap 'rm -rf "$tmp"' EXIT
+    log "go mod download"
+    (cd "$SRC" && nice -n 10 "$go" mod download) >&2 || die "go mod download failed (is the Go module proxy reachable?)"
+    build_bins "$go" "$version" "$tmp"
+    rm -f "$dir/stamp"
+    rm -rf "${dir:?}/bin"
+    mv "$tmp" "$dir/bin"
+    trap - EXIT
+    {
+        expected_stamp "$version" "$hash"
+        printf 'recipe=%s\ngo=%s\nbuilt_at=%s\nsource=%s\n' \
+            "$RECIPE" "$("$go" version)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SRC"
+    } >"$dir/stamp"
+    for bin in "${TOOL_BINS[@]}"; do
+        sizes+="${sizes:+, }$bin $(du -h "$dir/bin/$bin" | cut -f1)"
+    done
+    log "built in $((SECONDS - start))s: $sizes"
+}
+
+# The build command: a no-op when a valid build is cached.
+go_tool_build() {
+    local version hash dir
+    version="$(tool_version)"
+    hash="$(source_hash)"
+    if dir="$(find_valid_build "$version" "$hash")"; then
+        log "up to date: $dir ($TOOL $version)"
+        print_paths "$dir" "$version"
+        return 0
+    fi
+    dir="$(choose_build_dir "$version")"
+    # One build at a time per cache dir; re-check after waiting for the lock
+    # (another process may just have built it).
+    exec 9>>"$dir/lock"
+    if ! flock -n 9; then
+        log "another build into $dir is running; waiting for it"
+        flock -w 3600 9 || die "timed out waiting for $dir/lock"
+    fi
+    if ! is_valid_build "$dir" "$version" "$hash"; then
+        do_build "$dir" "$version" "$hash"
+    fi
+    exec 9>&-
+    print_paths "$dir" "$version"
+}
+
+# The path command: exit 1 when no valid build is cached.
+go_tool_path() {
+    local version hash dir name
+    version="$(tool_version)"
+    hash="$(source_hash)"
+    if ! dir="$(find_valid_build "$version" "$hash")"; then
+        name="$(_log_tag)"
+        log "$name $version is not built (or ${SRC#"$REPO/"} changed); run: scripts/$name.sh build"
+        exit 1
+    fi
+    print_paths "$dir" "$version"
+}
+
+# The clean command: delete all candidate cache dirs.
+go_tool_clean() {
+    local version d
+    version="$(tool_version)"
+    while IFS= read -r d; do
+        if [[ -e "$d" ]]; then
+            log "removing $d"
+            rm -rf "$d"
+        fi
+    done < <(candidate_dirs "$version")
 }
 
 # --- benches ----------------------------------------------------------------
