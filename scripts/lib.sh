@@ -498,11 +498,15 @@ do_build() {
     tmp="$dir/bin.tmp.$$"
     rm -rf "$tmp"
     mkdir -p "$tmp"
+    # The build's compiled packages go to a cache of its own, deleted afterwards (unless GOCACHE
+    # is set): the binaries are what is kept, and a clean machine (CI) has no disk to spare.
+    local gocache="${GOCACHE:-$dir/go-build.tmp.$$}"
     # Clean up a half-done build if interrupted.
-    trap 'rm -rf "$tmp"' EXIT
+    trap 'rm -rf "$tmp"; [[ -n "${GOCACHE:-}" ]] || rm -rf "$gocache"' EXIT
     log "go mod download"
     (cd "$SRC" && nice -n 10 "$go" mod download) >&2 || die "go mod download failed (is the Go module proxy reachable?)"
-    build_bins "$go" "$version" "$tmp"
+    GOCACHE="$gocache" build_bins "$go" "$version" "$tmp"
+    [[ -n "${GOCACHE:-}" ]] || rm -rf "$gocache"
     rm -f "$dir/stamp"
     rm -rf "${dir:?}/bin"
     mv "$tmp" "$dir/bin"
