@@ -260,8 +260,8 @@ impl Application {
         }
         let streams = CancellationToken::new();
         let settings = HttpSettings {
+            allowed_hosts: allowed_hosts(config, &authenticator),
             authenticator,
-            allowed_hosts: config.allowed_hosts.clone(),
             allowed_origins: config.allowed_origins.clone(),
             max_body_bytes: config.max_body_bytes,
             fair_share: FairShare {
@@ -313,6 +313,22 @@ impl Application {
         self.core.stop().await;
         Ok(served?)
     }
+}
+
+/// The Host headers to answer: the configured ones and, with an identity provider, the host of
+/// the resource URL, which is where clients reach the server by definition.
+fn allowed_hosts(config: &Config, authenticator: &Authenticator) -> Vec<String> {
+    let mut hosts = config.allowed_hosts.clone();
+    let resource_host = authenticator
+        .resource_metadata_url()
+        .and_then(|url| reqwest::Url::parse(url).ok())
+        .and_then(|url| url.host_str().map(str::to_owned));
+    if let Some(host) = resource_host
+        && !hosts.contains(&host)
+    {
+        hosts.push(host);
+    }
+    hosts
 }
 
 /// The bearer-token check the configuration asks for: an identity provider's tokens when

@@ -38,7 +38,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from hydra import Hydra
+from conftest import HttpServer, free_port
+from hydra import Hydra, resource_server_env
 from support import add, call_ok, ids, list_all
 
 pytestmark = pytest.mark.anyio
@@ -339,3 +340,30 @@ async def test_signing_keys_rotate_without_a_restart(oauth: Any, hydra: Hydra) -
     # The others still work.
     for alg in ("ES256", "RS256"):
         assert call(oauth, tokens[alg][1], "list_tasks").status_code == 200, alg
+
+
+# --- where clients reach the server -------------------------------------------------------------
+
+
+def test_the_resource_url_host_is_answered(binary: str, database_url: str, hydra: Hydra, tmp_path: Any) -> None:
+    """Clients reach the server at TODO_RESOURCE_URL, whatever TODO_ALLOWED_HOSTS says: its host
+    is answered (DNS-rebinding protection still refuses every other)."""
+    port = free_port()
+    resource = f"http://todo.test:{port}/mcp"
+    env = {**resource_server_env(hydra, port), "TODO_RESOURCE_URL": resource}
+    server = HttpServer(binary, database_url, tmp_path / "server.log", extra_env=env, port=port).start()
+    try:
+        token = hydra.token(hydra.service_client(BOTH, [resource]), BOTH, audience=resource)
+
+        def tools_list(host: str) -> httpx2.Response:
+            headers = {"Host": host, "Authorization": f"Bearer {token}",
+                       "Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+            body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+            return httpx2.post(server.url, headers=headers, json=body, timeout=10)
+
+        assert tools_list(f"todo.test:{port}").status_code == 200
+        assert tools_list(f"evil.test:{port}").status_code in (400, 403, 421)
+        metadata = httpx2.get(f"{server.base}/.well-known/oauth-protected-resource/mcp", timeout=10).json()
+        assert metadata["resource"] == resource
+    finally:
+        server.stop()
