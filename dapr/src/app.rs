@@ -29,7 +29,7 @@ use crate::DaprClient;
 use crate::client::BulkEntry;
 
 /// Where the services publish the events they can never process ([`deliver`]).
-pub const DEAD_LETTER_TOPIC: &str = "deadletter";
+pub use todo_shared::events::DEAD_LETTER_TOPIC;
 
 /// The Dapr pub/sub component both services use (see `components/pubsub.yaml`).
 pub const PUBSUB_NAME: &str = "pubsub";

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use cloudevents::{EventBuilder, EventBuilderV10};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -36,6 +37,8 @@ pub const DATA_CONTENT_TYPE: &str = "application/json";
 pub const TOPIC_TASKS: &str = "tasks";
 /// The pub/sub topic for notification events.
 pub const TOPIC_NOTIFICATIONS: &str = "notifications";
+/// Where a consumer publishes an event it can never process, unchanged, before dropping it.
+pub const DEAD_LETTER_TOPIC: &str = "deadletter";
 
 /// Every event type of the platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,6 +93,42 @@ impl EventType {
         }
     }
 
+    /// The version of this type's `data` schema. Additive changes (a new optional field) keep
+    /// it; any other change makes a new version, published beside the old one for the
+    /// transition window (README, Consuming the events), so that no consumer mid-upgrade gets
+    /// an event it cannot read.
+    pub fn version(self) -> u32 {
+        1
+    }
+
+    /// The CloudEvents `dataschema` attribute: names the type and the version of its `data`
+    /// schema (the message of that name in `docs/asyncapi.json`).
+    pub fn dataschema(self) -> String {
+        format!("urn:todo-mcp:events:{}:v{}", self.as_str(), self.version())
+    }
+
+    /// What an event of this type says, in a line.
+    pub fn summary(self) -> &'static str {
+        match self {
+            EventType::TaskCreated => "A task was created (also each new occurrence of a series).",
+            EventType::TaskUpdated => {
+                "A task's fields changed; `changes` names each, with its old and new value."
+            }
+            EventType::TaskCompleted => {
+                "A task was completed (or reopened: `changes.status` says which)."
+            }
+            EventType::TaskDeleted => "A task was deleted; `task` is the task as it was.",
+            EventType::ReminderTriggered => "A reminder's time has come: notify the task's owner.",
+            EventType::RecurringScheduled => {
+                "The next occurrence of a series is due to exist: create it, with the id given."
+            }
+            EventType::ResyncRequested => {
+                "The scheduler's state was lost (or is new): replay the schedule."
+            }
+            EventType::TaskResynced => "A task replayed for a resync: as it is, with no change.",
+        }
+    }
+
     /// The `source` of every event of this type: the one service that publishes it.
     pub fn source(self) -> &'static str {
         match self {
@@ -102,14 +141,14 @@ impl EventType {
 }
 
 /// One field's value before and after a change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FieldChange {
     pub from: Value,
     pub to: Value,
 }
 
 /// `data` of the `com.todo.task.*` events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskEventData {
     /// The task after the change; for `deleted`, the task as it was.
     pub task: TaskSnapshot,
@@ -156,7 +195,7 @@ impl TaskEventData {
 /// The consumer creates the task `task_id` as a copy of `previous_task_id` due at `due`. The id is
 /// derived from the series and the occurrence ([`occurrence_task_id`]), so however often the
 /// event is delivered or re-published, at most one task exists per occurrence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RecurringScheduled {
     /// The user whose series it is.
     pub owner: String,
@@ -176,7 +215,7 @@ pub fn occurrence_task_id(series_id: Uuid, due: DateTime<Utc>) -> Uuid {
 }
 
 /// `data` of `com.todo.reminder.triggered`: a reminder's time has come.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReminderTriggered {
     /// The user to notify.
     pub owner: String,
@@ -226,7 +265,7 @@ fn same(a: &Value, b: &Value) -> bool {
 /// `data` of `com.todo.resync.requested`: the scheduler's state was lost (or is new), and
 /// `todo-mcp` is asked to replay the current schedule: every task with something to schedule, as
 /// `com.todo.task.resynced`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ResyncRequested {
     /// The scheduler state's new epoch, which the request is for (also the event's subject).
     pub epoch: Uuid,
@@ -288,7 +327,7 @@ impl OutgoingEvent {
             .ty(event_type.as_str())
             .subject(subject.to_string())
             .time(time)
-            .data(DATA_CONTENT_TYPE, data)
+            .data_with_schema(DATA_CONTENT_TYPE, event_type.dataschema(), data)
             .build()?;
         Ok(Self {
             id,

@@ -54,7 +54,8 @@ pub struct Incoming<T> {
 impl<T: DeserializeOwned> Incoming<T> {
     /// Reads an envelope delivered on `topic`, in the structured JSON format. `Ok(None)` when
     /// its type is not one of `wanted` (not this consumer's to handle, or a type this version
-    /// does not know); `Err` with the reason when it can never be processed.
+    /// does not know), or its `dataschema` names a version of the type this consumer does not
+    /// read; `Err` with the reason when it can never be processed.
     ///
     /// `source` must be the one service that publishes the type. `specversion` is required by
     /// CloudEvents and always set by Dapr and by our producers; an envelope that leaves it out
@@ -75,6 +76,14 @@ impl<T: DeserializeOwned> Incoming<T> {
             return Err(format!("{ty} events are never published on `{topic}`"));
         }
         if !wanted.contains(&event_type) {
+            return Ok(None);
+        }
+        // Another version of the type is another consumer's: while a type changes, both
+        // versions are published side by side (README, Consuming the events). An event without
+        // `dataschema` comes from a release before versions were named: version 1.
+        if let Some(schema) = envelope.get("dataschema").and_then(Value::as_str)
+            && schema != event_type.dataschema()
+        {
             return Ok(None);
         }
         let source = envelope.get("source").and_then(Value::as_str);
@@ -172,6 +181,22 @@ mod tests {
             };
         }
         event
+    }
+
+    #[test]
+    fn reads_its_own_version_of_a_type_and_leaves_others() {
+        let v1 = event(json!({"dataschema": RECURRING.dataschema()}));
+        assert!(parse(v1).unwrap().is_some());
+        // Published before versions were named: version 1.
+        assert!(parse(event(json!({}))).unwrap().is_some());
+        let v2 = event(
+            json!({"dataschema": "urn:todo-mcp:events:com.todo.recurring.scheduled:v2",
+                               "data": {"another": "shape"}}),
+        );
+        assert!(
+            parse(v2).unwrap().is_none(),
+            "another version is another consumer's"
+        );
     }
 
     #[test]

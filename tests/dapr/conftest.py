@@ -74,6 +74,18 @@ LOGS_KEY = pytest.StashKey[list]()
 # Logs of the processes that live for the whole session, shown with every failure.
 SESSION_LOGS: list[tuple[str, Path]] = []
 PROBE: list[ProbeApp] = []
+# The event types the session's tests make the services publish, each checked by the probe
+# against the contract.
+CONTRACT_TYPES = {
+    "com.todo.task.created",
+    "com.todo.task.updated",
+    "com.todo.task.completed",
+    "com.todo.task.deleted",
+    "com.todo.reminder.triggered",
+    "com.todo.recurring.scheduled",
+    "com.todo.resync.requested",
+    "com.todo.task.resynced",
+}
 
 
 def _daprd_built() -> bool:
@@ -236,8 +248,15 @@ class Probe:
         return getattr(self.app, name)
 
 
+def _runs_every_test(config: pytest.Config) -> bool:
+    """Whether the session runs the whole directory (no selection), so that every event type
+    the tests make the services publish is expected at the probe."""
+    selected = config.option.keyword or config.option.markexpr
+    return not selected and all(Path(arg).is_dir() for arg in config.args)
+
+
 @pytest.fixture(scope="session")
-def probe(infra: Infra) -> Iterator[Probe]:
+def probe(infra: Infra, request: pytest.FixtureRequest) -> Iterator[Probe]:
     topics = [TOPIC_TASKS, TOPIC_NOTIFICATIONS, TOPIC_DEADLETTER]
     app = ProbeApp(topics).start()
     PROBE.append(app)
@@ -256,6 +275,14 @@ def probe(infra: Infra) -> Iterator[Probe]:
         daprd.wait_healthy()
         daprd.wait_subscribed(set(topics))
         yield Probe(app, daprd)
+        # Every event the services published during the session followed the contract, and
+        # every type that crosses a topic was among them.
+        assert not app.contract_errors, "events broke docs/asyncapi.json:\n" + "\n".join(
+            app.contract_errors[:20]
+        )
+        missing = sorted(CONTRACT_TYPES - set(app.contract_checked))
+        if _runs_every_test(request.config):
+            assert not missing, f"no event of {missing} reached the probe to be checked: {app.contract_checked}"
     finally:
         daprd.close()
         app.stop()

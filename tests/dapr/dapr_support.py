@@ -13,6 +13,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,6 +26,9 @@ from typing import Any
 
 import httpx2
 import jwt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+from contract import Contract  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = REPO / "components"
@@ -742,11 +746,16 @@ class Delivery:
 
 class ProbeApp:
     """A Dapr app (threading http.server) that subscribes programmatically to `topics`, records
-    every delivery, and answers SUCCESS."""
+    every delivery, and answers SUCCESS. Every event a service published is checked against the
+    contract (docs/asyncapi.json) as it arrives: `contract_errors` lists what broke it, and
+    `contract_checked` counts the events checked by type."""
 
     def __init__(self, topics: Iterable[str]) -> None:
         self.topics = list(topics)
         self.deliveries: list[Delivery] = []
+        self.contract = Contract()
+        self.contract_checked: dict[str, int] = {}
+        self.contract_errors: list[str] = []
         self.cond = threading.Condition()
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
@@ -802,6 +811,12 @@ class ProbeApp:
                 except ValueError:
                     event = {"_raw": raw.decode(errors="replace")}
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if topic != TOPIC_DEADLETTER and probe.contract.is_ours(event):
+                    errors = probe.contract.errors(event)
+                    with probe.cond:
+                        kind = str(event.get("type"))
+                        probe.contract_checked[kind] = probe.contract_checked.get(kind, 0) + 1
+                        probe.contract_errors.extend(f"{kind} {event.get('id')}: {e}" for e in errors)
                 with probe.cond:
                     probe.deliveries.append(Delivery(topic, headers, event))
                     probe.cond.notify_all()
