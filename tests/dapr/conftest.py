@@ -74,8 +74,9 @@ LOGS_KEY = pytest.StashKey[list]()
 # Logs of the processes that live for the whole session, shown with every failure.
 SESSION_LOGS: list[tuple[str, Path]] = []
 PROBE: list[ProbeApp] = []
-# The event types the session's tests make the services publish, each checked by the probe
-# against the contract.
+# The event types the session's tests make the services publish where the probe hears them, each
+# checked against the contract. (`com.todo.task.resynced`, the same payload as the other task
+# events, is published in test_dapr_resync.py's own deployment, which the probe does not hear.)
 CONTRACT_TYPES = {
     "com.todo.task.created",
     "com.todo.task.updated",
@@ -84,7 +85,6 @@ CONTRACT_TYPES = {
     "com.todo.reminder.triggered",
     "com.todo.recurring.scheduled",
     "com.todo.resync.requested",
-    "com.todo.task.resynced",
 }
 
 
