@@ -80,7 +80,7 @@ from nodeclients import JS, JWT_SECRET, REPO, Node, clean_env, mint_token, new_u
 
 # Test helpers shared with tests/e2e.
 sys.path.insert(0, str(REPO / "tests" / "common"))
-from hydra import Hydra, resource_server_env, running_hydra  # noqa: E402
+from hydra import Hydra, hydra_fixture, resource_server_env  # noqa: E402, F401 (hydra_fixture: the `hydra` fixture)
 from pg import fresh_database  # noqa: E402
 
 SERVER_LOG_LEVEL = "info,mcp_server=debug"
@@ -252,14 +252,8 @@ def http(http_server: HttpServer, _server_logs: list[tuple[str, Path]]) -> HttpS
     return http_server
 
 
-# --- an identity provider, and the HTTP server that takes its tokens ---------------------------
-
-
-@pytest.fixture(scope="session")
-def hydra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hydra]:
-    """Ory Hydra on its own database (tests/common/hydra.py)."""
-    with running_hydra(tmp_path_factory.mktemp("hydra")) as server:
-        yield server
+# --- an identity provider (`hydra`, tests/common/hydra.py), and the HTTP server that takes its
+# tokens ---------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 
 from pg import REPO, fresh_database
 
@@ -58,6 +59,13 @@ def running_hydra(workdir: Path) -> Iterator[Hydra]:
             yield server.start()
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="session", name="hydra")
+def hydra_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hydra]:
+    """Ory Hydra on its own database, for the session (import it into a conftest)."""
+    with running_hydra(tmp_path_factory.mktemp("hydra")) as server:
+        yield server
 
 
 def resource_server_env(hydra: Hydra, port: int) -> dict[str, str]:
