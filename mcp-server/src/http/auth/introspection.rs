@@ -12,8 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use super::AuthError;
-use super::issuer::Grant;
+use super::{AuthError, Grant};
 
 /// The longest an answer is trusted without asking again.
 const CACHE_FOR: Duration = Duration::from_secs(30);

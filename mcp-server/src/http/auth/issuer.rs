@@ -15,11 +15,11 @@ use jsonwebtoken::Validation;
 use serde::Deserialize;
 use tokio::sync::{Mutex, OnceCell};
 
-use super::AuthError;
 use super::introspection::{Introspection, IntrospectionSettings};
 use super::jwks::{ACCEPTED, Jwks};
 use super::metadata::ResourceMetadata;
 use super::shared_secret::{refusal, user};
+use super::{AuthError, Grant};
 use crate::mcp::AuthenticatedUser;
 use crate::mcp::access::{Access, ScopeNames};
 
@@ -62,14 +62,6 @@ pub enum BadIssuer {
     Resource(#[from] super::metadata::BadResource),
     #[error("cannot set up TLS for the identity provider: {0}")]
     Tls(String),
-}
-
-/// What a verified token grants.
-#[derive(Debug, Clone)]
-pub struct Grant {
-    pub sub: String,
-    pub scopes: Vec<String>,
-    pub zoneinfo: Option<String>,
 }
 
 /// The parts of the issuer's metadata this server uses.

@@ -38,6 +38,15 @@ pub enum Authenticator {
     Issuer(Issuer),
 }
 
+/// What an identity provider's token grants, however it was checked (signature or
+/// introspection).
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub sub: String,
+    pub scopes: Vec<String>,
+    pub zoneinfo: Option<String>,
+}
+
 /// Why a token was refused; the text goes into the `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
