@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -81,6 +80,7 @@ from nodeclients import JS, JWT_SECRET, REPO, Node, clean_env, mint_token, new_u
 # Test helpers shared with tests/e2e.
 sys.path.insert(0, str(REPO / "tests" / "common"))
 from hydra import Hydra, hydra_fixture, resource_server_env  # noqa: E402, F401 (hydra_fixture: the `hydra` fixture)
+from net import free_port  # noqa: E402
 from pg import fresh_database  # noqa: E402
 
 SERVER_LOG_LEVEL = "info,mcp_server=debug"
@@ -161,12 +161,6 @@ def database_url() -> Iterator[str]:
 
 
 # --- the servers --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _healthy(url: str) -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -27,6 +26,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from net import free_port
 from pg import REPO, fresh_database
 
 
@@ -42,12 +42,6 @@ def hydra_binary() -> str:
         if line.startswith("HYDRA="):
             return line.split("=", 1)[1].strip()
     raise RuntimeError(f"scripts/hydra.sh build printed no HYDRA=:\n{out.stdout}{out.stderr}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -40,6 +39,7 @@ from support import JWT_SECRET, PROTOCOL, REPO, mint_token, new_user
 # Test helpers shared with tests/clients.
 sys.path.insert(0, str(REPO / "tests" / "common"))
 from hydra import Hydra, hydra_fixture, resource_server_env  # noqa: E402, F401 (hydra_fixture: the `hydra` fixture)
+from net import free_port  # noqa: E402
 from pg import fresh_database  # noqa: E402
 
 TRANSPORTS = ["stdio-legacy", "stdio-auto", "http-legacy", "http-auto", "sse-legacy"]
@@ -115,12 +115,6 @@ def stdio_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 # --- the HTTP server ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

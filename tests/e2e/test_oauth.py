@@ -38,7 +38,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from conftest import HttpServer, free_port
+from conftest import HttpServer
+from net import free_port
 from hydra import Hydra, resource_server_env
 from support import add, call_ok, ids, list_all
 
