@@ -76,6 +76,7 @@ async fn a_pass_removes_what_is_no_longer_kept(t: TestDb) {
             processed_events: 2,
             old_notifications: 2,
             surplus_notifications: 1,
+            usage_folded: 0,
         }
     );
     assert_eq!(common::count(&t.db, "processed_events").await, 3);

@@ -3,16 +3,18 @@
 //! a person keeps; `--tasks-per-user`, `--series-per-user`, `--reminders-per-user` and
 //! `--min-recurrence-minutes` change them.
 //!
-//! Checked in the transaction of the change: two single changes of one user racing at the limit
-//! may both pass, so a quota can be exceeded by the user's concurrency (at most a few); batches
-//! of one user count one after another.
+//! Checked in the transaction of the change, against what the user holds as the `usage` table
+//! counts it (one read, however much they hold): two single changes of one user racing at the
+//! limit may both pass, so a quota can be exceeded by the user's concurrency (at most a few);
+//! batches of one user count one after another.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use todo_shared::recurrence::Recurrence;
 
 use crate::error::{AppError, AppResult};
-use crate::store::{Tx, quotas};
+use crate::store::Tx;
+use crate::store::quotas::{self, Held};
 
 /// Consecutive occurrences of a cron rule looked at for its shortest interval.
 const CRON_SAMPLES: usize = 500;
@@ -41,22 +43,16 @@ impl Default for Quotas {
     }
 }
 
-/// What a user may still add, counted once for several new tasks: each takes its share
+/// What a user holds, read once for several new tasks: each takes its share
 /// ([`Quotas::take`]) until one does not fit.
 #[derive(Debug, Clone, Copy)]
-pub struct Room {
-    tasks: i64,
-    /// Counted only when a new task has a recurrence.
-    series: Option<i64>,
-    /// Counted only when a new task has reminders.
-    reminders: Option<i64>,
-}
+pub struct Room(Held);
 
 impl Quotas {
     /// Room for one more task.
     pub async fn check_task(&self, tx: &mut Tx, owner: &str) -> AppResult<()> {
-        let held = quotas::tasks(tx, owner, self.tasks_per_user).await?;
-        if held >= i64::from(self.tasks_per_user) {
+        let held = quotas::held(tx, owner).await?;
+        if held.tasks >= i64::from(self.tasks_per_user) {
             return Err(self.tasks_full());
         }
         Ok(())
@@ -64,8 +60,8 @@ impl Quotas {
 
     /// Room for one more live series.
     pub async fn check_series(&self, tx: &mut Tx, owner: &str) -> AppResult<()> {
-        let held = quotas::live_series(tx, owner, self.series_per_user).await?;
-        if held >= i64::from(self.series_per_user) {
+        let held = quotas::held(tx, owner).await?;
+        if held.live_series >= i64::from(self.series_per_user) {
             return Err(self.series_full());
         }
         Ok(())
@@ -76,63 +72,39 @@ impl Quotas {
         if more == 0 {
             return Ok(());
         }
-        let held = quotas::reminders(tx, owner, self.reminders_per_user).await?;
+        let held = quotas::held(tx, owner).await?.reminders;
         if held + more as i64 > i64::from(self.reminders_per_user) {
             return Err(self.reminders_full(held));
         }
         Ok(())
     }
 
-    /// What the owner may still add of `tasks` new ones; series and reminders are counted only
-    /// when `series` and `reminders` say new tasks need them. Batches of one owner count one
-    /// after another, so that together they stay within the quotas.
-    pub async fn room(
-        &self,
-        tx: &mut Tx,
-        owner: &str,
-        tasks: usize,
-        series: bool,
-        reminders: bool,
-    ) -> AppResult<Room> {
+    /// What the owner may still add of `tasks` new ones. Batches of one owner count one after
+    /// another, so that together they stay within the quotas.
+    pub async fn room(&self, tx: &mut Tx, owner: &str, tasks: usize) -> AppResult<Room> {
         if tasks > 1 {
             quotas::lock_owner(tx, owner).await?;
         }
-        let tasks = quotas::tasks(tx, owner, self.tasks_per_user).await?;
-        let series = match series {
-            true => Some(quotas::live_series(tx, owner, self.series_per_user).await?),
-            false => None,
-        };
-        let reminders = match reminders {
-            true => Some(quotas::reminders(tx, owner, self.reminders_per_user).await?),
-            false => None,
-        };
-        Ok(Room {
-            tasks,
-            series,
-            reminders,
-        })
+        Ok(Room(quotas::held(tx, owner).await?))
     }
 
     /// Takes from `room` what one new task holds (a live series if `recurring`, and
     /// `reminders`), or says which quota it would exceed and takes nothing.
     pub fn take(&self, room: &mut Room, recurring: bool, reminders: usize) -> AppResult<()> {
-        if room.tasks >= i64::from(self.tasks_per_user) {
+        let held = &mut room.0;
+        if held.tasks >= i64::from(self.tasks_per_user) {
             return Err(self.tasks_full());
         }
-        let series = room.series.filter(|_| recurring);
-        if series.is_some_and(|held| held >= i64::from(self.series_per_user)) {
+        if recurring && held.live_series >= i64::from(self.series_per_user) {
             return Err(self.series_full());
         }
         let more = reminders as i64;
-        let held_reminders = room.reminders.filter(|_| more > 0);
-        if let Some(held) = held_reminders
-            && held + more > i64::from(self.reminders_per_user)
-        {
-            return Err(self.reminders_full(held));
+        if more > 0 && held.reminders + more > i64::from(self.reminders_per_user) {
+            return Err(self.reminders_full(held.reminders));
         }
-        room.tasks += 1;
-        room.series = room.series.map(|held| held + i64::from(recurring));
-        room.reminders = room.reminders.map(|held| held + more);
+        held.tasks += 1;
+        held.live_series += i64::from(recurring);
+        held.reminders += more;
         Ok(())
     }
 

@@ -119,19 +119,10 @@ impl TaskService {
             .into_iter()
             .map(|new| new_row(owner, new, now))
             .collect();
-        let recurring = rows.iter().any(|(row, ..)| row.recurrence.is_some());
-        let with_reminders = rows.iter().any(|(_, reminders, _)| !reminders.is_empty());
-
         let mut tx = self.db.begin().await?;
         let mut room = self
             .quotas
-            .room(
-                &mut tx,
-                owner.as_str(),
-                rows.len(),
-                recurring,
-                with_reminders,
-            )
+            .room(&mut tx, owner.as_str(), rows.len())
             .await?;
         // Each task's refusal, or `None` where it is admitted and written with the others.
         let mut refusals = Vec::with_capacity(rows.len());

@@ -1,10 +1,11 @@
 //! What the server keeps, and for how long: the tables that grow with use are pruned here, in
 //! one pass the server runs every ten minutes on every replica (each delete is idempotent).
-//! Published outbox rows have their own retention (`--outbox-retention-hours`, the relay).
+//! Published outbox rows have their own retention (`--outbox-retention-hours`, the relay). The
+//! pass also folds the quota usage rows of ended database sessions ([`quotas`]).
 
 use chrono::{DateTime, Utc};
 
-use super::{Db, Query};
+use super::{Db, Query, quotas};
 
 /// How long rows are kept.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct Pruned {
     /// Notifications removed for their age, and beyond their user's allowance.
     pub old_notifications: u64,
     pub surplus_notifications: u64,
+    /// Users whose usage rows of ended database sessions were folded into one.
+    pub usage_folded: u64,
 }
 
 /// Removes what `retention` no longer keeps, as of `now`.
@@ -71,9 +74,11 @@ pub async fn prune(
             .bind(keep),
         )
         .await?;
+    let usage_folded = quotas::fold_ended_writers(db).await?;
     Ok(Pruned {
         processed_events,
         old_notifications,
         surplus_notifications,
+        usage_folded,
     })
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use mcp_server::app::tasks::{Applied, TaskService};
 use mcp_server::error::AppResult;
 use mcp_server::mcp::args::UpdateTaskArgs;
-use mcp_server::store::{Db, Query};
+use mcp_server::store::{Backend, Db, Query};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::types::Json;
@@ -23,37 +23,57 @@ use uuid::Uuid;
 /// A database for one test; SQLite files live until it is dropped.
 pub struct TestDb {
     pub db: Db,
+    /// Where the database is, for a test that opens more connections of its own.
+    pub url: String,
     _dir: Option<TempDir>,
 }
 
 pub async fn sqlite() -> TestDb {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("todo.db").display());
-    let db = Db::connect(&url, 4).await.expect("open SQLite");
-    TestDb {
-        db,
-        _dir: Some(dir),
-    }
+    migrated(empty(Backend::Sqlite).await).await
 }
 
 pub async fn postgres() -> TestDb {
-    let admin = std::env::var("TODO_TEST_DATABASE_URL").expect(
-        "TODO_TEST_DATABASE_URL is not set: run the tests with scripts/test.sh, which starts PostgreSQL",
-    );
-    let name = format!("test_{}", Uuid::new_v4().simple());
-    let admin_db = Db::connect_unmigrated(&admin)
-        .await
-        .expect("connect to PostgreSQL");
-    admin_db
-        .execute(&Query::new(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("create test database");
-    admin_db.close().await;
-    let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
-    let db = Db::connect(&format!("{base}/{name}"), 8)
+    migrated(empty(Backend::Postgres).await).await
+}
+
+/// A new database with nothing in it, not even the schema: its URL, and the directory that
+/// holds it if it is a SQLite file.
+pub async fn empty(backend: Backend) -> (String, Option<TempDir>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("todo.db").display());
+            (url, Some(dir))
+        }
+        Backend::Postgres => {
+            let admin = std::env::var("TODO_TEST_DATABASE_URL").expect(
+                "TODO_TEST_DATABASE_URL is not set: run the tests with scripts/test.sh, which starts PostgreSQL",
+            );
+            let name = format!("test_{}", Uuid::new_v4().simple());
+            let admin_db = Db::connect_unmigrated(&admin)
+                .await
+                .expect("connect to PostgreSQL");
+            admin_db
+                .execute(&Query::new(format!("CREATE DATABASE {name}")))
+                .await
+                .expect("create test database");
+            admin_db.close().await;
+            let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
+            (format!("{base}/{name}"), None)
+        }
+    }
+}
+
+/// Opens the database at `url` as the server does, migrating it.
+pub async fn migrated((url, dir): (String, Option<TempDir>)) -> TestDb {
+    let connections = match Backend::of_url(&url) {
+        Some(Backend::Sqlite) => 4,
+        _ => 8,
+    };
+    let db = Db::connect(&url, connections)
         .await
         .expect("open test database");
-    TestDb { db, _dir: None }
+    TestDb { db, url, _dir: dir }
 }
 
 /// Builds tool arguments from JSON, as a client would send them.
