@@ -14,7 +14,8 @@
 #      earlier run is replayed, and so that the test suite's Redis (which the tests FLUSHALL)
 #      and this run cannot disturb each other. Resources are generated from components/ (the
 #      Redis address, a secrets file with `jwt-secret` and `database-url`, app-id `bench-sink`
-#      added to the pub/sub scopes; resiliency and the cron bindings, `@every 1m`, as they are);
+#      added to the pub/sub scopes, `bench-calls` to what the scheduler may publish; resiliency
+#      and the cron bindings, `@every 1m`, as they are);
 #   3. the outbox relay: `todo-mcp --transport http --events dapr` beside its daprd (the
 #      per-user fair share and quotas off: one user drives the load)
 #      (app-id mcp-server) relays its outbox to topic `tasks`; `todo-bench pipeline sink` beside
@@ -319,8 +320,12 @@ for f in sorted(pathlib.Path(src).glob("*.yaml")):
         assert text.count("./components/secrets.dev.json") == 1, f
         text = text.replace("./components/secrets.dev.json", secrets)
     if "type: pubsub.redis" in text:
-        # The sink is a subscriber and publisher of its own.
+        # The sink is a subscriber and publisher of its own. The timing of the scheduler's
+        # sidecar calls publishes as the scheduler to a topic nobody reads, `bench-calls`.
         text = text.rstrip("\n") + "\n  - bench-sink\n"
+        text, n = re.subn(r"(- name: publishingScopes\n\s+value: \"[^\"]*scheduler=[^;\"]*)",
+                          lambda m: m.group(1) + ",bench-calls", text)
+        assert n == 1, f"{f}: cannot let the scheduler publish to bench-calls"
     (dest / f.name).write_text(text)
 EOF
 

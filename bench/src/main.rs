@@ -67,6 +67,7 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    todo_dapr::tls::install_crypto_provider();
     let print = |v: Value| println!("{v}");
     match Cli::parse().cmd {
         Cmd::Token { secret, sub, ttl } => {

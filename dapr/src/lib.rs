@@ -10,6 +10,7 @@
 //! - [`shutdown`]: the signals both services stop on, so that the sidecar sees a clean exit.
 //! - [`telemetry`]: logs to stderr, spans over OTLP when configured, and the W3C trace context
 //!   that events and sidecar calls carry between the services.
+//! - [`tls`]: the process's TLS crypto provider, chosen before any HTTP client is built.
 //!
 //! The domain (`todo-shared`) knows nothing of this crate: here is everything that talks to or
 //! from the sidecar.
@@ -19,5 +20,6 @@ pub mod client;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use client::{DaprClient, DaprError};

@@ -44,9 +44,7 @@ impl Telemetry {
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the span export of `service`. A misconfigured exporter
 /// is logged and leaves the service running without it.
 pub fn init(service: &'static str, default_filter: &str) -> Telemetry {
-    // The process's HTTP clients (the OTLP exporter's, the identity provider's) do TLS with
-    // rustls, on ring: chosen once, before any of them is built. Only a second call fails.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::tls::install_crypto_provider();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let logs = tracing_subscriber::fmt::layer()
