@@ -229,6 +229,12 @@ pub struct Config {
     #[arg(long, env = "TODO_OUTBOX_LEASE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub outbox_lease_seconds: u32,
 
+    /// Claims the outbox relay publishes at once, each of up to 512 tasks (PostgreSQL; SQLite's
+    /// one writer takes one at a time). More keep the sidecar busier while claims and settles
+    /// wait for the database (`scripts/bench-pipeline.sh`: 8 relayed 16 % more than 4).
+    #[arg(long, env = "TODO_OUTBOX_WORKERS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub outbox_workers: u32,
+
     /// Where to serve Prometheus metrics (`GET /metrics`) with the HTTP transport, apart from
     /// `/mcp`. Unset: no metrics endpoint.
     #[arg(long, env = "TODO_METRICS_LISTEN")]

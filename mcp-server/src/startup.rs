@@ -151,7 +151,7 @@ impl Core {
             lease: std::time::Duration::from_secs(config.outbox_lease_seconds.into()),
             // SQLite has one writer, which in-process subscribers need too.
             workers: match self.db.backend() {
-                Backend::Postgres => RelaySettings::default().workers,
+                Backend::Postgres => config.outbox_workers as usize,
                 Backend::Sqlite => 1,
             },
             ..RelaySettings::default()

@@ -59,7 +59,7 @@ impl Default for RelaySettings {
         Self {
             batch: 512,
             max_events: 2048,
-            workers: 4,
+            workers: 8,
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(500),
             first_retry: Duration::from_secs(1),
