@@ -2,8 +2,7 @@
 
 mod common;
 
-use chrono::{DateTime, TimeZone, Utc};
-use common::{TestDb, args, count, outbox, user};
+use common::{TestDb, add, args, count, now, outbox, user};
 use mcp_server::app::quotas::Quotas;
 use mcp_server::app::tasks::TaskService;
 use mcp_server::error::AppError;
@@ -33,20 +32,6 @@ on_both_backends!(
     each_user_holds_at_most_their_quotas,
     a_batch_creates_each_task_that_fits_with_its_event,
 );
-
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
-}
-
-async fn add(svc: &TaskService, owner: &str, a: Value) -> TaskSnapshot {
-    svc.create(
-        &user(owner),
-        AddTaskArgs::parse(args(a), now(), Zone::UTC).expect("valid task"),
-        now(),
-    )
-    .await
-    .expect("create")
-}
 
 async fn list(svc: &TaskService, owner: &str, a: Value) -> (Vec<String>, i64, Option<String>) {
     let q = ListTasksArgs::parse(args(a), Zone::UTC).expect("valid query");

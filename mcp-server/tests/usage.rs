@@ -4,8 +4,7 @@
 
 mod common;
 
-use chrono::{DateTime, TimeZone, Utc};
-use common::{TestDb, args, user};
+use common::{TestDb, add, args, now, user};
 use mcp_server::app::tasks::TaskService;
 use mcp_server::mcp::args::AddTaskArgs;
 use mcp_server::store::quotas::{self, Held};
@@ -13,26 +12,10 @@ use mcp_server::store::retention::{Retention, prune};
 use mcp_server::store::{Backend, Db, Query};
 use serde_json::{Value, json};
 use todo_shared::reminder::ReminderInput;
-use todo_shared::snapshot::TaskSnapshot;
 use todo_shared::time::Zone;
 use uuid::Uuid;
 
 on_both_backends!(usage_follows_every_change);
-
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
-}
-
-/// `add_task` as the tool runs it.
-async fn add(svc: &TaskService, owner: &str, a: Value) -> TaskSnapshot {
-    svc.create(
-        &user(owner),
-        AddTaskArgs::parse(args(a), now(), Zone::UTC).expect("valid task"),
-        now(),
-    )
-    .await
-    .expect("create")
-}
 
 /// What the quotas read of `owner`.
 async fn read(db: &Db, owner: &str) -> Held {

@@ -7,17 +7,19 @@
 
 #![allow(dead_code)]
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use mcp_server::app::tasks::{Applied, TaskService};
 use mcp_server::error::AppResult;
-use mcp_server::mcp::args::UpdateTaskArgs;
+use mcp_server::mcp::args::{AddTaskArgs, UpdateTaskArgs};
 use mcp_server::store::{Backend, Db, Query};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::types::Json;
 use tempfile::TempDir;
 use todo_shared::reminder::{ReminderInput, ReminderSpec};
+use todo_shared::snapshot::TaskSnapshot;
 use todo_shared::task::UserId;
+use todo_shared::time::Zone;
 use uuid::Uuid;
 
 /// A database for one test; SQLite files live until it is dropped.
@@ -74,6 +76,22 @@ pub async fn migrated((url, dir): (String, Option<TempDir>)) -> TestDb {
         .await
         .expect("open test database");
     TestDb { db, url, _dir: dir }
+}
+
+/// The instant the task tests run at.
+pub fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
+}
+
+/// `add_task` as the tool runs it, at [`now`].
+pub async fn add(svc: &TaskService, owner: &str, a: Value) -> TaskSnapshot {
+    svc.create(
+        &user(owner),
+        AddTaskArgs::parse(args(a), now(), Zone::UTC).expect("valid task"),
+        now(),
+    )
+    .await
+    .expect("create")
 }
 
 /// Builds tool arguments from JSON, as a client would send them.
