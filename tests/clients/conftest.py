@@ -62,12 +62,8 @@ installed by `scripts/node.sh install`, which also runs `npm ci` in js/ when nee
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,15 +71,14 @@ from typing import Any
 
 import pytest
 
-from nodeclients import JS, JWT_SECRET, REPO, Node, clean_env, mint_token, new_user
-
 # Test helpers shared with tests/e2e.
-sys.path.insert(0, str(REPO / "tests" / "common"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 from hydra import Hydra, hydra_fixture, resource_server_env  # noqa: E402, F401 (hydra_fixture: the `hydra` fixture)
 from net import free_port  # noqa: E402
 from pg import fresh_database  # noqa: E402
+from server import HttpServer, stop, tail  # noqa: E402
 
-SERVER_LOG_LEVEL = "info,mcp_server=debug"
+from nodeclients import JS, REPO, Node, mint_token, new_user  # noqa: E402
 LOG_KEY = pytest.StashKey[list]()
 
 
@@ -103,20 +98,13 @@ def _server_logs(request: pytest.FixtureRequest) -> list[tuple[str, Path]]:
     return logs
 
 
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as e:
-        return f"(cannot read {path}: {e})"
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     outcome = yield
     report = outcome.get_result()
     if report.failed:
         for name, path in item.stash.get(LOG_KEY, []):
-            report.sections.append((f"server log: {name} ({path})", _tail(path)))
+            report.sections.append((f"server log: {name} ({path})", tail(path)))
 
 
 # --- Node and the clients -----------------------------------------------------------------------
@@ -163,72 +151,6 @@ def database_url() -> Iterator[str]:
 # --- the servers --------------------------------------------------------------------------------
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _stop(proc: subprocess.Popen | None, timeout: float = 10) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@dataclass
-class HttpServer:
-    """`todo-mcp --transport http --listen 127.0.0.1:<port>` on PostgreSQL, on `port` (a free one
-    if unset), with `extra_env` added to its environment. With `TODO_AUTH_ISSUER` there it takes
-    that identity provider's tokens only: it is started without the shared secret."""
-
-    binary: str
-    database_url: str
-    log: Path
-    port: int = 0
-    proc: subprocess.Popen | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"{self.base}/mcp"
-
-    def start(self, timeout: float = 30) -> HttpServer:
-        self.port = self.port or free_port()
-        env = clean_env(TODO_JWT_SECRET=JWT_SECRET, DATABASE_URL=self.database_url, RUST_LOG=SERVER_LOG_LEVEL)
-        env.update(self.extra_env)
-        if "TODO_AUTH_ISSUER" in env:
-            del env["TODO_JWT_SECRET"]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [self.binary, "--transport", "http", "--listen", f"127.0.0.1:{self.port}"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"HTTP server exited with {self.proc.returncode}:\n{_tail(self.log)}")
-            if _healthy(f"{self.base}/healthz"):
-                return self
-            time.sleep(0.05)
-        _stop(self.proc)
-        raise RuntimeError(f"HTTP server not healthy after {timeout}s:\n{_tail(self.log)}")
-
-
 @pytest.fixture(scope="session")
 def http_server(binary: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
     log = tmp_path_factory.mktemp("http") / "server.log"
@@ -236,7 +158,7 @@ def http_server(binary: str, database_url: str, tmp_path_factory: pytest.TempPat
     try:
         yield server
     finally:
-        _stop(server.proc)
+        server.stop()
 
 
 @pytest.fixture
@@ -263,7 +185,7 @@ def oauth_server(
     try:
         yield server
     finally:
-        _stop(server.proc)
+        server.stop()
 
 
 @pytest.fixture
@@ -326,4 +248,4 @@ def bearer_proxy(node: Node, http_server: HttpServer) -> Iterator[str]:
         assert line.startswith("PORT="), f"bearer-proxy printed {line!r} (exit {proc.poll()})"
         yield f"http://127.0.0.1:{line.split('=', 1)[1]}/mcp"
     finally:
-        _stop(proc)
+        stop(proc)

@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from server import JWT_SECRET, clean_env  # tests/common, on the path through conftest.py
 
 REPO = Path(__file__).resolve().parents[2]
 JS = REPO / "tests" / "clients" / "js"
 BIN = JS / "node_modules" / ".bin"
-
-# The HS256 secret the test HTTP server is started with (at least 32 bytes).
-JWT_SECRET = "clients-test-secret-0123456789abcdef-0123456789"
 
 # The ten tools every client must find.
 TOOLS = {
@@ -52,19 +50,6 @@ def new_user() -> str:
 def mint_token(sub: str, exp_in: int = 900) -> str:
     now = int(time.time())
     return jwt.encode({"sub": sub, "iat": now, "exp": now + exp_in}, JWT_SECRET, algorithm="HS256")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without the server's configuration (no TODO_*, no database, no
-    Dapr sidecar variables: with them a server would wait for a sidecar) and with `extra`."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TODO_", "DAPR_"))
-        and k not in ("DATABASE_URL", "RUST_LOG", "APP_API_TOKEN")
-    }
-    env.update(extra)
-    return env
 
 
 @dataclass

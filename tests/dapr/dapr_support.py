@@ -29,6 +29,7 @@ import jwt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 from contract import Contract  # noqa: E402
+from server import clean_env, tail  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = REPO / "components"
@@ -104,25 +105,6 @@ def wait_until(
                 extra += "\n" + diagnose()
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
         time.sleep(interval)
-
-
-def tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as e:
-        return f"(cannot read {path}: {e})"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without anything that configures the server or a sidecar."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TODO_", "DAPR_"))
-        and k not in ("DATABASE_URL", "RUST_LOG", "APP_API_TOKEN", "APP_ID", "APP_PORT")
-    }
-    env.update(extra)
-    return env
 
 
 def micros(dt: datetime) -> int:

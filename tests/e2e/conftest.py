@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sys
-
-import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
@@ -34,16 +30,16 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from support import JWT_SECRET, PROTOCOL, REPO, mint_token, new_user
 
 # Test helpers shared with tests/clients.
-sys.path.insert(0, str(REPO / "tests" / "common"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 from hydra import Hydra, hydra_fixture, resource_server_env  # noqa: E402, F401 (hydra_fixture: the `hydra` fixture)
 from net import free_port  # noqa: E402
 from pg import fresh_database  # noqa: E402
+from server import SERVER_LOG_LEVEL, HttpServer, tail  # noqa: E402
+from support import PROTOCOL, REPO, mint_token, new_user  # noqa: E402
 
 TRANSPORTS = ["stdio-legacy", "stdio-auto", "http-legacy", "http-auto", "sse-legacy"]
-SERVER_LOG_LEVEL = "info,mcp_server=debug"
 LOG_KEY = pytest.StashKey[list]()
 
 
@@ -68,20 +64,13 @@ def _server_logs(request: pytest.FixtureRequest) -> list[tuple[str, Path]]:
     return logs
 
 
-def _tail(path: Path, lines: int = 80) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as e:
-        return f"(cannot read {path}: {e})"
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     outcome = yield
     report = outcome.get_result()
     if report.failed:
         for name, path in item.stash.get(LOG_KEY, []):
-            report.sections.append((f"server stderr: {name} ({path})", _tail(path)))
+            report.sections.append((f"server stderr: {name} ({path})", tail(path)))
 
 
 # --- the binary and the databases ---------------------------------------------------------------
@@ -115,85 +104,6 @@ def stdio_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 # --- the HTTP server ----------------------------------------------------------------------------
-
-
-@dataclass
-class HttpServer:
-    binary: str
-    database_url: str
-    log: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
-    port: int = 0
-    proc: subprocess.Popen | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"{self.base}/mcp"
-
-    def start(self, timeout: float = 30) -> HttpServer:
-        """Starts the server on `port` (a free one if unset)."""
-        self.port = self.port or free_port()
-        # Nothing from the caller's configuration: no TODO_* settings, no database, and no Dapr
-        # sidecar variables (with them the server would wait for a sidecar).
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("TODO_", "DAPR_"))
-            and k not in ("DATABASE_URL", "RUST_LOG", "APP_API_TOKEN")
-        }
-        env.update(
-            TODO_TRANSPORT="http",
-            TODO_LISTEN=f"127.0.0.1:{self.port}",
-            TODO_JWT_SECRET=JWT_SECRET,
-            DATABASE_URL=self.database_url,
-            RUST_LOG=SERVER_LOG_LEVEL,
-        )
-        env.update(self.extra_env)
-        if "TODO_AUTH_ISSUER" in env:
-            # An identity provider's tokens only: the server must not need the shared secret.
-            del env["TODO_JWT_SECRET"]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [self.binary],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"HTTP server exited with {self.proc.returncode}:\n{_tail(self.log)}"
-                )
-            try:
-                if httpx2.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx2.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"HTTP server not healthy after {timeout}s:\n{_tail(self.log)}")
-
-    def stop(self, timeout: float = 10) -> int | None:
-        """SIGTERM, then SIGKILL after `timeout`; returns the exit code after SIGTERM, if any."""
-        if self.proc is None:
-            return None
-        proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                return proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                return None
-        return proc.returncode
 
 
 @pytest.fixture(scope="session")

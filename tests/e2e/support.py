@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from server import JWT_SECRET  # tests/common, on the path through conftest.py
 
 REPO = Path(__file__).resolve().parents[2]
-
-# The HS256 secret the test HTTP server is started with (at least 32 bytes).
-JWT_SECRET = "e2e-test-secret-0123456789abcdef-0123456789"
 
 # Dates safely in the future (and `PAST` safely in the past) whatever the clock says.
 Y = datetime.now(timezone.utc).year + 3
